@@ -1,0 +1,112 @@
+"""EFM speed on this machine: SFT samples/s, act and steps-to-go latency, parameter count.
+
+Prints one JSON object. Usage: python benchmarks/efm_bench.py [--repeats N] [--config efm.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from sefm_policy.config import EFMConfig, load_config
+from sefm_policy.losses import bc_loss, instruction_loss, steps_to_go_loss
+from sefm_policy.model import EFM
+from sefm_policy.testing import aloha_observations, table_observations
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def timed(fn, repeats: int, warmup: int = 3) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    ms = sorted(1000 * x for x in times)
+    return {"p50_ms": round(statistics.median(ms), 2), "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 2)}
+
+
+def sft_step_fn(model: EFM, batch: int):
+    """One Stage 1 step: the batch split uniformly across BC, steps-to-go and instruction prediction."""
+    n = batch // 3 + (batch % 3 > 0)
+    obs = table_observations(batch, seed=1)
+    bc_obs, steps_obs, instr_obs = obs[:n], obs[n : 2 * n], obs[2 * n :]
+    rng = np.random.default_rng(1)
+    tokens = model.embodiment.action.encode(rng.uniform(-0.1, 0.1, (n, 2)))
+    steps = rng.integers(0, 101, n)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        loss = (
+            bc_loss(model, bc_obs, tokens).loss
+            + steps_to_go_loss(model, steps_obs, steps).loss
+            + instruction_loss(model, instr_obs, [o.instruction for o in instr_obs]).loss
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--config", help="YAML file with an EFM config (default: the tiny model)")
+    args = parser.parse_args()
+    config = load_config(args.config, EFMConfig) if args.config else EFMConfig()
+    torch.manual_seed(0)
+    model = EFM.build(config)
+    aloha = EFM.build(config.model_copy(update={"embodiment": "aloha"})).eval()
+
+    model.train()
+    sft = timed(sft_step_fn(model, 32), max(5, args.repeats // 3))
+    model.eval()
+    result = {
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "model": {
+            "embodiment": config.embodiment,
+            "pretrained_path": config.pretrained_path,
+            "image_size": model.image_size,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+        "sft_batch32": {**sft, "samples_per_s": round(32 / (sft["p50_ms"] / 1000), 1)},
+    }
+    for b in (1, 16):
+        obs = table_observations(b)
+        result[f"act_language_table_batch{b}"] = timed(lambda o=obs: model.sample_actions(o), args.repeats)
+    obs = aloha_observations(1)
+    result["act_aloha_70_tokens_batch1"] = timed(lambda: aloha.sample_actions(obs), max(5, args.repeats // 3))
+    for b in (1, 64):
+        obs = table_observations(b)
+
+        def d(o=obs):
+            with torch.no_grad():
+                model.expected_steps_to_go(o)
+
+        result[f"steps_to_go_batch{b}"] = timed(d, args.repeats)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Bringup for sefm: launch files, configs and the `sefm` command line."""

@@ -1,0 +1,1 @@
+"""The embodied foundation model (tokenizers, prompts, PaliGemma model, sampling, checkpoints) and the policy node."""

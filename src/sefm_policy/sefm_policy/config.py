@@ -1,0 +1,116 @@
+"""Typed, validated configs. A wrong value fails with a message naming its key."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or out of range; the message names the key."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VisionConfig(StrictModel):
+    """SigLIP vision tower of the tiny default backbone."""
+
+    hidden_size: int = Field(64, gt=0)
+    num_layers: int = Field(2, gt=0)
+    num_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(128, gt=0)
+    patch_size: int = Field(16, gt=0)
+
+
+class TextConfig(StrictModel):
+    """Gemma decoder of the tiny default backbone."""
+
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(2, gt=0)
+    num_heads: int = Field(2, gt=0)
+    num_kv_heads: int = Field(1, gt=0)
+    head_dim: int = Field(64, gt=0)
+    intermediate_size: int = Field(256, gt=0)
+
+
+ALOHA_JOINTS = 14
+# ALOHA joint-position range used until a dataset's stats replace it (radians; covers the grippers too).
+ALOHA_DEFAULT_LOW = [-math.pi] * ALOHA_JOINTS
+ALOHA_DEFAULT_HIGH = [math.pi] * ALOHA_JOINTS
+
+
+class EFMConfig(StrictModel):
+    """Everything needed to rebuild an EFM; saved inside every checkpoint."""
+
+    embodiment: Literal["language_table", "aloha"] = "language_table"
+    pretrained_path: str | None = Field(
+        None, description="local PaliGemma checkpoint directory; None builds the tiny model in code"
+    )
+    image_size: int = Field(64, gt=0, description="model image side in pixels (tiny backbone only)")
+    vision: VisionConfig = VisionConfig()
+    text: TextConfig = TextConfig()
+    seed: int = 0
+    joint_low: list[float] | None = Field(None, description="ALOHA joint normalisation stats (14 values)")
+    joint_high: list[float] | None = None
+    action_chunk: int = Field(5, gt=0, description="ALOHA steps per action chunk")
+    joint_bins: int = Field(256, gt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> EFMConfig:
+        if self.pretrained_path is None and self.image_size % self.vision.patch_size:
+            raise ValueError(
+                f"image_size ({self.image_size}) must be a multiple of vision.patch_size ({self.vision.patch_size})"
+            )
+        if self.text.num_heads % self.text.num_kv_heads:
+            raise ValueError("text.num_heads must be a multiple of text.num_kv_heads")
+        for key in ("joint_low", "joint_high"):
+            value = getattr(self, key)
+            if value is not None and len(value) != ALOHA_JOINTS:
+                raise ValueError(f"{key} must list {ALOHA_JOINTS} values, got {len(value)}")
+        return self
+
+    def joint_stats(self) -> tuple[list[float], list[float]]:
+        return (self.joint_low or ALOHA_DEFAULT_LOW, self.joint_high or ALOHA_DEFAULT_HIGH)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+        lines.append(f"  key '{key}': {e['msg']}{got}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict | None, cls: type[M], source: str = "<dict>") -> M:
+    try:
+        return cls.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path, cls: type[M], section: str | None = None) -> M:
+    """Read a YAML file (optionally one top-level section of it) into ``cls``."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    source = str(path)
+    if section is not None:
+        data = (data or {}).get(section)
+        source = f"{path} [{section}]"
+    return parse_config(data, cls, source)

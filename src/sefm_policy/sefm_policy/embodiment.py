@@ -1,0 +1,70 @@
+"""Per-robot token and image layout (paper App. E; DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .config import EFMConfig
+from .prompts import Observation
+from .tokenizers import JointTokenizer, SignMagnitudeActionTokenizer, UniformBins
+
+
+@dataclass(frozen=True)
+class Embodiment:
+    name: str
+    cameras: tuple[str, ...]
+    action: SignMagnitudeActionTokenizer | JointTokenizer
+    steps: UniformBins
+    state: JointTokenizer | None = None
+
+    @property
+    def num_model_images(self) -> int:
+        return 2
+
+    def model_images(self, obs: Observation) -> list[np.ndarray]:
+        """Camera frames -> the two images the model sees."""
+        if len(obs.images) != len(self.cameras):
+            raise ValueError(
+                f"{self.name} observations carry {len(self.cameras)} images {self.cameras}, got {len(obs.images)}"
+            )
+        frames = [_check_frame(im, cam) for im, cam in zip(obs.images, self.cameras, strict=True)]
+        if len(frames) == 2:
+            return frames
+        return [_stack(frames[0], frames[1]), _stack(frames[2], frames[3])]
+
+
+def _check_frame(image: np.ndarray, camera: str) -> np.ndarray:
+    im = np.asarray(image)
+    if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+        raise ValueError(f"camera {camera!r}: expected a uint8 HxWx3 RGB frame, got {im.dtype} {im.shape}")
+    return im
+
+
+def _stack(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """Stack two camera frames vertically, resizing the lower one to the upper one's width."""
+    if bottom.shape[1] != top.shape[1]:
+        h = round(bottom.shape[0] * top.shape[1] / bottom.shape[1])
+        bottom = cv2.resize(bottom, (top.shape[1], h), interpolation=cv2.INTER_AREA)
+    return np.concatenate([top, bottom], axis=0)
+
+
+def embodiment_for(config: EFMConfig) -> Embodiment:
+    if config.embodiment == "language_table":
+        return Embodiment(
+            name="language_table",
+            cameras=("current", "previous"),
+            action=SignMagnitudeActionTokenizer(unit=0.01, max_units=10),
+            steps=UniformBins(0.0, 100.0, 50),
+        )
+    low, high = config.joint_stats()
+    return Embodiment(
+        name="aloha",
+        cameras=("top", "table", "left_wrist", "right_wrist"),
+        action=JointTokenizer(low, high, bins=config.joint_bins, chunk=config.action_chunk),
+        # One token per value 0..300: bins of width 1 centred on the integers.
+        steps=UniformBins(-0.5, 300.5, 301),
+        state=JointTokenizer(low, high, bins=config.joint_bins, chunk=1),
+    )

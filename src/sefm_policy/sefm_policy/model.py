@@ -1,0 +1,258 @@
+"""The embodied foundation model: one PaliGemma, three prompts (act, steps-to-go, instruction).
+
+Sequences are ``[pad…][image tokens][bos][prompt][state tokens][sep] | suffix``: left padding
+puts every row's suffix at the same position, the prefix attends bidirectionally and the
+suffix causally (PaliGemma's prefix-LM). Every output slot is restricted to its valid
+tokens, for training, log-probs and sampling alike, so the distribution REINFORCE
+differentiates is the one the robot samples from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .backbone import build_backbone
+from .config import EFMConfig
+from .embodiment import embodiment_for
+from .prompts import Observation, Task, prompt_text
+from .vocab import TokenLayout
+
+MAX_PROMPT_TOKENS = 32
+MAX_INSTRUCTION_TOKENS = 24
+
+
+@dataclass
+class Prefix:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    pixel_values: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.input_ids.shape[0]
+
+
+@dataclass
+class ActionSample:
+    tokens: np.ndarray  # (B, slots) slot-local bin indices
+    actions: np.ndarray  # decoded actions (LanguageTable: (B, 2); ALOHA: (B, chunk, 14))
+    log_prob: torch.Tensor  # (B,) log p(tokens | obs) under the untempered policy
+
+
+class EFM(nn.Module):
+    def __init__(self, config: EFMConfig, backbone, tokenizer) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.layout = TokenLayout.from_tokenizer(tokenizer)
+        self.embodiment = embodiment_for(config)
+        self.image_size = int(backbone.config.vision_config.image_size)
+        self.tokens_per_image = int(backbone.config.text_config.num_image_tokens)
+        self.register_buffer("loc_ids", self.layout.loc.clone(), persistent=False)
+        self.register_buffer("text_mask", self.layout.text_mask(), persistent=False)
+        self.register_buffer(
+            "steps_centres", torch.tensor(self.embodiment.steps.centres, dtype=torch.float32), persistent=False
+        )
+        self.action_slot_sizes = torch.tensor(self.embodiment.action.slot_sizes)
+
+    @classmethod
+    def build(cls, config: EFMConfig) -> EFM:
+        backbone, tokenizer = build_backbone(config)
+        return cls(config, backbone, tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return self.loc_ids.device
+
+    def freeze_vision_tower(self) -> None:
+        """Stage 2 trains everything but the vision encoder (paper App. A.3)."""
+        for p in self.backbone.model.vision_tower.parameters():
+            p.requires_grad_(False)
+
+    # ----- inputs -------------------------------------------------------------------------
+
+    def _pixels(self, image: np.ndarray) -> torch.Tensor:
+        s = self.image_size
+        if image.shape[:2] != (s, s):
+            image = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(image).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+    def prefix(self, task: Task, observations: Sequence[Observation]) -> Prefix:
+        if not observations:
+            raise ValueError("need at least one observation")
+        lay, emb = self.layout, self.embodiment
+        images, rows = [], []
+        for obs in observations:
+            model_images = emb.model_images(obs)
+            images.extend(self._pixels(im) for im in model_images)
+            text = self.tokenizer.encode(prompt_text(task, obs.instruction), add_special_tokens=False)
+            ids = [lay.image] * (self.tokens_per_image * len(model_images)) + [lay.bos] + text[:MAX_PROMPT_TOKENS]
+            if emb.state is not None and task is not Task.INSTRUCTION:
+                if obs.state is None:
+                    raise ValueError(f"{emb.name} observations need the joint state for the prompt")
+                ids += self.layout.loc[torch.from_numpy(emb.state.encode(obs.state))].tolist()
+            rows.append([*ids, lay.sep])
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), lay.pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, width - len(r) :] = 1
+        position_ids = (mask.cumsum(-1)).clamp(min=1)  # PaliGemma positions start at 1
+        dev = self.device
+        return Prefix(input_ids.to(dev), mask.to(dev), position_ids.to(dev), torch.stack(images).to(dev))
+
+    # ----- forward passes -------------------------------------------------------------
+
+    def _teacher_forced_logits(self, prefix: Prefix, suffix: torch.Tensor | None, suffix_mask=None) -> torch.Tensor:
+        """Logits predicting suffix tokens 0..L (B, L+1, V), given the prefix and ``suffix`` (B, L)."""
+        ids, mask, pos = prefix.input_ids, prefix.attention_mask, prefix.position_ids
+        types = torch.zeros_like(ids)
+        n = 0
+        if suffix is not None and suffix.shape[1] > 0:
+            n = suffix.shape[1]
+            smask = torch.ones_like(suffix) if suffix_mask is None else suffix_mask.long()
+            ids = torch.cat([ids, suffix], 1)
+            mask = torch.cat([mask, smask], 1)
+            pos = torch.cat([pos, pos[:, -1:] + torch.arange(1, n + 1, device=ids.device)], 1)
+            types = torch.cat([types, torch.ones_like(suffix)], 1)
+        out = self.backbone(
+            input_ids=ids,
+            pixel_values=prefix.pixel_values,
+            attention_mask=mask,
+            position_ids=pos,
+            token_type_ids=types,
+            use_cache=False,
+            logits_to_keep=n + 1,
+        )
+        return out.logits
+
+    def _restrict(self, logits: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """Log-softmax over each slot's valid loc tokens: (..., L, V) -> (..., L, max size)."""
+        width = int(sizes.max())
+        sub = logits[..., self.loc_ids[:width]]
+        invalid = torch.arange(width, device=logits.device) >= sizes.to(logits.device)[:, None]
+        return sub.masked_fill(invalid, float("-inf")).log_softmax(-1)
+
+    def action_distributions(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
+        """Per-slot log-probs (B, slots, max slot size) of the action, teacher-forced on ``tokens``."""
+        tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
+        prefix = self.prefix(Task.ACT, observations)
+        logits = self._teacher_forced_logits(prefix, self.loc_ids[tokens[:, :-1]])
+        return self._restrict(logits, self.action_slot_sizes)
+
+    def action_log_prob(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
+        """log p(a | o, g) summed over the step's action tokens (B,): what REINFORCE weighs."""
+        dist = self.action_distributions(observations, tokens)
+        idx = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
+        return dist.gather(-1, idx[..., None])[..., 0].sum(-1)
+
+    def steps_to_go_log_probs(self, observations: Sequence[Observation]) -> torch.Tensor:
+        """log p(k | o, g) over the steps-to-go bins (B, K), in one forward pass."""
+        logits = self._teacher_forced_logits(self.prefix(Task.STEPS, observations), None)
+        return self._restrict(logits[:, -1:], torch.tensor([self.embodiment.steps.bins]))[:, 0]
+
+    def steps_to_go_distribution(self, observations: Sequence[Observation]) -> torch.Tensor:
+        return self.steps_to_go_log_probs(observations).exp()
+
+    def expected_steps_to_go(self, observations: Sequence[Observation]) -> torch.Tensor:
+        """d(o, g) = sum_k p(k | o, g) * centre(k): no sampling (paper eq. 1)."""
+        return self.steps_to_go_distribution(observations) @ self.steps_centres
+
+    def instruction_log_probs(self, observations: Sequence[Observation], instructions: Sequence[str]):
+        """Teacher-forced log-probs over text tokens for the instruction (+eos), the target ids
+        and their mask; observations carry the first and last frame."""
+        targets = [
+            [*self.tokenizer.encode(s, add_special_tokens=False)[:MAX_INSTRUCTION_TOKENS], self.layout.eos]
+            for s in instructions
+        ]
+        width = max(len(t) for t in targets)
+        ids = torch.full((len(targets), width), self.layout.pad, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        for i, t in enumerate(targets):
+            ids[i, : len(t)] = torch.tensor(t)
+            mask[i, : len(t)] = True
+        prefix = self.prefix(Task.INSTRUCTION, observations)
+        logits = self._teacher_forced_logits(prefix, ids[:, :-1], mask[:, :-1])
+        logp = logits.masked_fill(~self.text_mask, float("-inf")).log_softmax(-1)
+        return logp, ids, mask
+
+    # ----- decoding --------------------------------------------------------------------
+
+    def _decode_steps(self, prefix: Prefix, steps: int, choose) -> list[torch.Tensor]:
+        """Autoregressive decoding with a KV cache; ``choose(k, logits) -> vocab ids`` picks slot k."""
+        out = self.backbone(
+            input_ids=prefix.input_ids,
+            pixel_values=prefix.pixel_values,
+            attention_mask=prefix.attention_mask,
+            position_ids=prefix.position_ids,
+            token_type_ids=torch.zeros_like(prefix.input_ids),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        mask, pos, cache = prefix.attention_mask, prefix.position_ids[:, -1:], out.past_key_values
+        chosen = []
+        for k in range(steps):
+            ids = choose(k, out.logits[:, -1])
+            chosen.append(ids)
+            if k + 1 == steps:
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            pos = pos + 1
+            out = self.backbone(
+                input_ids=ids[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+            )
+            cache = out.past_key_values
+        return chosen
+
+    @torch.no_grad()
+    def sample_actions(
+        self,
+        observations: Sequence[Observation],
+        temperature: float = 1.0,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> ActionSample:
+        """Sample (or, greedy / temperature 0, take the argmax of) each action slot in turn."""
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        greedy = greedy or temperature == 0
+        sizes = self.action_slot_sizes
+        bins, log_prob = [], torch.zeros(len(observations), device=self.device)
+
+        def choose(k: int, logits: torch.Tensor) -> torch.Tensor:
+            nonlocal log_prob
+            lp = self._restrict(logits[:, None], sizes[k : k + 1])[:, 0]
+            if greedy:
+                b = lp.argmax(-1)
+            else:
+                b = torch.multinomial((lp / temperature).softmax(-1), 1, generator=generator)[:, 0]
+            log_prob = log_prob + lp.gather(-1, b[:, None])[:, 0]
+            bins.append(b)
+            return self.loc_ids[b]
+
+        self._decode_steps(self.prefix(Task.ACT, observations), len(sizes), choose)
+        tokens = torch.stack(bins, 1).cpu().numpy()
+        return ActionSample(tokens, self.embodiment.action.decode(tokens), log_prob)
+
+    @torch.no_grad()
+    def predict_instruction(self, observations: Sequence[Observation]) -> list[str]:
+        """Greedy instruction from (first, last) frames, stopped at eos."""
+        chosen = self._decode_steps(
+            self.prefix(Task.INSTRUCTION, observations),
+            MAX_INSTRUCTION_TOKENS + 1,
+            lambda k, logits: logits.masked_fill(~self.text_mask, float("-inf")).argmax(-1),
+        )
+        texts = []
+        for row in torch.stack(chosen, 1).tolist():
+            row = row[: row.index(self.layout.eos)] if self.layout.eos in row else row
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True))
+        return texts

@@ -1,0 +1,175 @@
+"""Numbers <-> discrete bins for actions, joint states and steps-to-go (paper App. E).
+
+Each tokenizer maps values to slot-local bin indices (0..size-1 per output slot); the
+model maps those onto vocabulary tokens. Out-of-range values are clipped and counted
+in ``clipped`` (a policy or dataset that often leaves the range should be noticed,
+not crash); NaN is rejected because it means the caller's data is broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def _as_finite_or_inf(values, what: str) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    if np.isnan(x).any():
+        where = tuple(int(i) for i in np.argwhere(np.isnan(x))[0])
+        raise ValueError(f"{what} contains NaN at index {where}; refusing to tokenize it")
+    return x
+
+
+def _check_indices(tokens, sizes: np.ndarray, what: str) -> np.ndarray:
+    t = np.asarray(tokens)
+    if not np.issubdtype(t.dtype, np.integer):
+        raise TypeError(f"{what} tokens must be integers, got {t.dtype}")
+    if t.shape[-1:] != sizes.shape:
+        raise ValueError(f"{what} expects {sizes.shape[0]} tokens per step, got shape {t.shape}")
+    bad = (t < 0) | (t >= sizes)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{what} token {int(t[where])} at {where} is outside its slot's range")
+    return t
+
+
+@dataclass
+class UniformBins:
+    """``bins`` equal-width bins over [low, high]; decode returns the bin centre."""
+
+    low: float
+    high: float
+    bins: int
+    clipped: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.high > self.low:
+            raise ValueError(f"UniformBins needs high > low, got [{self.low}, {self.high}]")
+        if self.bins < 1:
+            raise ValueError(f"UniformBins needs at least one bin, got {self.bins}")
+
+    @property
+    def width(self) -> float:
+        return (self.high - self.low) / self.bins
+
+    @property
+    def centres(self) -> np.ndarray:
+        return self.low + (np.arange(self.bins) + 0.5) * self.width
+
+    @property
+    def slot_sizes(self) -> tuple[int, ...]:
+        return (self.bins,)
+
+    def encode(self, values, what: str = "value") -> np.ndarray:
+        x = _as_finite_or_inf(values, what)
+        outside = (x < self.low) | (x > self.high)
+        self.clipped += int(outside.sum())
+        idx = np.floor((np.clip(x, self.low, self.high) - self.low) / self.width)
+        return np.clip(idx, 0, self.bins - 1).astype(np.int64)
+
+    def decode(self, tokens) -> np.ndarray:
+        t = _check_indices(np.asarray(tokens)[..., None], np.array([self.bins]), "UniformBins")[..., 0]
+        return self.centres[t]
+
+
+@dataclass
+class SignMagnitudeActionTokenizer:
+    """LanguageTable: a 2-D end-effector delta as [sign, magnitude, sign, magnitude].
+
+    Magnitudes are whole units (0.01 m) from 0 to ``max_units``, so the action box is
+    [-max_units*unit, +max_units*unit] per axis and rounding error is at most unit/2.
+    """
+
+    unit: float = 0.01
+    max_units: int = 10
+    dims: int = 2
+    clipped: int = field(default=0, compare=False)
+
+    @property
+    def slot_sizes(self) -> tuple[int, ...]:
+        return (2, self.max_units + 1) * self.dims
+
+    @property
+    def limit(self) -> float:
+        return self.unit * self.max_units
+
+    def encode(self, actions) -> np.ndarray:
+        a = _as_finite_or_inf(actions, "action")
+        if a.shape[-1] != self.dims:
+            raise ValueError(f"action must have {self.dims} components, got shape {a.shape}")
+        self.clipped += int((np.abs(a) > self.limit).sum())
+        units = np.rint(np.clip(np.abs(a), 0.0, self.limit) / self.unit).astype(np.int64)
+        sign = ((a < 0) & (units > 0)).astype(np.int64)
+        return np.stack([sign, units], axis=-1).reshape(*a.shape[:-1], 2 * self.dims)
+
+    def decode(self, tokens) -> np.ndarray:
+        t = _check_indices(tokens, np.array(self.slot_sizes), "sign/magnitude action")
+        pairs = t.reshape(*t.shape[:-1], self.dims, 2)
+        return np.where(pairs[..., 0] == 1, -1.0, 1.0) * pairs[..., 1] * self.unit
+
+
+@dataclass
+class JointTokenizer:
+    """Joint vectors (a chunk of ``chunk`` steps of ``len(low)`` joints), normalised to [-1, 1]
+    with per-joint stats and cut into ``bins`` uniform bins (ALOHA: 256 bins, chunk 5).
+
+    The stats travel with the checkpoint: a model is only meaningful with the
+    normalisation it was trained with.
+    """
+
+    low: Sequence[float]
+    high: Sequence[float]
+    bins: int = 256
+    chunk: int = 1
+    clipped: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        self._low = np.asarray(self.low, dtype=np.float64)
+        self._high = np.asarray(self.high, dtype=np.float64)
+        if self._low.shape != self._high.shape or self._low.ndim != 1:
+            raise ValueError("joint stats low/high must be equal-length 1-D lists")
+        if not (self._high > self._low).all():
+            j = int(np.argmin(self._high - self._low))
+            raise ValueError(
+                f"joint stats need high > low for every joint; joint {j} has [{self.low[j]}, {self.high[j]}]"
+            )
+        self._bins = UniformBins(-1.0, 1.0, self.bins)
+
+    @classmethod
+    def from_data(cls, values, bins: int = 256, chunk: int = 1, margin: float = 1e-3) -> JointTokenizer:
+        """Stats from a dataset (rows = samples); constant joints get a small margin."""
+        x = _as_finite_or_inf(values, "joint data")
+        x = x.reshape(-1, x.shape[-1])
+        low, high = x.min(axis=0) - margin, x.max(axis=0) + margin
+        return cls(low=low.tolist(), high=high.tolist(), bins=bins, chunk=chunk)
+
+    @property
+    def dims(self) -> int:
+        return int(self._low.shape[0])
+
+    @property
+    def slot_sizes(self) -> tuple[int, ...]:
+        return (self.bins,) * (self.dims * self.chunk)
+
+    def normalise(self, values) -> np.ndarray:
+        x = _as_finite_or_inf(values, "joint values")
+        return 2.0 * (x - self._low) / (self._high - self._low) - 1.0
+
+    def encode(self, values) -> np.ndarray:
+        x = self.normalise(values)
+        if x.shape[-1] != self.dims or (self.chunk > 1 and x.shape[-2:-1] != (self.chunk,)):
+            raise ValueError(f"expected (..., {self.chunk}, {self.dims}) joint values, got shape {x.shape}")
+        before = self._bins.clipped
+        t = self._bins.encode(x, "joint values")
+        self.clipped += self._bins.clipped - before
+        lead = x.shape[:-2] if self.chunk > 1 else x.shape[:-1]
+        return t.reshape(*lead, self.chunk * self.dims)
+
+    def decode(self, tokens) -> np.ndarray:
+        t = _check_indices(tokens, np.array(self.slot_sizes), "joint")
+        x = self._bins.centres[t]
+        shape = (*t.shape[:-1], self.chunk, self.dims) if self.chunk > 1 else (*t.shape[:-1], self.dims)
+        x = x.reshape(shape)
+        return (x + 1.0) / 2.0 * (self._high - self._low) + self._low

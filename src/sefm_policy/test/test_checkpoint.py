@@ -1,0 +1,137 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sefm_policy.checkpoint import CheckpointError, load_checkpoint, read_manifest, save_checkpoint
+from sefm_policy.config import EFMConfig
+from sefm_policy.model import EFM
+from sefm_policy.testing import aloha_observations, table_observations
+
+
+def outputs(model, obs):
+    with torch.no_grad():
+        return (
+            model.sample_actions(obs, greedy=True).tokens,
+            model.expected_steps_to_go(obs),
+            model.action_log_prob(obs, np.array([[1, 4, 0, 9]] * len(obs))),
+        )
+
+
+def test_round_trip_gives_identical_outputs(tiny, tmp_path):
+    obs = table_observations(4)
+    save_checkpoint(tiny, tmp_path / "ckpt", metadata={"version": 3})
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    a, b = outputs(tiny, obs), outputs(loaded, obs)
+    assert np.array_equal(a[0], b[0])
+    assert torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
+    assert loaded.config == tiny.config
+    assert read_manifest(tmp_path / "ckpt")["metadata"] == {"version": 3}
+
+
+def test_aloha_round_trip_keeps_joint_normalisation(tmp_path):
+    config = EFMConfig(embodiment="aloha", joint_low=[-1.0] * 14, joint_high=[2.0] * 14)
+    model = EFM.build(config).eval()
+    save_checkpoint(model, tmp_path / "aloha")
+    loaded = load_checkpoint(tmp_path / "aloha")
+    obs = aloha_observations(2)
+    assert np.array_equal(
+        model.sample_actions(obs, greedy=True).actions, loaded.sample_actions(obs, greedy=True).actions
+    )
+    assert loaded.embodiment.action.low == [-1.0] * 14
+
+
+def test_checkpoint_holds_no_pickle(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path / "ckpt")
+    names = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert "model.safetensors" in names and "tokenizer.json" in names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+
+
+def test_source_tree_never_unpickles():
+    root = Path(__file__).resolve().parents[3]
+    offenders = [
+        str(p)
+        for p in root.glob("src/*/sefm*/**/*.py")
+        if any(s in p.read_text() for s in ("import pickle", "torch.load(", "import dill", "joblib.load"))
+    ]
+    assert offenders == []
+
+
+def test_crash_mid_save_leaves_the_previous_checkpoint_untouched(tiny, tmp_path, monkeypatch):
+    target = tmp_path / "ckpt"
+    save_checkpoint(tiny, target, metadata={"version": 1})
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed mid-save")
+
+    monkeypatch.setattr(tiny.tokenizer, "save_pretrained", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tiny, target, metadata={"version": 2})
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary left behind
+    assert read_manifest(target)["metadata"] == {"version": 1}
+
+
+def test_crash_on_first_save_leaves_nothing_that_looks_like_a_checkpoint(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(tiny.tokenizer, "save_pretrained", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        save_checkpoint(tiny, tmp_path / "ckpt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_over_a_checkpoint_replaces_it(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path / "ckpt", metadata={"version": 1})
+    save_checkpoint(tiny, tmp_path / "ckpt", metadata={"version": 2})
+    assert read_manifest(tmp_path / "ckpt")["metadata"] == {"version": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+def test_missing_manifest_names_the_file(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "manifest.json").unlink()
+    with pytest.raises(CheckpointError, match=r"manifest\.json: missing"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_truncated_weights_name_the_file(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: truncated"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_tampered_file_of_the_same_size_names_the_file(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: contents do not match"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_deleted_file_names_the_file(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json: missing"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_garbled_manifest_is_reported(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "manifest.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"manifest\.json: not valid JSON"):
+        load_checkpoint(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "manifest.json").write_text(json.dumps({"format": "other/9", "files": {}}))
+    with pytest.raises(CheckpointError, match="unknown format"):
+        load_checkpoint(tmp_path / "ckpt")

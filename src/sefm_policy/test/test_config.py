@@ -1,0 +1,34 @@
+import pytest
+
+from sefm_policy.config import ConfigError, EFMConfig, load_config, parse_config
+
+
+def test_wrong_value_names_its_key():
+    with pytest.raises(ConfigError, match=r"key 'vision\.hidden_size': .*greater than 0.*got -4"):
+        parse_config({"vision": {"hidden_size": -4}}, EFMConfig)
+
+
+def test_unknown_key_is_rejected_by_name():
+    with pytest.raises(ConfigError, match=r"key 'text\.hiden_size': Extra inputs are not permitted"):
+        parse_config({"text": {"hiden_size": 64}}, EFMConfig)
+
+
+def test_cross_field_rule_is_explained():
+    with pytest.raises(ConfigError, match=r"image_size \(60\) must be a multiple of vision.patch_size \(16\)"):
+        parse_config({"image_size": 60}, EFMConfig)
+    with pytest.raises(ConfigError, match="joint_low must list 14 values"):
+        parse_config({"embodiment": "aloha", "joint_low": [0.0] * 3}, EFMConfig)
+
+
+def test_yaml_section_loads_and_errors_name_the_file(tmp_path):
+    path = tmp_path / "graph.yaml"
+    path.write_text("model:\n  embodiment: aloha\n  image_size: 32\n")
+    assert load_config(path, EFMConfig, section="model").embodiment == "aloha"
+    path.write_text("model:\n  embodiment: quadruped\n")
+    with pytest.raises(ConfigError, match=r"(?s)graph\.yaml \[model\].*key 'embodiment'"):
+        load_config(path, EFMConfig, section="model")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml", EFMConfig)
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path, EFMConfig)

@@ -1,0 +1,180 @@
+import numpy as np
+import pytest
+import torch
+
+from sefm_policy.losses import bc_loss, instruction_loss, reinforce_loss, steps_to_go_loss
+from sefm_policy.prompts import Observation, Task
+from sefm_policy.testing import aloha_observations, table_observations
+
+
+def push_logits(model, bonus):
+    """Add ``bonus`` (V,) to every logit the backbone produces."""
+    return model.backbone.lm_head.register_forward_hook(lambda mod, inp, out: out + bonus)
+
+
+def test_constrained_decoding_never_emits_an_invalid_token(tiny):
+    # Make every token the slots must not use overwhelmingly likely: loc tokens past each
+    # slot's range, text tokens, the image token.
+    bonus = torch.full((tiny.layout.vocab_size,), 50.0)
+    bonus[tiny.loc_ids[:2]] = 0.0
+    handle = push_logits(tiny, bonus)
+    obs = table_observations(16)
+    for seed in range(5):
+        sample = tiny.sample_actions(obs, temperature=2.0, generator=torch.Generator().manual_seed(seed))
+        sizes = np.array(tiny.embodiment.action.slot_sizes)
+        assert np.all((sample.tokens >= 0) & (sample.tokens < sizes))
+    handle.remove()
+
+
+def test_sampled_log_prob_matches_teacher_forced_log_prob(tiny):
+    obs = table_observations(6)
+    sample = tiny.sample_actions(obs, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        forced = tiny.action_log_prob(obs, sample.tokens)
+    torch.testing.assert_close(forced, sample.log_prob, atol=1e-4, rtol=1e-4)
+
+
+def test_padded_batch_gives_the_same_answers_as_one_at_a_time(tiny):
+    obs = table_observations(5)
+    tokens = np.array([[0, 3, 1, 7]] * 5)
+    with torch.no_grad():
+        batch_d = tiny.expected_steps_to_go(obs)
+        batch_lp = tiny.action_log_prob(obs, tokens)
+        single_d = torch.cat([tiny.expected_steps_to_go([o]) for o in obs])
+        single_lp = torch.cat([tiny.action_log_prob([o], tokens[:1]) for o in obs])
+    torch.testing.assert_close(batch_d, single_d, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(batch_lp, single_lp, atol=1e-4, rtol=1e-4)
+    greedy = tiny.sample_actions(obs, greedy=True).tokens
+    assert np.array_equal(greedy, np.concatenate([tiny.sample_actions([o], greedy=True).tokens for o in obs]))
+
+
+def test_sampling_is_reproducible_from_a_generator_and_greedy_is_deterministic(tiny):
+    obs = table_observations(4)
+    a = tiny.sample_actions(obs, generator=torch.Generator().manual_seed(7)).tokens
+    b = tiny.sample_actions(obs, generator=torch.Generator().manual_seed(7)).tokens
+    assert np.array_equal(a, b)
+    assert np.array_equal(tiny.sample_actions(obs, temperature=0).tokens, tiny.sample_actions(obs, greedy=True).tokens)
+
+
+def test_expected_steps_to_go_equals_hand_computed_expectation(tiny):
+    # Force p(bin 0) = 1/4, p(bin 1) = 3/4 (all other steps bins ~0): d = 0.25*1 + 0.75*3 = 2.5.
+    values = torch.full((50,), -40.0)
+    values[:2] = torch.tensor([0.0, np.log(3.0)])
+
+    def overwrite(mod, inp, out):
+        out = out.clone()
+        out[..., tiny.loc_ids[:50]] = values
+        return out
+
+    handle = tiny.backbone.lm_head.register_forward_hook(overwrite)
+    with torch.no_grad():
+        p = tiny.steps_to_go_distribution(table_observations(3))
+        d = tiny.expected_steps_to_go(table_observations(3))
+    handle.remove()
+    torch.testing.assert_close(p[:, :2], torch.tensor([[0.25, 0.75]] * 3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(d, torch.full((3,), 2.5), atol=1e-3, rtol=0)
+
+
+def test_expected_steps_to_go_is_the_distribution_times_bin_centres(tiny):
+    obs = table_observations(3)
+    with torch.no_grad():
+        p = tiny.steps_to_go_distribution(obs)
+        d = tiny.expected_steps_to_go(obs)
+    by_hand = [sum(p[i, k].item() * (2 * k + 1) for k in range(50)) for i in range(3)]
+    assert p.shape == (3, 50)
+    torch.testing.assert_close(p.sum(-1), torch.ones(3))
+    assert d.tolist() == pytest.approx(by_hand, abs=1e-3)
+
+
+def test_overfitting_eight_examples_reaches_full_bc_and_steps_accuracy(tiny):
+    obs = table_observations(8, seed=3)
+    rng = np.random.default_rng(3)
+    actions = rng.uniform(-0.1, 0.1, (8, 2))
+    tokens = tiny.embodiment.action.encode(actions)
+    steps = rng.integers(0, 101, 8)
+    opt = torch.optim.AdamW(tiny.parameters(), lr=2e-3)
+    tiny.train()
+    for _ in range(300):
+        bc, st = bc_loss(tiny, obs, tokens), steps_to_go_loss(tiny, obs, steps)
+        if bc.metrics["bc/exact"] == 1.0 and st.metrics["steps/acc"] == 1.0:
+            break
+        opt.zero_grad()
+        (bc.loss + st.loss).backward()
+        opt.step()
+    assert bc.metrics["bc/exact"] == 1.0 and st.metrics["steps/acc"] == 1.0
+    tiny.eval()
+    greedy = tiny.sample_actions(obs, greedy=True)
+    assert np.array_equal(greedy.tokens, tokens)
+    assert np.abs(greedy.actions - actions).max() <= 0.005 + 1e-9
+
+
+def test_instruction_prediction_learns_to_name_the_task(tiny):
+    obs = table_observations(4, seed=5)
+    texts = [o.instruction for o in obs]
+    opt = torch.optim.AdamW(tiny.parameters(), lr=3e-3)
+    tiny.train()
+    for _ in range(300):
+        out = instruction_loss(tiny, obs, texts)
+        if out.metrics["instr/exact"] == 1.0:
+            break
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    tiny.eval()
+    assert tiny.predict_instruction(obs) == [t.lower() for t in texts]
+
+
+def test_one_reinforce_update_raises_a_positive_return_action_and_lowers_a_negative_one(tiny):
+    obs = table_observations(2)
+    tokens = np.array([[0, 5, 1, 2], [1, 8, 0, 9]])
+    with torch.no_grad():
+        before = tiny.action_log_prob(obs, tokens)
+    opt = torch.optim.SGD(tiny.parameters(), lr=0.5)
+    loss = reinforce_loss(tiny, obs, tokens, returns=[1.0, -1.0])
+    opt.zero_grad()
+    loss.loss.backward()
+    opt.step()
+    with torch.no_grad():
+        after = tiny.action_log_prob(obs, tokens)
+    assert after[0] > before[0] and after[1] < before[1]
+
+
+def test_freezing_the_vision_tower_keeps_it_fixed_while_the_rest_trains(tiny):
+    tiny.freeze_vision_tower()
+    vision = {k: v.clone() for k, v in tiny.backbone.model.vision_tower.state_dict().items()}
+    lm_before = tiny.backbone.model.language_model.layers[0].mlp.up_proj.weight.clone()
+    opt = torch.optim.AdamW([p for p in tiny.parameters() if p.requires_grad], lr=1e-2)
+    obs = table_observations(4)
+    loss = bc_loss(tiny, obs, np.zeros((4, 4), dtype=int)).loss
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(v, tiny.backbone.model.vision_tower.state_dict()[k]) for k, v in vision.items())
+    assert not torch.equal(lm_before, tiny.backbone.model.language_model.layers[0].mlp.up_proj.weight)
+
+
+def test_aloha_acts_in_chunks_of_seventy_tokens_with_joint_state_in_the_prompt(tiny_aloha):
+    obs = aloha_observations(3)
+    sample = tiny_aloha.sample_actions(obs, generator=torch.Generator().manual_seed(0))
+    assert sample.tokens.shape == (3, 70) and sample.actions.shape == (3, 5, 14)
+    prefix = tiny_aloha.prefix(Task.ACT, obs[:1])
+    n_image_tokens = int((prefix.input_ids == tiny_aloha.layout.image).sum())
+    assert n_image_tokens == 2 * tiny_aloha.tokens_per_image  # four cameras packed into two images
+    state_ids = tiny_aloha.loc_ids[torch.from_numpy(tiny_aloha.embodiment.state.encode(obs[0].state))]
+    assert prefix.input_ids[0, -15:-1].tolist() == state_ids.tolist()
+    with torch.no_grad():
+        forced = tiny_aloha.action_log_prob(obs, sample.tokens)
+    torch.testing.assert_close(forced, sample.log_prob, atol=1e-3, rtol=1e-4)
+
+
+def test_aloha_without_joint_state_is_a_clear_error(tiny_aloha):
+    obs = aloha_observations(1)[0]
+    with pytest.raises(ValueError, match="joint state"):
+        tiny_aloha.sample_actions([Observation(images=obs.images, instruction=obs.instruction)])
+
+
+def test_wrong_camera_count_or_image_type_is_a_clear_error(tiny):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="carry 2 images"):
+        tiny.sample_actions([Observation(images=(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),))])
+    with pytest.raises(ValueError, match="uint8 HxWx3"):
+        tiny.sample_actions([Observation(images=(np.zeros((64, 64, 3)), np.zeros((64, 64, 3))))])

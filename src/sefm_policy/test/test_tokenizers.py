@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from sefm_policy.tokenizers import JointTokenizer, SignMagnitudeActionTokenizer, UniformBins
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@given(arrays(np.float64, (7, 2), elements=st.floats(-0.1, 0.1)))
+def test_language_table_action_round_trips_within_half_a_unit(actions):
+    tok = SignMagnitudeActionTokenizer()
+    tokens = tok.encode(actions)
+    assert tokens.shape == (7, 4)
+    assert np.abs(tok.decode(tokens) - actions).max() <= tok.unit / 2 + 1e-12
+    assert tok.clipped == 0
+
+
+@given(arrays(np.float64, (5, 2), elements=st.floats(-1e6, 1e6) | st.sampled_from([np.inf, -np.inf])))
+def test_language_table_action_clips_out_of_range_and_counts(actions):
+    tok = SignMagnitudeActionTokenizer()
+    decoded = tok.decode(tok.encode(actions))
+    assert np.abs(decoded).max() <= tok.limit + 1e-12
+    assert tok.clipped == int((np.abs(actions) > tok.limit).sum())
+    inside = np.abs(actions) <= tok.limit
+    assert np.all(np.abs(decoded - actions)[inside] <= tok.unit / 2 + 1e-12)
+
+
+def test_zero_action_has_positive_sign():
+    assert SignMagnitudeActionTokenizer().encode([0.0, -0.001]).tolist() == [0, 0, 0, 0]
+
+
+def test_nan_is_rejected_with_its_position():
+    with pytest.raises(ValueError, match=r"NaN at index \(1, 0\)"):
+        SignMagnitudeActionTokenizer().encode([[0.0, 0.0], [np.nan, 0.0]])
+    with pytest.raises(ValueError, match="NaN"):
+        UniformBins(0, 100, 50).encode([3.0, np.nan])
+    with pytest.raises(ValueError, match="NaN"):
+        JointTokenizer([-1.0] * 2, [1.0] * 2).encode([0.0, np.nan])
+
+
+@settings(deadline=None)
+@given(st.data())
+def test_aloha_action_chunk_round_trips_within_half_a_bin(data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    low = rng.uniform(-3, 0, 14)
+    high = low + rng.uniform(0.1, 3, 14)
+    tok = JointTokenizer(low.tolist(), high.tolist(), bins=256, chunk=5)
+    x = rng.uniform(low, high, size=(3, 5, 14))
+    tokens = tok.encode(x)
+    assert tokens.shape == (3, 70) and tokens.min() >= 0 and tokens.max() < 256
+    half_bin = (high - low) / 256 / 2
+    assert np.all(np.abs(tok.decode(tokens) - x) <= half_bin + 1e-9)
+    assert tok.clipped == 0
+
+
+def test_joint_values_outside_the_stats_are_clipped_and_counted():
+    tok = JointTokenizer([-1.0, -1.0], [1.0, 1.0], bins=256)
+    tokens = tok.encode([[5.0, -0.5], [-np.inf, 0.0]])
+    assert tok.clipped == 2
+    assert tokens[0, 0] == 255 and tokens[1, 0] == 0
+
+
+def test_joint_stats_from_data_cover_the_data():
+    data = np.random.default_rng(0).normal(size=(100, 14))
+    data[:, 3] = 0.25  # a joint that never moves still gets a valid range
+    tok = JointTokenizer.from_data(data, chunk=1)
+    assert tok.clipped == 0 and np.all(np.abs(tok.decode(tok.encode(data)) - data) < 0.05)
+
+
+def test_joint_stats_must_be_ordered():
+    with pytest.raises(ValueError, match="joint 1"):
+        JointTokenizer([0.0, 1.0], [1.0, 1.0])
+
+
+@given(st.integers(0, 100))
+def test_language_table_steps_to_go_is_within_half_a_bin(steps):
+    tok = UniformBins(0.0, 100.0, 50)
+    (k,) = tok.encode([steps])
+    assert 0 <= k < 50 and abs(tok.centres[k] - steps) <= tok.width / 2
+
+
+@given(st.integers(0, 300))
+def test_aloha_steps_to_go_has_one_token_per_value(steps):
+    tok = UniformBins(-0.5, 300.5, 301)
+    (k,) = tok.encode([steps])
+    assert k == steps and tok.decode([k])[0] == steps
+
+
+@given(finite)
+def test_uniform_bins_never_crash_on_finite_input(x):
+    tok = UniformBins(0.0, 100.0, 50)
+    (k,) = tok.encode([x])
+    assert 0 <= k < 50
+
+
+def test_decode_rejects_tokens_outside_their_slot():
+    with pytest.raises(ValueError, match="outside its slot"):
+        SignMagnitudeActionTokenizer().decode([[2, 0, 0, 0]])
+    with pytest.raises(ValueError, match="outside its slot"):
+        UniformBins(0, 100, 50).decode([50])

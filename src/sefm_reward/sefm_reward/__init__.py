@@ -1,0 +1,1 @@
+"""Steps-to-go distance, reward and success detection read off a frozen EFM; the reward node."""

@@ -1,0 +1,1 @@
+"""MuJoCo LanguageTable, BananaTable and ALOHA environments, scripted demonstrators; the sim bridge node."""

@@ -1,0 +1,19 @@
+from setuptools import find_packages, setup
+
+package_name = "sefm_sim_bridge"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["mujoco", "gymnasium", "numpy"],
+    python_requires=">=3.10",
+    zip_safe=True,
+    maintainer="sefm developers",
+    description="MuJoCo LanguageTable, BananaTable and ALOHA sims, demonstrators; the sim bridge node.",
+    license="Apache-2.0",
+)

@@ -1,0 +1,32 @@
+"""The workspace layout of DESIGN.md §1: ament_python packages that are also pip-installable."""
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from sefm_policy.config import EFMConfig, load_config
+
+PACKAGES = ["sefm", "sefm_policy", "sefm_reward", "sefm_trainer", "sefm_sim_bridge"]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_is_ament_python_format_3(repo_root, name):
+    pkg = repo_root / "src" / name
+    root = ET.parse(pkg / "package.xml").getroot()
+    assert root.get("format") == "3"
+    assert root.findtext("name") == name
+    assert root.find("export").findtext("build_type") == "ament_python"
+    assert (pkg / "resource" / name).is_file()
+    assert (pkg / "setup.cfg").read_text().count(f"$base/lib/{name}") == 2
+    setup = (pkg / "setup.py").read_text()
+    assert f'package_name = "{name}"' in setup and '"resource/" + package_name' in setup
+    assert (pkg / name / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_is_importable_from_the_pip_install(name):
+    __import__(name)
+
+
+def test_shipped_tiny_config_is_the_default(repo_root):
+    assert load_config(repo_root / "config" / "efm_tiny.yaml", EFMConfig, section="model") == EFMConfig()
