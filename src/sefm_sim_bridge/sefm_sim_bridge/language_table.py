@@ -9,6 +9,7 @@ teleports. Fully deterministic from the reset seed.
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -35,7 +36,7 @@ class LanguageTableEnv(gym.Env):
     self-improvement loop uses the learned detector). ``task_family``: block2block,
     block2location or banana (BananaTable)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
     def __init__(
         self,
@@ -105,7 +106,7 @@ class LanguageTableEnv(gym.Env):
             raise RuntimeError("could not place objects without overlap")
 
         self.data.mocap_pos[self._effector_mocap, :2] = free_spot()
-        for name, adr in self._qpos.items():
+        for adr in self._qpos.values():
             xy, yaw = free_spot(), rng.uniform(-np.pi, np.pi)
             self.data.qpos[adr : adr + 3] = [xy[0], xy[1], self.data.qpos[adr + 2]]
             self.data.qpos[adr + 3 : adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]

@@ -8,6 +8,7 @@ of capsules along an arc (curved, so an off-centre push spins it).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -74,7 +75,7 @@ def shape_meshes() -> dict[str, list[str]]:
         star.append(_prism([inner[(k + 2) % 5], outer[k], inner[(k + 3) % 5]], h))
     moon = []
     arc = np.linspace(-0.75 * math.pi, 0.75 * math.pi, 6)
-    for a0, a1 in zip(arc[:-1], arc[1:], strict=True):
+    for a0, a1 in itertools.pairwise(arc):
         ro, ri = r * 1.05, r * 0.55
         quad = [
             (ro * math.cos(a0), ro * math.sin(a0)),
@@ -112,7 +113,7 @@ def build_mjcf(objects: str) -> tuple[str, list[SceneObject]]:
         arc = np.linspace(-0.9, 0.9, 6)
         radius, geoms = 0.07, []
         pts = [(radius * math.sin(a), radius * (1 - math.cos(a)) - 0.02) for a in arc]
-        for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:], strict=True):
+        for (x0, y0), (x1, y1) in itertools.pairwise(pts):
             geoms.append(
                 f'<geom type="capsule" fromto="{x0:.4f} {y0:.4f} 0 {x1:.4f} {y1:.4f} 0" size="0.012" '
                 f'rgba="{rgb} 1" {common}/>'
