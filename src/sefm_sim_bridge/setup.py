@@ -10,7 +10,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
     ],
-    install_requires=["mujoco", "gymnasium", "numpy"],
+    install_requires=["mujoco", "gymnasium", "numpy", "opencv-python-headless"],
     python_requires=">=3.10",
     zip_safe=True,
     maintainer="sefm developers",

@@ -35,6 +35,45 @@ def model_info(args: argparse.Namespace) -> None:
     print(json.dumps(info, indent=2))
 
 
+def datagen(args: argparse.Namespace) -> None:
+    from sefm_trainer.datagen import DatagenConfig, generate
+
+    cfg = DatagenConfig(
+        task_family=args.task,
+        image_size=(args.image_size, args.image_size),
+        max_steps=args.max_steps,
+        noise_std=args.noise,
+    )
+    summary = generate(args.episodes, args.out, cfg, seed=args.seed, workers=args.workers)
+    print(json.dumps({"out": str(args.out), **summary}, indent=2))
+
+
+def episodes(args: argparse.Namespace) -> None:
+    from sefm_trainer.bag_reader import load_episodes
+
+    loaded = load_episodes(args.folder, fraction=args.fraction, seed=args.seed)
+    eps = loaded.episodes
+    summary = {
+        "folder": str(args.folder),
+        "episodes": len(eps),
+        "steps": sum(e.length for e in eps),
+        "success_rate": sum(e.meta.success for e in eps) / len(eps) if eps else None,
+        "mean_length": sum(e.length for e in eps) / len(eps) if eps else None,
+        "task_families": sorted({e.meta.task_family or "?" for e in eps}),
+        "skipped": [{"path": str(p), "reason": r} for p, r in loaded.skipped],
+    }
+    if args.verbose:
+        summary["metadata"] = [json.loads(e.meta.to_json()) | {"path": str(e.path)} for e in eps]
+    print(json.dumps(summary, indent=2))
+
+
+def strip(args: argparse.Namespace) -> None:
+    from sefm_sim_bridge.figures import demonstration_strips
+
+    path = demonstration_strips(args.out, frames=args.frames, size=args.size, seed=args.seed)
+    print(f"wrote {path}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sefm", description="Self-improving embodied foundation models on ROS 2.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -50,6 +89,31 @@ def parser() -> argparse.ArgumentParser:
     info = model.add_parser("info", help="verify a checkpoint and print its config and metadata")
     info.add_argument("checkpoint")
     info.set_defaults(run=model_info)
+
+    gen = sub.add_parser("datagen", help="write scripted demonstration episodes as rosbag2 bags")
+    gen.add_argument("--episodes", type=int, required=True)
+    gen.add_argument("--out", required=True, help="folder to write episode bags into (kept episodes are skipped)")
+    gen.add_argument("--task", default="block2block", choices=["block2block", "block2location", "banana"])
+    gen.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed + i")
+    gen.add_argument("--workers", type=int, default=1, help="parallel processes")
+    gen.add_argument("--image-size", type=int, default=64, help="camera image side in pixels")
+    gen.add_argument("--max-steps", type=int, default=100)
+    gen.add_argument("--noise", type=float, default=0.004, help="demonstrator action noise (m per step)")
+    gen.set_defaults(run=datagen)
+
+    eps = sub.add_parser("episodes", help="summarise a folder of episode bags, reporting any that are not episodes")
+    eps.add_argument("folder")
+    eps.add_argument("--fraction", type=float, help="deterministic subset of the episodes, e.g. 0.1")
+    eps.add_argument("--seed", type=int, default=0, help="seed of the subset")
+    eps.add_argument("--verbose", action="store_true", help="include every episode's metadata")
+    eps.set_defaults(run=episodes)
+
+    fig = sub.add_parser("sim-strip", help="PNG of frames from one demonstration of each task family")
+    fig.add_argument("--out", default="docs/images/demonstrations.png")
+    fig.add_argument("--frames", type=int, default=6)
+    fig.add_argument("--size", type=int, default=160, help="pixels per frame side")
+    fig.add_argument("--seed", type=int, default=0)
+    fig.set_defaults(run=strip)
     return p
 
 

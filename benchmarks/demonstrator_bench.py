@@ -1,0 +1,56 @@
+"""Scripted demonstrator success per task family over seeded episodes (default noise, 100 steps).
+
+Prints one JSON object. Usage: python benchmarks/demonstrator_bench.py [--episodes 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from tqdm import tqdm
+
+from sefm_sim_bridge.demonstrator import PushDemonstrator
+from sefm_sim_bridge.language_table import LanguageTableEnv
+from sefm_sim_bridge.tasks import FAMILIES
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(centre - half, 3), round(centre + half, 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--episodes", type=int, default=200)
+    args = parser.parse_args()
+    result = {}
+    for family in FAMILIES:
+        env = LanguageTableEnv(family, render_images=False, max_steps=100)
+        demo = PushDemonstrator()
+        solved, lengths = 0, []
+        for seed in tqdm(range(args.episodes), desc=family, unit="ep"):
+            env.reset(seed=seed)
+            demo.reset(seed)
+            done, steps = False, 0
+            while not done:
+                _, _, terminated, truncated, info = env.step(demo.act(env))
+                steps += 1
+                done = terminated or truncated
+            solved += info["success"]
+            lengths.append(steps)
+        env.close()
+        result[family] = {
+            "episodes": args.episodes,
+            "success_rate": solved / args.episodes,
+            "wilson95": wilson(solved, args.episodes),
+            "mean_length": sum(lengths) / len(lengths),
+        }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

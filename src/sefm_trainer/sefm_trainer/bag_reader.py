@@ -1,0 +1,209 @@
+"""Read episode bags (MCAP or sqlite3, ours or ``ros2 bag record``'s) into aligned arrays.
+
+A folder may hold bags that are not episodes, or are truncated: each is reported with its
+path and the reason, and the rest still load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rosbags.rosbag2 import Reader
+from tqdm import tqdm
+
+from .bag_writer import TYPESTORE
+from .episode import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, METADATA_KEY, Episode, EpisodeMeta
+
+CAMERA = re.compile(r"^(?P<ns>.*)/camera/(?P<cam>[^/]+)/image_raw$")
+
+
+class NotAnEpisode(ValueError):
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _stamp(msg) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def _topic(topics, suffix: str) -> str | None:
+    found = [t for t in topics if t == suffix or t.endswith("/" + suffix)]
+    return found[0] if found else None
+
+
+def _metadata(reader: Reader, path: Path, events_topic: str | None) -> EpisodeMeta:
+    custom = getattr(getattr(reader.storage, "metadata", None), "custom", None) or {}
+    text = custom.get(METADATA_KEY)
+    if text is None and events_topic is not None:
+        conns = [c for c in reader.connections if c.topic == events_topic]
+        for conn, _, raw in reader.messages(connections=conns):
+            event = json.loads(TYPESTORE.deserialize_cdr(raw, conn.msgtype).data)
+            if event.get("event") == "end" and "metadata" in event:
+                text = json.dumps(event["metadata"])
+    if text is None:
+        raise NotAnEpisode(path, f"no sefm episode metadata (custom_data '{METADATA_KEY}' or an end event)")
+    try:
+        return EpisodeMeta.from_json(text)
+    except (ValueError, TypeError) as err:
+        raise NotAnEpisode(path, f"invalid episode metadata: {err}") from None
+
+
+def _check_topics(reader: Reader, path: Path) -> dict[str, str]:
+    topics = reader.topics
+    cameras = {t: CAMERA.match(t)["cam"] for t in topics if CAMERA.match(t)}
+    command = _topic(topics, COMMAND)
+    missing = ([] if cameras else ["camera/<name>/image_raw"]) + ([] if command else [COMMAND])
+    unknown = sorted({i.msgtype for i in topics.values() if i.msgtype not in TYPESTORE.types})
+    if missing:
+        note = f"; types not in the ROS 2 Jazzy typestore: {', '.join(unknown)}" if unknown else ""
+        raise NotAnEpisode(path, f"not an sefm episode: missing topics {missing} (it has {sorted(topics)}){note}")
+    needed = [*cameras, command, _topic(topics, ACTION_TOKENS), _topic(topics, EFFECTOR_POSE)]
+    bad = sorted({f"{t} ({topics[t].msgtype})" for t in needed if t and topics[t].msgtype not in TYPESTORE.types})
+    if bad:
+        raise NotAnEpisode(path, f"cannot decode {', '.join(bad)}")
+    if topics[command].msgtype != "geometry_msgs/msg/TwistStamped":
+        raise NotAnEpisode(path, f"{command} is {topics[command].msgtype}; planar episodes need TwistStamped")
+    return cameras
+
+
+def _open(path: Path) -> Reader:
+    try:
+        reader = Reader(path)
+        reader.open()
+        return reader
+    except Exception as err:
+        raise NotAnEpisode(path, f"unreadable bag ({type(err).__name__}: {err})") from None
+
+
+def peek_episode(path: str | Path) -> EpisodeMeta:
+    """Check topics and metadata without reading the messages."""
+    path = Path(path)
+    reader = _open(path)
+    try:
+        _check_topics(reader, path)
+        return _metadata(reader, path, _topic(reader.topics, EVENTS))
+    except NotAnEpisode:
+        raise
+    except Exception as err:
+        raise NotAnEpisode(path, f"unreadable bag ({type(err).__name__}: {err})") from None
+    finally:
+        reader.close()
+
+
+def read_episode(path: str | Path) -> Episode:
+    path = Path(path)
+    reader = _open(path)
+    try:
+        return _read(reader, path)
+    except NotAnEpisode:
+        raise
+    except Exception as err:
+        raise NotAnEpisode(path, f"unreadable bag ({type(err).__name__}: {err})") from None
+    finally:
+        reader.close()
+
+
+def _read(reader: Reader, path: Path) -> Episode:
+    cameras = _check_topics(reader, path)
+    topics = reader.topics
+    meta = _metadata(reader, path, _topic(topics, EVENTS))
+    command, tokens_topic, pose_topic = (_topic(topics, s) for s in (COMMAND, ACTION_TOKENS, EFFECTOR_POSE))
+    frames: dict[str, list] = {c: [] for c in cameras.values()}
+    commands, tokens, poses = [], [], {}
+    wanted = [c for c in reader.connections if c.topic in {*cameras, command, tokens_topic, pose_topic}]
+    for conn, _, raw in reader.messages(connections=wanted):
+        msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+        if conn.topic in cameras:
+            if msg.encoding != "rgb8":
+                raise NotAnEpisode(path, f"{conn.topic} has encoding {msg.encoding}; episodes use rgb8")
+            image = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)[:, : 3 * msg.width]
+            frames[cameras[conn.topic]].append((_stamp(msg), image.reshape(msg.height, msg.width, 3)))
+        elif conn.topic == command:
+            commands.append((_stamp(msg), msg.twist.linear.x, msg.twist.linear.y))
+        elif conn.topic == tokens_topic:
+            tokens.append(np.asarray(msg.data, dtype=np.int64))
+        else:
+            poses[_stamp(msg)] = (msg.pose.position.x, msg.pose.position.y)
+
+    primary = meta.cameras[0] if meta.cameras and meta.cameras[0] in frames else next(iter(frames))
+    for cam in frames:
+        frames[cam].sort(key=lambda f: f[0])
+    stamps = np.array([s for s, _ in frames[primary]], dtype=np.int64)
+    commands.sort(key=lambda c: c[0])
+    # Each command answers the newest frame at or before the stamp in its header.
+    idx = np.searchsorted(stamps, [c[0] for c in commands], side="right") - 1
+    if len(idx) and (idx[0] < 0 or np.any(np.diff(idx) <= 0)):
+        raise NotAnEpisode(path, "commands do not answer distinct frames in order")
+    if len(commands) != meta.length:
+        raise NotAnEpisode(path, f"metadata says {meta.length} steps but the bag holds {len(commands)} commands")
+    keep = [*idx.tolist(), int(idx[-1]) + 1] if len(idx) else [0]
+    if keep[-1] >= len(stamps):
+        raise NotAnEpisode(path, "the frame after the last command is missing")
+    period = 1.0 / meta.control_hz
+    actions = np.array([[vx * period, vy * period] for _, vx, vy in commands], dtype=np.float64).reshape(-1, 2)
+    frame_arrays = {}
+    for cam, items in frames.items():
+        by_stamp = dict(items)
+        if any(int(stamps[k]) not in by_stamp for k in keep):
+            raise NotAnEpisode(path, f"camera {cam} lacks frames that camera {primary} has")
+        frame_arrays[cam] = np.stack([by_stamp[int(stamps[k])] for k in keep])
+    kept_stamps = stamps[keep]
+    effector = None
+    if poses and all(int(s) in poses for s in kept_stamps):
+        effector = np.array([poses[int(s)] for s in kept_stamps])
+    return Episode(
+        path=path,
+        meta=meta,
+        frames=frame_arrays,
+        stamps_ns=kept_stamps,
+        actions=actions,
+        action_tokens=np.stack(tokens) if len(tokens) == len(commands) and tokens else None,
+        effector=effector,
+    )
+
+
+def select_fraction(names: Sequence[str], fraction: float, seed: int = 0) -> list[str]:
+    """A deterministic subset: rank names by a seeded hash and keep the first ``fraction``.
+
+    Smaller fractions are subsets of larger ones (10% ⊂ 20% ⊂ 80%), as in the paper's sweeps."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    ranked = sorted(names, key=lambda n: hashlib.sha256(f"{seed}:{n}".encode()).hexdigest())
+    return sorted(ranked[: max(1, round(fraction * len(ranked)))]) if ranked else []
+
+
+@dataclass
+class EpisodeSet:
+    episodes: list[Episode] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def load_episodes(root: str | Path, fraction: float | None = None, seed: int = 0, progress: bool = True) -> EpisodeSet:
+    """Every episode bag directly under ``root`` (hidden entries, i.e. unfinished writes, are ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"episode folder {root} does not exist")
+    result = EpisodeSet()
+    valid = []
+    for path in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+        try:
+            peek_episode(path)
+            valid.append(path)
+        except NotAnEpisode as err:
+            result.skipped.append((path, err.reason))
+    if fraction is not None:
+        chosen = set(select_fraction([p.name for p in valid], fraction, seed))
+        valid = [p for p in valid if p.name in chosen]
+    for path in tqdm(valid, desc="reading episodes", unit="ep", disable=not progress or len(valid) < 20):
+        try:
+            result.episodes.append(read_episode(path))
+        except NotAnEpisode as err:
+            result.skipped.append((path, err.reason))
+    return result

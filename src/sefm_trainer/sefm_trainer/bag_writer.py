@@ -1,0 +1,145 @@
+"""Write one episode as a rosbag2 directory (MCAP storage, format version 9).
+
+The bag is written inside a hidden ``.<name>.partial-*`` directory and renamed to ``<name>``
+only when complete, so a crash never leaves a partial episode that looks complete; readers
+skip hidden entries. Messages go in either as rosbags message objects or as raw CDR bytes
+(what a ``raw=True`` rclpy subscription delivers, as ``ros2 bag record`` stores it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from .episode import (
+    ACTION_TOKENS,
+    COMMAND,
+    EFFECTOR_POSE,
+    EVENTS,
+    INSTRUCTION,
+    METADATA_KEY,
+    EpisodeMeta,
+    camera_topic,
+)
+
+TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+T = TYPESTORE.types
+
+
+def ros_time(ns: int):
+    return T["builtin_interfaces/msg/Time"](sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def header(ns: int, frame_id: str):
+    return T["std_msgs/msg/Header"](stamp=ros_time(ns), frame_id=frame_id)
+
+
+class EpisodeWriter:
+    def __init__(self, out_dir: str | Path, name: str, namespace: str = "/robot_0") -> None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if name.startswith(".") or "/" in name:
+            raise ValueError(f"episode name {name!r} must be a plain, non-hidden file name")
+        self.final = out_dir / name
+        if self.final.exists():
+            raise FileExistsError(f"episode {self.final} already exists")
+        self.namespace = "/" + namespace.strip("/")
+        self._staging = out_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+        self._staging.mkdir()
+        self._writer = Writer(self._staging / name, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._connections: dict[str, object] = {}
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    # ----- raw and typed writes ---------------------------------------------------------
+
+    def _connection(self, topic: str, msgtype: str):
+        full = f"{self.namespace}/{topic}"
+        conn = self._connections.get(full)
+        if conn is None:
+            conn = self._writer.add_connection(full, msgtype, typestore=TYPESTORE)
+            self._connections[full] = conn
+        elif conn.msgtype != msgtype:
+            raise ValueError(f"topic {full} already carries {conn.msgtype}, not {msgtype}")
+        return conn
+
+    def write_raw(self, topic: str, msgtype: str, time_ns: int, cdr: bytes | memoryview) -> None:
+        """A serialized message as received from DDS (``topic`` relative to the namespace)."""
+        self._writer.write(self._connection(topic, msgtype), int(time_ns), cdr)
+
+    def write(self, topic: str, msg, time_ns: int) -> None:
+        msgtype = msg.__msgtype__
+        self.write_raw(topic, msgtype, time_ns, TYPESTORE.serialize_cdr(msg, msgtype))
+
+    # ----- the episode topics -----------------------------------------------------------
+
+    def image(self, camera: str, stamp_ns: int, rgb: np.ndarray) -> None:
+        h, w, _ = rgb.shape
+        msg = T["sensor_msgs/msg/Image"](
+            header=header(stamp_ns, f"camera_{camera}"),
+            height=h,
+            width=w,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=3 * w,
+            data=np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1),
+        )
+        self.write(camera_topic(camera), msg, stamp_ns)
+
+    def instruction(self, stamp_ns: int, text: str) -> None:
+        self.write(INSTRUCTION, T["std_msgs/msg/String"](data=text), stamp_ns)
+
+    def effector_pose(self, stamp_ns: int, xy: np.ndarray, frame_id: str = "board") -> None:
+        Pose, Point, Quat = T["geometry_msgs/msg/Pose"], T["geometry_msgs/msg/Point"], T["geometry_msgs/msg/Quaternion"]
+        pose = Pose(position=Point(x=float(xy[0]), y=float(xy[1]), z=0.0), orientation=Quat(x=0.0, y=0.0, z=0.0, w=1.0))
+        self.write(
+            EFFECTOR_POSE, T["geometry_msgs/msg/PoseStamped"](header=header(stamp_ns, frame_id), pose=pose), stamp_ns
+        )
+
+    def action_tokens(self, stamp_ns: int, tokens: np.ndarray) -> None:
+        Layout = T["std_msgs/msg/MultiArrayLayout"]
+        msg = T["std_msgs/msg/Int32MultiArray"](
+            layout=Layout(dim=[], data_offset=0), data=np.asarray(tokens, dtype=np.int32).reshape(-1)
+        )
+        self.write(ACTION_TOKENS, msg, stamp_ns)
+
+    def planar_command(self, stamp_ns: int, obs_stamp_ns: int, delta: np.ndarray, period_s: float) -> None:
+        """The delta as a TwistStamped velocity (MoveIt Servo style); the header carries the stamp of
+        the observation it answers, which is how the reader aligns actions with frames."""
+        Vec, Twist = T["geometry_msgs/msg/Vector3"], T["geometry_msgs/msg/Twist"]
+        v = np.asarray(delta, dtype=np.float64) / period_s
+        twist = Twist(linear=Vec(x=float(v[0]), y=float(v[1]), z=0.0), angular=Vec(x=0.0, y=0.0, z=0.0))
+        msg = T["geometry_msgs/msg/TwistStamped"](header=header(obs_stamp_ns, "board"), twist=twist)
+        self.write(COMMAND, msg, stamp_ns)
+
+    def event(self, stamp_ns: int, event: dict) -> None:
+        self.write(EVENTS, T["std_msgs/msg/String"](data=json.dumps(event, sort_keys=True)), stamp_ns)
+
+    # ----- finishing --------------------------------------------------------------------
+
+    def commit(self, meta: EpisodeMeta, end_ns: int) -> Path:
+        """Record the metadata (custom data + an ``end`` event), close and move into place."""
+        self.event(end_ns, {"event": "end", "metadata": json.loads(meta.to_json())})
+        self._writer.set_custom_data(METADATA_KEY, meta.to_json())
+        self._writer.close()
+        (self._staging / self.final.name).rename(self.final)
+        shutil.rmtree(self._staging)
+        return self.final
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the staging copy is deleted either way
+            self._writer.close()
+        shutil.rmtree(self._staging, ignore_errors=True)

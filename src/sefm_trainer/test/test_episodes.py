@@ -1,0 +1,165 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from sefm_sim_bridge.demonstrator import PushDemonstrator
+from sefm_sim_bridge.language_table import LanguageTableEnv
+from sefm_trainer.bag_reader import NotAnEpisode, load_episodes, read_episode, select_fraction
+from sefm_trainer.bag_writer import EpisodeWriter
+from sefm_trainer.datagen import DatagenConfig, generate, record_demonstration
+from sefm_trainer.dataset import StepIndex
+from sefm_trainer.episode import EpisodeMeta
+
+
+def test_bag_round_trip_returns_the_arrays_that_were_recorded(tmp_path):
+    env = LanguageTableEnv("block2block")
+    demo = PushDemonstrator()
+    obs, _ = env.reset(seed=4)
+    demo.reset(4)
+    frames, effector, actions = [obs["rgb"]], [obs["effector"]], []
+    done = False
+    while not done:
+        a = demo.act(env)
+        actions.append(a)
+        obs, _, term, trunc, info = env.step(a)
+        frames.append(obs["rgb"])
+        effector.append(obs["effector"])
+        done = term or trunc
+    record_demonstration(env, demo, 4, tmp_path, DatagenConfig())  # replays the same seed
+    env.close()
+    ep = read_episode(tmp_path / "block2block_000004")
+    assert np.array_equal(ep.frames["front"], np.stack(frames))
+    assert np.array_equal(ep.effector, np.stack(effector))
+    np.testing.assert_allclose(ep.actions, np.stack(actions), rtol=0, atol=1e-12)  # stored as m/s, read back in m
+    assert ep.action_tokens.shape == (len(actions), 4)
+    assert ep.meta.length == len(actions) and ep.meta.success == info["success"] and ep.meta.seed == 4
+    assert ep.meta.termination == ("success" if info["success"] else "max_steps")
+    assert np.all(np.diff(ep.stamps_ns) == 100_000_000)
+
+
+def test_metadata_is_in_the_bag_metadata_file(demo_episodes):
+    bag = sorted(demo_episodes.iterdir())[0]
+    text = (bag / "metadata.yaml").read_text()
+    assert "sefm.episode" in text and "/robot_0/episode/events" in text and "storage_identifier: mcap" in text
+
+
+def test_truncated_bag_is_skipped_with_its_path_and_the_rest_load(episode_folder):
+    victim = sorted(episode_folder.iterdir())[1]
+    mcap = next(victim.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    loaded = load_episodes(episode_folder, progress=False)
+    assert len(loaded.episodes) == 2
+    assert [p for p, _ in loaded.skipped] == [victim]
+    assert "unreadable bag" in loaded.skipped[0][1] or "steps" in loaded.skipped[0][1]
+
+
+def test_foreign_rosbag2_bags_are_reported_and_episodes_beside_them_still_load(episode_folder, fixtures):
+    for name in ("sqlite3_talker", "mcap_talker", "mcap_cdr_test"):
+        shutil.copytree(fixtures / name, episode_folder / name)
+    loaded = load_episodes(episode_folder, progress=False)
+    assert len(loaded.episodes) == 3
+    reasons = {p.name: r for p, r in loaded.skipped}
+    assert set(reasons) == {"sqlite3_talker", "mcap_talker", "mcap_cdr_test"}
+    assert "missing topics" in reasons["sqlite3_talker"] and "/topic" in reasons["sqlite3_talker"]
+    assert "test_msgs/msg/BasicTypes" in reasons["mcap_cdr_test"]
+
+
+def test_sqlite3_bags_are_read(fixtures):
+    with pytest.raises(NotAnEpisode, match="missing topics"):  # opened and inspected, not rejected as unreadable
+        read_episode(fixtures / "sqlite3_talker")
+
+
+def test_crash_mid_write_leaves_no_episode(tmp_path):
+    with pytest.raises(RuntimeError), EpisodeWriter(tmp_path, "episode_a") as writer:
+        writer.image("front", 0, np.zeros((8, 8, 3), np.uint8))
+        raise RuntimeError("robot unplugged")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writer_leaves_only_a_hidden_folder_that_loading_ignores(tmp_path, demo_episodes):
+    shutil.copytree(sorted(demo_episodes.iterdir())[0], tmp_path / "done")
+    writer = EpisodeWriter(tmp_path, "unfinished")  # never committed: as if the process died here
+    writer.image("front", 0, np.zeros((8, 8, 3), np.uint8))
+    assert not (tmp_path / "unfinished").exists()
+    loaded = load_episodes(tmp_path, progress=False)
+    assert [e.path.name for e in loaded.episodes] == ["done"] and loaded.skipped == []
+    writer.abort()
+
+
+def test_bag_written_from_rclpy_raw_cdr_reads_back(tmp_path):
+    serialization = pytest.importorskip("rclpy.serialization")
+    from geometry_msgs.msg import TwistStamped
+    from sensor_msgs.msg import Image
+
+    stamps = [1_000_000_000, 1_100_000_000]
+    frames = np.random.default_rng(0).integers(0, 256, (2, 6, 5, 3), dtype=np.uint8)
+    meta = EpisodeMeta("push the red moon to the blue cube", "language_table", 1, True, "success")
+    with EpisodeWriter(tmp_path, "from_dds") as writer:
+        for stamp, frame in zip(stamps, frames, strict=True):
+            img = Image(height=6, width=5, encoding="rgb8", step=15, data=frame.tobytes())
+            img.header.stamp.sec, img.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+            writer.write_raw(
+                "camera/front/image_raw", "sensor_msgs/msg/Image", stamp, serialization.serialize_message(img)
+            )
+        cmd = TwistStamped()
+        cmd.header.stamp.sec, cmd.header.stamp.nanosec = divmod(stamps[0], 1_000_000_000)
+        cmd.twist.linear.x, cmd.twist.linear.y = 0.3, -0.2
+        writer.write_raw(
+            "policy/command", "geometry_msgs/msg/TwistStamped", stamps[0] + 1, serialization.serialize_message(cmd)
+        )
+        writer.commit(meta, stamps[1] + 1)
+    ep = read_episode(tmp_path / "from_dds")
+    assert np.array_equal(ep.frames["front"], frames)
+    np.testing.assert_allclose(ep.actions, [[0.03, -0.02]])
+    assert ep.meta == meta
+
+
+def test_metadata_falls_back_to_the_end_event(episode_folder):
+    bag = sorted(episode_folder.iterdir())[0]
+    meta_file = bag / "metadata.yaml"
+    text = meta_file.read_text()
+    start = text.index("  custom_data:")
+    end = text.index("  duration:")
+    meta_file.write_text(text[:start] + text[end:])
+    assert read_episode(bag).meta.seed == 0
+
+
+def test_data_fractions_are_deterministic_and_nested():
+    names = [f"ep{i:04d}" for i in range(1000)]
+    ten, twenty, eighty = (select_fraction(names, f, seed=1) for f in (0.1, 0.2, 0.8))
+    assert (len(ten), len(twenty), len(eighty)) == (100, 200, 800)
+    assert set(ten) <= set(twenty) <= set(eighty)
+    assert ten == select_fraction(list(reversed(names)), 0.1, seed=1)
+    assert ten != select_fraction(names, 0.1, seed=2)
+    with pytest.raises(ValueError, match="fraction"):
+        select_fraction(names, 1.5)
+
+
+def test_load_with_fraction_counts_only_episodes(episode_folder, fixtures):
+    shutil.copytree(fixtures / "mcap_talker", episode_folder / "mcap_talker")
+    loaded = load_episodes(episode_folder, fraction=0.34, progress=False)
+    assert len(loaded.episodes) == 1 and len(loaded.skipped) == 1
+
+
+def test_steps_align_frames_previous_frames_and_steps_to_go(demo_episodes):
+    eps = load_episodes(demo_episodes, progress=False).episodes
+    steps = StepIndex(eps)
+    assert len(steps) == sum(e.length for e in eps)
+    first, second = steps[0], steps[1]
+    assert np.array_equal(first.prev_frame, first.frame) and np.array_equal(second.prev_frame, first.frame)
+    last = steps[eps[0].length - 1]
+    assert (last.T - last.t) == 1 and last.instruction == eps[0].meta.instruction
+    np.testing.assert_array_equal(second.action, eps[0].actions[1])
+
+
+def test_datagen_in_parallel_resumes_without_rewriting(tmp_path):
+    summary = generate(3, tmp_path, DatagenConfig(), seed=10, workers=2)
+    assert summary["written"] == 3 and summary["kept"] == 0
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    again = generate(4, tmp_path, DatagenConfig(), seed=10, workers=1)
+    assert again["written"] == 1 and again["kept"] == 3
+    assert all(tmp_path.joinpath(n).stat().st_mtime_ns == m for n, m in before.items())
+    metas = [json.loads(e.meta.to_json()) for e in load_episodes(tmp_path, progress=False).episodes]
+    assert sorted(m["seed"] for m in metas) == [10, 11, 12, 13]
