@@ -32,6 +32,8 @@ test: lint
 
 bench: install
 	$(BIN)/python benchmarks/efm_bench.py
+	$(BIN)/python benchmarks/sim_bench.py
+	$(BIN)/python benchmarks/demonstrator_bench.py
 
 demo: install
 	@echo "make demo (generate demonstrations -> Stage 1 -> Stage 2 -> report) lands with issue #5; not built yet." >&2

@@ -26,3 +26,23 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, capsys):
 def test_info_on_a_broken_checkpoint_exits_2(tmp_path, capsys):
     assert main(["model", "info", str(tmp_path)]) == 2
     assert "manifest.json: missing" in capsys.readouterr().err
+
+
+def test_datagen_then_episodes_summarises_the_folder(tmp_path, capsys):
+    out = tmp_path / "demos"
+    assert main(["datagen", "--episodes", "2", "--out", str(out), "--task", "block2location", "--seed", "3"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert written["written"] == 2 and sorted(p.name for p in out.iterdir()) == [
+        "block2location_000003",
+        "block2location_000004",
+    ]
+    (out / "notes").mkdir()  # not a bag: reported, not fatal
+    assert main(["episodes", str(out), "--verbose"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"] == 2 and summary["task_families"] == ["block2location"]
+    assert summary["skipped"][0]["path"].endswith("notes") and len(summary["metadata"]) == 2
+
+
+def test_episodes_on_a_missing_folder_exits_2(tmp_path, capsys):
+    assert main(["episodes", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -26,11 +26,13 @@ class PushDemonstrator:
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
         self._speed = float(np.mean(self.push_speed))
+        self._pushing = False
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self._speed = float(self.rng.uniform(*self.push_speed))
+        self._pushing = False
 
     def act(self, env: LanguageTableEnv) -> np.ndarray:
         positions = env.object_positions()
@@ -43,7 +45,14 @@ class PushDemonstrator:
         rel = e - obj
         along = float(rel @ u)
         lateral = rel - along * u
-        if along < -0.5 * clearance and float(np.linalg.norm(lateral)) < 0.35 * clearance:
+        off_line = float(np.linalg.norm(lateral))
+        # Start pushing from behind the object; keep pushing while still behind its centre (a
+        # concave object like the banana is touched only once the effector is well inside its hull).
+        if self._pushing:
+            self._pushing = along < 0 and off_line < 0.5 * clearance
+        else:
+            self._pushing = along < -0.5 * clearance and off_line < 0.35 * clearance
+        if self._pushing:
             # Pushing: advance along the line, steering so the object's offset from it is cancelled.
             target = e + u * max(min(dist, self._speed), 0.01) - 0.5 * lateral
             delta = target - e

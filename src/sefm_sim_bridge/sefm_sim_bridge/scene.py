@@ -146,7 +146,7 @@ def build_mjcf(objects: str) -> tuple[str, list[SceneObject]]:
     <geom type="box" size="{hx} 0.01 0.02" pos="0 {-hy - 0.01} 0.01" rgba="0.3 0.3 0.35 1"/>
     <geom type="box" size="0.01 {hy} 0.02" pos="{hx + 0.01} 0 0.01" rgba="0.3 0.3 0.35 1"/>
     <geom type="box" size="0.01 {hy} 0.02" pos="{-hx - 0.01} 0 0.01" rgba="0.3 0.3 0.35 1"/>
-    <camera name="front" pos="0 -0.42 0.70" xyaxes="1 0 0 0 0.866 0.5" fovy="50"/>
+    <camera name="front" pos="0 -0.30 0.78" xyaxes="1 0 0 0 0.94 0.342" fovy="50"/>
     <body name="effector" mocap="true" pos="0 {y0} 0.02">
       <geom type="cylinder" size="{EFFECTOR_RADIUS} 0.02" rgba="0.2 0.2 0.2 1" friction="0.1 0.005 0.0001"/>
     </body>
