@@ -18,7 +18,7 @@ setup(
     install_requires=["sefm_policy", "sefm_reward", "sefm_trainer", "sefm_sim_bridge"],
     python_requires=">=3.10",
     zip_safe=True,
-    entry_points={"console_scripts": ["sefm = sefm.cli:main"]},
+    entry_points={"console_scripts": ["sefm = sefm.cli:main", "episode_manager_node = sefm.episode_manager_node:main"]},
     maintainer="sefm developers",
     description="Bringup for sefm: launch files, configs and the `sefm` command line.",
     license="Apache-2.0",

@@ -22,6 +22,7 @@ setup(
     ],
     python_requires=">=3.10",
     zip_safe=True,
+    entry_points={"console_scripts": ["policy_node = sefm_policy.policy_node:main"]},
     maintainer="sefm developers",
     description="The embodied foundation model library and the policy node.",
     license="Apache-2.0",

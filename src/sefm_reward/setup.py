@@ -13,6 +13,7 @@ setup(
     install_requires=["sefm_policy", "numpy"],
     python_requires=">=3.10",
     zip_safe=True,
+    entry_points={"console_scripts": ["reward_node = sefm_reward.reward_node:main"]},
     maintainer="sefm developers",
     description="Steps-to-go distance, reward and success detection read off a frozen EFM; the reward node.",
     license="Apache-2.0",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from sefm_policy.checkpoint import CheckpointError, load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import ConfigError, EFMConfig, load_config
@@ -74,6 +75,17 @@ def strip(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def bringup(args: argparse.Namespace) -> int:
+    from .bringup import Bringup
+    from .graph import load_graph
+
+    config = load_graph(args.config)
+    with Bringup(config, base_dir=Path(args.config).resolve().parent, log_dir=args.log_dir) as graph:
+        names = ", ".join(spec.fqn for spec in graph.specs)
+        print(f"sefm bringup: started {len(graph.specs)} nodes ({names}); logs in {graph.log_dir}; Ctrl-C stops")
+        return graph.supervise(duration=args.duration)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sefm", description="Self-improving embodied foundation models on ROS 2.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -108,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
     eps.add_argument("--verbose", action="store_true", help="include every episode's metadata")
     eps.set_defaults(run=episodes)
 
+    up = sub.add_parser("bringup", help="start the node graph of a YAML config (what bringup.launch.py starts)")
+    up.add_argument("config", help="graph YAML, e.g. config/sim_language_table.yaml")
+    up.add_argument("--duration", type=float, help="stop after this many seconds")
+    up.add_argument("--log-dir", help="folder for the nodes' logs (default: a temporary folder)")
+    up.set_defaults(run=bringup)
+
     fig = sub.add_parser("sim-strip", help="PNG of frames from one demonstration of each task family")
     fig.add_argument("--out", default="docs/images/demonstrations.png")
     fig.add_argument("--frames", type=int, default=6)
@@ -120,11 +138,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sefm: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
+from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS
+
 from .bag_writer import TYPESTORE
-from .episode import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, METADATA_KEY, Episode, EpisodeMeta
+from .episode import METADATA_KEY, Episode, EpisodeMeta
 
 CAMERA = re.compile(r"^(?P<ns>.*)/camera/(?P<cam>[^/]+)/image_raw$")
 
@@ -137,15 +139,19 @@ def _read(reader: Reader, path: Path) -> Episode:
         frames[cam].sort(key=lambda f: f[0])
     stamps = np.array([s for s, _ in frames[primary]], dtype=np.int64)
     commands.sort(key=lambda c: c[0])
-    # Each command answers the newest frame at or before the stamp in its header.
-    idx = np.searchsorted(stamps, [c[0] for c in commands], side="right") - 1
-    if len(idx) and (idx[0] < 0 or np.any(np.diff(idx) <= 0)):
-        raise NotAnEpisode(path, "commands do not answer distinct frames in order")
-    if len(commands) != meta.length:
-        raise NotAnEpisode(path, f"metadata says {meta.length} steps but the bag holds {len(commands)} commands")
-    keep = [*idx.tolist(), int(idx[-1]) + 1] if len(idx) else [0]
+    # Each command answers the newest frame at or before the stamp in its header; a frame's
+    # first answer is its action (a later one, e.g. a watchdog stop, is not an action).
+    answered: dict[int, tuple] = {}
+    for cmd, i in zip(commands, np.searchsorted(stamps, [c[0] for c in commands], side="right") - 1, strict=True):
+        if i >= 0:
+            answered.setdefault(int(i), cmd)
+    if len(answered) < meta.length:
+        raise NotAnEpisode(path, f"metadata says {meta.length} steps but the bag holds {len(answered)} actions")
+    acted = sorted(answered)[: meta.length]  # a live recorder may catch actions past the episode's end
+    commands = [answered[i] for i in acted]
+    keep = [*acted, acted[-1] + 1] if acted else [0]
     if keep[-1] >= len(stamps):
-        raise NotAnEpisode(path, "the frame after the last command is missing")
+        raise NotAnEpisode(path, "the frame after the last action is missing")
     period = 1.0 / meta.control_hz
     actions = np.array([[vx * period, vy * period] for _, vx, vy in commands], dtype=np.float64).reshape(-1, 2)
     frame_arrays = {}
@@ -164,7 +170,7 @@ def _read(reader: Reader, path: Path) -> Episode:
         frames=frame_arrays,
         stamps_ns=kept_stamps,
         actions=actions,
-        action_tokens=np.stack(tokens) if len(tokens) == len(commands) and tokens else None,
+        action_tokens=np.stack(tokens[: meta.length]) if len(tokens) >= meta.length > 0 else None,
         effector=effector,
     )
 

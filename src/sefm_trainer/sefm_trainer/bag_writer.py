@@ -18,16 +18,9 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from .episode import (
-    ACTION_TOKENS,
-    COMMAND,
-    EFFECTOR_POSE,
-    EVENTS,
-    INSTRUCTION,
-    METADATA_KEY,
-    EpisodeMeta,
-    camera_topic,
-)
+from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, INSTRUCTION, camera_topic
+
+from .episode import METADATA_KEY, EpisodeMeta
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 T = TYPESTORE.types

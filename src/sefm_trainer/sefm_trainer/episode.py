@@ -13,19 +13,6 @@ import numpy as np
 METADATA_KEY = "sefm.episode"
 FORMAT = "sefm-episode/1"
 
-# Topics relative to the robot namespace.
-INSTRUCTION = "instruction"
-EFFECTOR_POSE = "effector_pose"
-JOINT_STATES = "joint_states"
-ACTION_TOKENS = "policy/action_tokens"
-COMMAND = "policy/command"
-EVENTS = "episode/events"
-
-
-def camera_topic(camera: str) -> str:
-    return f"camera/{camera}/image_raw"
-
-
 TERMINATIONS = ("success", "max_steps", "abort", "error")
 
 

@@ -1,0 +1,46 @@
+"""ros2 launch sefm bringup.launch.py config:=<graph.yaml>
+
+Starts the same nodes, with the same parameters, as ``sefm bringup <graph.yaml>``: both
+build them from sefm.graph.node_specs.
+"""
+
+import os
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+from sefm.graph import load_graph, node_specs
+
+
+def nodes_from_config(context):
+    path = Path(LaunchConfiguration("config").perform(context)).resolve()
+    config = load_graph(path)
+    actions = []
+    if not config.fleet.multi_host:
+        actions.append(SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"))
+    for spec in node_specs(config, path.parent):
+        actions.append(
+            Node(
+                package=spec.package,
+                executable=spec.executable,
+                name=spec.name,
+                namespace=spec.namespace,
+                parameters=[spec.parameters],
+                output="screen",
+            )
+        )
+    return actions
+
+
+def generate_launch_description():
+    default = os.path.join(get_package_share_directory("sefm"), "config", "sim_language_table.yaml")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("config", default_value=default, description="graph YAML"),
+            OpaqueFunction(function=nodes_from_config),
+        ]
+    )

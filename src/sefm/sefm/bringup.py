@@ -1,0 +1,118 @@
+"""``sefm bringup``: start the graph's nodes as processes (pip installs have no ``ros2 launch``),
+supervise them, and shut every one down cleanly on Ctrl-C, on a node's death or at a deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from .graph import GraphConfig, NodeSpec, node_specs
+
+
+def ros_environment(config: GraphConfig) -> dict[str, str]:
+    env = dict(os.environ)
+    if not config.fleet.multi_host:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # DESIGN.md §8: nothing leaves loopback
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def command(spec: NodeSpec, params_file: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        spec.module,
+        "--ros-args",
+        "-r",
+        f"__ns:={spec.namespace}",
+        "-r",
+        f"__node:={spec.name}",
+        "--params-file",
+        str(params_file),
+    ]
+
+
+def write_params(spec: NodeSpec, folder: Path) -> Path:
+    path = folder / f"{spec.namespace.strip('/').replace('/', '_')}_{spec.name}.yaml"
+    path.write_text(yaml.safe_dump({spec.fqn: {"ros__parameters": spec.parameters}}))
+    return path
+
+
+class Bringup:
+    def __init__(self, config: GraphConfig, base_dir: str | Path = ".", log_dir: str | Path | None = None) -> None:
+        self.config = config
+        self.specs = node_specs(config, base_dir)
+        if not self.specs:
+            raise ValueError("the graph starts no nodes: list some under 'nodes'")
+        self.env = ros_environment(config)
+        self._tmp = tempfile.TemporaryDirectory(prefix="sefm-bringup-")
+        self.log_dir = Path(log_dir) if log_dir else Path(self._tmp.name)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.procs: list[tuple[NodeSpec, subprocess.Popen]] = []
+
+    def start(self) -> None:
+        for spec in self.specs:
+            log = self.log_path(spec).open("w")
+            proc = subprocess.Popen(
+                command(spec, write_params(spec, Path(self._tmp.name))),
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us; we stop the nodes in order
+            )
+            self.procs.append((spec, proc))
+
+    def log_path(self, spec: NodeSpec) -> Path:
+        return self.log_dir / f"{spec.namespace.strip('/').replace('/', '_')}_{spec.name}.log"
+
+    def dead(self) -> list[tuple[NodeSpec, int]]:
+        return [(spec, p.returncode) for spec, p in self.procs if p.poll() is not None]
+
+    def supervise(self, duration: float | None = None, on_tick=None) -> int:
+        """Run until Ctrl-C, a node exits, or ``duration`` seconds pass; 0 unless a node died."""
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                gone = self.dead()
+                if gone:
+                    for spec, code in gone:
+                        tail = self.log_path(spec).read_text(errors="replace").splitlines()[-8:]
+                        print(f"sefm bringup: {spec.fqn} exited with {code}:", *tail, sep="\n  ", file=sys.stderr)
+                    return 1
+                if on_tick is not None and on_tick():
+                    return 0
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            print("sefm bringup: stopping", file=sys.stderr)
+        return 0
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGINT every node (rclpy shuts down cleanly), then SIGKILL whatever is left."""
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGINT)
+        end = time.monotonic() + timeout
+        for _, proc in self.procs:
+            try:
+                proc.wait(max(end - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Bringup:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

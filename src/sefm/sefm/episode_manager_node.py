@@ -1,0 +1,174 @@
+"""Episode manager node: starts episodes (instruction + start event), ends them on detected
+success, max length or an operator's abort, and resets; one human supervises many robots."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from rclpy.node import Node
+from std_msgs.msg import Bool, Int32MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+
+from sefm_policy import interfaces as ifc
+from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, run
+
+from .episode_tracker import EpisodeTracker
+from .node_params import EpisodeManagerParams
+
+
+class EpisodeManagerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("episode_manager")
+        self.params = p = declare_params(self, EpisodeManagerParams)
+        self.tracker = EpisodeTracker(p.max_steps)
+        self.paused = False
+        self.detected = False
+        self.policy_version = None
+        self.finished = 0
+        self.starting = False
+        self.namespace = self.get_namespace()
+        self.instruction_pub = self.create_publisher(String, ifc.INSTRUCTION, LATCHED_QOS)
+        self.events_pub = self.create_publisher(String, ifc.EVENTS, RELIABLE_QOS)
+        self.create_subscription(Int32MultiArray, ifc.ACTION_TOKENS, self.on_action, RELIABLE_QOS)
+        self.create_subscription(Bool, ifc.SUCCESS, self.on_success, RELIABLE_QOS)
+        self.create_subscription(Bool, ifc.SIM_SUCCESS, self.on_ground_truth, RELIABLE_QOS)
+        self.create_subscription(String, ifc.CHECKPOINT, self.on_checkpoint, LATCHED_QOS)
+        self.create_service(Trigger, ifc.RESET, self.on_reset)
+        self.create_service(Trigger, ifc.ABORT, self.on_abort)
+        self.create_service(SetBool, ifc.PAUSE, self.on_pause)
+        self.sim_reset = self.create_client(Trigger, ifc.SIM_RESET) if p.source == "sim" else None
+        self.start_timer = None
+        if p.autostart:
+            self.schedule_start(0.5)
+
+    # ----- starting -----------------------------------------------------------------------
+
+    def schedule_start(self, delay: float) -> None:
+        if self.start_timer is not None:
+            self.start_timer.cancel()
+            self.destroy_timer(self.start_timer)
+        self.start_timer = self.create_timer(max(delay, 0.01), self._start_once)
+
+    def _start_once(self) -> None:
+        self.start_timer.cancel()
+        self.destroy_timer(self.start_timer)
+        self.start_timer = None
+        self.start_episode()
+
+    def start_episode(self) -> None:
+        if self.tracker.running or self.starting or self.paused or self.limit_reached():
+            return
+        waiting = [t for t in self.params.wait_for_topics if t and self.count_publishers(t) == 0]
+        if waiting:
+            self.get_logger().info(f"waiting for publishers on {waiting}", throttle_duration_sec=5.0)
+            self.schedule_start(0.5)
+            return
+        if self.sim_reset is None:
+            k = self.tracker.episode_id % len(self.params.instructions)
+            self.begin({"instruction": self.params.instructions[k], "seed": None, "task_family": None})
+            return
+        if not self.sim_reset.service_is_ready():
+            self.get_logger().info("waiting for the sim bridge", throttle_duration_sec=5.0)
+            self.schedule_start(0.5)
+            return
+        self.starting = True
+        self.sim_reset.call_async(Trigger.Request()).add_done_callback(self.on_sim_reset)
+
+    def on_sim_reset(self, future) -> None:
+        self.starting = False
+        result = future.result()
+        if result is None or not result.success:
+            self.get_logger().error("sim reset failed; retrying")
+            self.schedule_start(1.0)
+            return
+        self.begin(json.loads(result.message))
+
+    def begin(self, task: dict) -> None:
+        info = {
+            "instruction": task["instruction"],
+            "seed": task.get("seed"),
+            "task_family": task.get("task_family"),
+            "embodiment": self.params.embodiment,
+            "namespace": self.namespace,
+            "cameras": [self.params.camera],
+            "policy_version": self.policy_version,
+        }
+        self.detected = False
+        episode_id = self.tracker.start(info)
+        self.instruction_pub.publish(String(data=task["instruction"]))
+        self.publish_event({"event": "start", "episode_id": episode_id, **info})
+        self.get_logger().info(f"episode {episode_id}: {task['instruction']!r}")
+
+    def limit_reached(self) -> bool:
+        return self.params.episodes > 0 and self.finished >= self.params.episodes
+
+    # ----- ending -------------------------------------------------------------------------
+
+    def end_episode(self, termination: str) -> None:
+        if not self.tracker.running:
+            return
+        meta = self.tracker.finish(termination, self.detected)
+        self.finished += 1
+        self.publish_event({"event": "end", "episode_id": self.tracker.episode_id, "metadata": meta})
+        self.get_logger().info(
+            f"episode {self.tracker.episode_id} ended: {termination} after {meta['length']} steps"
+            f" (success {meta['success']})"
+        )
+        if self.params.autostart:
+            self.schedule_start(self.params.start_delay_s)
+
+    def on_action(self, _msg: Int32MultiArray) -> None:
+        reason = self.tracker.on_action()
+        if reason:
+            self.end_episode(reason)
+
+    def on_success(self, msg: Bool) -> None:
+        if self.tracker.on_detected_success(msg.data):
+            self.detected = True
+            self.end_episode("success")
+
+    def on_ground_truth(self, msg: Bool) -> None:
+        if self.tracker.running:
+            self.tracker.ground_truth = bool(msg.data)
+
+    def on_checkpoint(self, msg: String) -> None:
+        with contextlib.suppress(ValueError, AttributeError):
+            self.policy_version = json.loads(msg.data).get("version")
+
+    # ----- operator services --------------------------------------------------------------
+
+    def on_reset(self, _request, response):
+        self.end_episode("abort")
+        self.paused = False
+        self.schedule_start(self.params.start_delay_s)
+        response.success, response.message = True, "episode reset"
+        return response
+
+    def on_abort(self, _request, response):
+        running = self.tracker.running
+        self.end_episode("abort")
+        response.success = running
+        response.message = "episode aborted" if running else "no episode running"
+        return response
+
+    def on_pause(self, request, response):
+        self.paused = bool(request.data)
+        if self.paused:
+            self.end_episode("abort")
+        else:
+            self.schedule_start(self.params.start_delay_s)
+        self.publish_event({"event": "pause" if self.paused else "resume"})
+        response.success, response.message = True, "paused" if self.paused else "resumed"
+        return response
+
+    def publish_event(self, event: dict) -> None:
+        self.events_pub.publish(String(data=json.dumps(event, sort_keys=True)))
+
+
+def main(args=None) -> None:
+    run(EpisodeManagerNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Episode bookkeeping of the episode manager, free of ROS so it is easy to test and reuse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EpisodeTracker:
+    """Counts steps as the policy's actions (its action-token messages; the safety layer's stop
+    commands are not actions) and decides when an episode ends: detected success, max length
+    or an operator's word."""
+
+    max_steps: int
+    running: bool = False
+    episode_id: int = 0
+    steps: int = 0
+    info: dict = field(default_factory=dict)
+    ground_truth: bool | None = None
+
+    def start(self, info: dict) -> int:
+        self.running, self.steps, self.info, self.ground_truth = True, 0, dict(info), None
+        self.episode_id += 1
+        return self.episode_id
+
+    def on_action(self) -> str | None:
+        if not self.running:
+            return None
+        self.steps += 1
+        return "max_steps" if self.steps >= self.max_steps else None
+
+    def on_detected_success(self, success: bool) -> str | None:
+        # A verdict needs an action taken in this episode; it also discards a late verdict on the
+        # previous episode's last frame.
+        return "success" if self.running and success and self.steps >= 1 else None
+
+    def finish(self, termination: str, detected_success: bool) -> dict:
+        """Close the episode; the metadata of the ``end`` event."""
+        self.running = False
+        success = self.ground_truth if self.ground_truth is not None else detected_success
+        return {
+            **self.info,
+            "length": self.steps,
+            "success": bool(success),
+            "termination": termination,
+            "extra": {
+                "episode_id": self.episode_id,
+                "detected_success": bool(detected_success),
+                "ground_truth_success": self.ground_truth,
+            },
+        }

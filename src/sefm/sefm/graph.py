@@ -1,0 +1,91 @@
+"""The node graph from one YAML file: which nodes, how many robots, their parameters.
+
+``launch/bringup.launch.py`` (ROS install) and ``sefm bringup`` (pip install) both build
+their nodes from :func:`node_specs`, so the two ways to run start the same graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from sefm_policy.config import StrictModel, load_config
+from sefm_policy.node_params import PolicyParams
+from sefm_reward.node_params import RewardParams
+from sefm_sim_bridge.node_params import SimBridgeParams
+from sefm_trainer.node_params import RecorderParams
+
+from .node_params import EpisodeManagerParams
+
+# name -> (package, executable, python module, parameter model); start order follows this table.
+NODE_TYPES: dict[str, tuple[str, str, str, type[BaseModel]]] = {
+    "sim_bridge": ("sefm_sim_bridge", "sim_node", "sefm_sim_bridge.sim_node", SimBridgeParams),
+    "recorder": ("sefm_trainer", "recorder_node", "sefm_trainer.recorder_node", RecorderParams),
+    "reward": ("sefm_reward", "reward_node", "sefm_reward.reward_node", RewardParams),
+    "policy": ("sefm_policy", "policy_node", "sefm_policy.policy_node", PolicyParams),
+    "episode_manager": ("sefm", "episode_manager_node", "sefm.episode_manager_node", EpisodeManagerParams),
+}
+
+
+class FleetConfig(StrictModel):
+    robots: int = Field(1, ge=1, description="namespaces <prefix>0 .. <prefix>{robots-1}")
+    namespace_prefix: str = Field("robot_", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    multi_host: bool = Field(False, description="let DDS discover beyond localhost (real fleets on many hosts)")
+    seed_stride: int = Field(100_000, ge=1, description="robot i's sim seeds start at seed + i * seed_stride")
+
+
+class NodesConfig(StrictModel):
+    sim_bridge: SimBridgeParams | None = None
+    recorder: RecorderParams | None = None
+    reward: RewardParams | None = None
+    policy: PolicyParams | None = None
+    episode_manager: EpisodeManagerParams | None = None
+
+
+class GraphConfig(StrictModel):
+    fleet: FleetConfig = FleetConfig()
+    nodes: NodesConfig = NodesConfig()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    package: str
+    executable: str
+    module: str
+    name: str
+    namespace: str
+    parameters: dict
+
+    @property
+    def fqn(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def load_graph(path: str | Path) -> GraphConfig:
+    return load_config(path, GraphConfig)
+
+
+def resolve(path: str, base: Path) -> str:
+    """Paths in a graph file are relative to the file, so a config works from any directory."""
+    return str((base / path).resolve()) if path and not Path(path).is_absolute() else path
+
+
+def node_specs(config: GraphConfig, base_dir: str | Path = ".") -> list[NodeSpec]:
+    base = Path(base_dir)
+    specs = []
+    for robot in range(config.fleet.robots):
+        namespace = f"/{config.fleet.namespace_prefix}{robot}"
+        for name, (package, executable, module, _) in NODE_TYPES.items():
+            params = getattr(config.nodes, name)
+            if params is None:
+                continue
+            values = params.model_dump()
+            if name == "sim_bridge":
+                values["seed"] = params.seed + robot * config.fleet.seed_stride
+            for key in ("checkpoint", "out_dir"):
+                if key in values:
+                    values[key] = resolve(values[key], base)
+            specs.append(NodeSpec(package, executable, module, name, namespace, values))
+    return specs

@@ -1,0 +1,24 @@
+"""Parameters of the node (ROS-free: the graph config and launch file validate them too)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from sefm_policy.config import StrictModel
+
+
+class EpisodeManagerParams(StrictModel):
+    max_steps: int = Field(100, gt=0)
+    source: Literal["sim", "list"] = Field("sim", description="sim: ask the sim bridge for seeded tasks")
+    instructions: list[str] = Field(default_factory=lambda: ["push the red moon to the blue cube"])
+    autostart: bool = True
+    episodes: int = Field(0, ge=0, description="stop after this many episodes (0: no limit)")
+    camera: str = "front"
+    embodiment: str = "language_table"
+    start_delay_s: float = Field(0.2, ge=0)
+    wait_for_topics: list[str] = Field(
+        default_factory=lambda: ["policy/command", "reward/success"],
+        description="the first episode starts once each of these has a publisher (models loaded)",
+    )

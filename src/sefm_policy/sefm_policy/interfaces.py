@@ -1,0 +1,24 @@
+"""Names of the ROS interfaces (DESIGN.md §3), relative to a robot's namespace unless absolute."""
+
+INSTRUCTION = "instruction"
+JOINT_STATES = "joint_states"
+EFFECTOR_POSE = "effector_pose"
+ACTION_TOKENS = "policy/action_tokens"
+COMMAND = "policy/command"
+STEPS_TO_GO = "reward/steps_to_go"
+REWARD = "reward/reward"
+SUCCESS = "reward/success"
+MARKERS = "reward/markers"
+EVENTS = "episode/events"
+RESET = "episode/reset"
+ABORT = "episode/abort"
+PAUSE = "episode/pause"
+ESTOP = "estop"
+CHECKPOINT = "/sefm/policy_checkpoint"
+# Simulation only: the sim bridge's reset and its ground-truth success (for evaluation).
+SIM_RESET = "sim/reset"
+SIM_SUCCESS = "sim/success"
+
+
+def camera_topic(camera: str) -> str:
+    return f"camera/{camera}/image_raw"

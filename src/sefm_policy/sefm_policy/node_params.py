@@ -1,0 +1,25 @@
+"""Parameters of the node (ROS-free: the graph config and launch file validate them too)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .config import StrictModel
+
+
+class PolicyParams(StrictModel):
+    checkpoint: str = Field("", description="EFM checkpoint directory to act with")
+    camera: str = "front"
+    temperature: float = Field(1.0, ge=0.0, description="sampling temperature; 0 = greedy")
+    greedy: bool = False
+    command_type: Literal["twist", "joint_trajectory", "float64_array"] = "twist"
+    control_hz: float = Field(10.0, gt=0)
+    stale_after_s: float = Field(0.5, gt=0)
+    max_command: float = Field(0.1, gt=0, description="per-axis limit of an action (m per step or normalised joint)")
+    max_change: float = Field(0.2, gt=0, description="per-axis bound on the change between consecutive commands")
+    actuation_enabled: bool = Field(False, description="real rigs start disarmed; sims enable it in config")
+    joint_names: list[str] = Field(default_factory=lambda: [f"joint_{i}" for i in range(14)])
+    seed: int = 0
+    torch_threads: int = Field(1, ge=1, description="CPU threads for inference; several nodes share the cores")

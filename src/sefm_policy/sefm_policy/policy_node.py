@@ -1,0 +1,177 @@
+"""Policy node: on each fresh frame run the EFM and command the robot through the safety layer."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import torch
+from geometry_msgs.msg import TwistStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Float64MultiArray, Int32MultiArray, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from . import interfaces as ifc
+from .checkpoint import load_checkpoint
+from .node_params import PolicyParams
+from .prompts import Observation
+from .ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, image_to_array, run, set_stamp, stamp_ns
+from .safety import SafetyLayer, SafetyLimits
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__("policy")
+        self.params = declare_params(self, PolicyParams)
+        p = self.params
+        if not p.checkpoint:
+            raise ValueError(f"{self.get_fully_qualified_name()}: parameter 'checkpoint' is required")
+        torch.set_num_threads(p.torch_threads)
+        self.model = load_checkpoint(p.checkpoint)
+        self.version = 0
+        self.period = 1.0 / p.control_hz
+        self._check_command_type()
+        dims = int(
+            np.prod(
+                self.model.embodiment.action.decode(
+                    np.zeros((1, len(self.model.embodiment.action.slot_sizes)), dtype=np.int64)
+                ).shape[1:]
+            )
+        )
+        self.safety = SafetyLayer(
+            SafetyLimits(
+                low=np.full(dims, -p.max_command),
+                high=np.full(dims, p.max_command),
+                max_change=np.full(dims, p.max_change),
+                stale_after_s=p.stale_after_s,
+                actuation_enabled=p.actuation_enabled,
+            )
+        )
+        self.generator = torch.Generator().manual_seed(p.seed)
+        self.instruction: str | None = None
+        self.prev_frame: np.ndarray | None = None
+        self.last_frame_time = 0.0
+        self.stats = {"frames": 0, "commands": 0, "reloads": 0, "rejected_reloads": 0}
+        self._reload_lock = threading.Lock()
+
+        self.tokens_pub = self.create_publisher(Int32MultiArray, ifc.ACTION_TOKENS, RELIABLE_QOS)
+        msg_type = {"twist": TwistStamped, "joint_trajectory": JointTrajectory, "float64_array": Float64MultiArray}
+        self.command_pub = self.create_publisher(msg_type[p.command_type], ifc.COMMAND, RELIABLE_QOS)
+        self.create_subscription(Image, ifc.camera_topic(p.camera), self.on_image, SENSOR_QOS)
+        self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
+        self.create_subscription(Bool, ifc.ESTOP, self.on_estop, RELIABLE_QOS)
+        self.create_subscription(String, ifc.CHECKPOINT, self.on_checkpoint, LATCHED_QOS)
+        self.create_timer(self.period, self.watchdog)
+        self.get_logger().info(
+            f"acting with {p.checkpoint} ({self.model.embodiment.name}, {p.command_type}); "
+            f"actuation {'enabled' if p.actuation_enabled else 'DISABLED'}"
+        )
+
+    def _check_command_type(self) -> None:
+        planar = self.model.embodiment.name == "language_table"
+        if planar != (self.params.command_type == "twist"):
+            raise ValueError(
+                f"parameter 'command_type' is {self.params.command_type!r}, which does not fit the "
+                f"{self.model.embodiment.name} embodiment of {self.params.checkpoint}"
+            )
+
+    # ----- inputs -----------------------------------------------------------------------
+
+    def on_instruction(self, msg: String) -> None:
+        self.instruction = msg.data
+        self.prev_frame = None
+
+    def on_estop(self, msg: Bool) -> None:
+        self.safety.set_estop(msg.data)
+        if msg.data:
+            self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds)
+            self.get_logger().warning("e-stop engaged: commands stopped")
+
+    def on_image(self, msg: Image) -> None:
+        self.stats["frames"] += 1
+        self.last_frame_time = time.monotonic()
+        frame = image_to_array(msg)
+        prev = frame if self.prev_frame is None else self.prev_frame
+        self.prev_frame = frame
+        if self.instruction is None:
+            return
+        obs = Observation(images=(frame, prev), instruction=self.instruction)
+        model = self.model  # a hot reload swaps this reference between frames
+        sample = model.sample_actions(
+            [obs], temperature=self.params.temperature, greedy=self.params.greedy, generator=self.generator
+        )
+        command, why = self.safety.filter(sample.actions[0].reshape(-1), frame_age_s=0.0)
+        if why:
+            self.get_logger().warning(f"command replaced by stop: {why}", throttle_duration_sec=2.0)
+        tokens = Int32MultiArray(data=[int(t) for t in sample.tokens[0]])
+        self.tokens_pub.publish(tokens)
+        self.publish_command(command, stamp_ns(msg))
+        self.stats["commands"] += 1
+
+    def watchdog(self) -> None:
+        if self.last_frame_time and self.safety.is_stale(time.monotonic() - self.last_frame_time):
+            self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds)
+
+    # ----- outputs ----------------------------------------------------------------------
+
+    def publish_command(self, command: np.ndarray, obs_stamp_ns: int) -> None:
+        """``obs_stamp_ns``: the stamp of the frame the command answers (stop commands: now)."""
+        kind = self.params.command_type
+        if kind == "twist":
+            msg = TwistStamped()
+            msg.header.frame_id = "board"
+            set_stamp(msg, obs_stamp_ns)
+            v = command / self.period
+            msg.twist.linear.x, msg.twist.linear.y = float(v[0]), float(v[1])
+        elif kind == "joint_trajectory":
+            msg = JointTrajectory(joint_names=list(self.params.joint_names))
+            set_stamp(msg, obs_stamp_ns)
+            chunk = command.reshape(-1, len(self.params.joint_names))
+            for k, q in enumerate(chunk):
+                point = JointTrajectoryPoint(positions=[float(x) for x in q])
+                point.time_from_start.sec, point.time_from_start.nanosec = divmod(
+                    int((k + 1) * self.period * 1e9), 10**9
+                )
+                msg.points.append(point)
+        else:
+            msg = Float64MultiArray(data=[float(x) for x in command])
+        self.command_pub.publish(msg)
+
+    # ----- hot reload -------------------------------------------------------------------
+
+    def on_checkpoint(self, msg: String) -> None:
+        try:
+            info = json.loads(msg.data)
+            path, version = info["path"], info.get("version")
+        except (ValueError, KeyError, TypeError):
+            self.get_logger().error(f"ignoring malformed checkpoint announcement {msg.data!r}")
+            return
+        threading.Thread(target=self._reload, args=(path, version), daemon=True).start()
+
+    def _reload(self, path: str, version) -> None:
+        """Load off the camera path; swap only a checkpoint that loads and fits."""
+        with self._reload_lock:
+            try:
+                model = load_checkpoint(path)
+                if model.embodiment.name != self.model.embodiment.name:
+                    raise ValueError(f"embodiment {model.embodiment.name} != {self.model.embodiment.name}")
+            except Exception as err:
+                self.stats["rejected_reloads"] += 1
+                self.get_logger().error(
+                    f"rejected checkpoint {path} (version {version}): {err}; keeping version {self.version}"
+                )
+                return
+            self.model, self.version = model, version
+            self.stats["reloads"] += 1
+            self.get_logger().info(f"hot-reloaded policy version {version} from {path}")
+
+
+def main(args=None) -> None:
+    run(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""What every sefm node shares: QoS, typed parameters, image conversion, a clean main loop."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import rclpy
+from pydantic import BaseModel
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from .config import parse_config
+
+SENSOR_QOS = qos_profile_sensor_data
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Simulated cameras publish reliably (nothing is lost in lockstep practice); sensor-QoS
+# subscribers (newest frame wins) still match them, as they match real camera drivers.
+SIM_CAMERA_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# The recorder keeps up to this many unread messages per topic: a busy disk or CPU must not
+# drop data. Images best-effort so it also matches real drivers' sensor QoS publishers.
+RECORD_IMAGE_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
+RECORD_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def declare_params(node: Node, model: type[BaseModel]):
+    """Declare one ROS parameter per field of ``model`` (typed by its default) and return the
+    validated values; a wrong value fails naming the parameter."""
+    values = {}
+    for name, field in model.model_fields.items():
+        node.declare_parameter(name, field.get_default(call_default_factory=True))
+        values[name] = node.get_parameter(name).value
+    return parse_config(values, model, f"parameters of node {node.get_fully_qualified_name()}")
+
+
+def stamp_ns(msg) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def set_stamp(msg, ns: int) -> None:
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(ns), 1_000_000_000)
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    if msg.encoding != "rgb8":
+        raise ValueError(f"expected rgb8 images, got {msg.encoding}")
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    return rows[:, : 3 * msg.width].reshape(msg.height, msg.width, 3)
+
+
+def array_to_image(rgb: np.ndarray, stamp: int, frame_id: str) -> Image:
+    h, w, _ = rgb.shape
+    msg = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w)
+    msg.data = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    msg.header.frame_id = frame_id
+    set_stamp(msg, stamp)
+    return msg
+
+
+def run(make_node: Callable[[], Node], args=None) -> None:
+    """Spin one node until Ctrl-C/SIGTERM, then tear it down (DESIGN.md §8: SingleThreadedExecutor)."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    rclpy.init(args=args)  # rclpy turns SIGINT and SIGTERM into ExternalShutdownException in spin
+    node = make_node()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,65 @@
+"""Reward and success read off a frozen EFM's steps-to-go prediction (paper §3).
+
+d(o, g) = sum_k p(k | o, g) * centre(k); the reward of a step is the drop in d,
+r_t = d(o_t, g) - d(o_{t+1}, g); success is declared when d <= s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sefm_policy.model import EFM
+from sefm_policy.prompts import Observation
+
+
+@dataclass
+class Reading:
+    steps_to_go: float
+    reward: float | None  # None on the first frame of an episode
+    success: bool
+
+
+class StepsToGoDetector:
+    """Stateful per episode: feed frames in order (skipping is fine), ``reset`` between episodes."""
+
+    def __init__(self, model: EFM, success_threshold: float) -> None:
+        if success_threshold < 0:
+            raise ValueError(f"success_threshold must be >= 0, got {success_threshold}")
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.threshold = float(success_threshold)
+        self._last_d: float | None = None
+
+    def reset(self) -> None:
+        self._last_d = None
+
+    @torch.no_grad()
+    def distances(self, observations: list[Observation]) -> np.ndarray:
+        return self.model.expected_steps_to_go(observations).cpu().numpy()
+
+    def update(self, frame: np.ndarray, prev_frame: np.ndarray, instruction: str) -> Reading:
+        (d,) = self.distances([Observation(images=(frame, prev_frame), instruction=instruction)])
+        reward = None if self._last_d is None else self._last_d - float(d)
+        self._last_d = float(d)
+        return Reading(float(d), reward, bool(d <= self.threshold))
+
+
+def label_episode(distances, gamma: float = 0.9, success_bonus: float = 0.0, success=None) -> tuple:
+    """Rewards r_t = d_t - d_{t+1} and Monte Carlo returns R_t = sum_i gamma^(i-t) r_i for an
+    episode's T+1 distances (frames 0..T), plus an optional bonus on the step that succeeded."""
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 1 or len(d) < 2:
+        raise ValueError("need the distances of at least two frames")
+    rewards = d[:-1] - d[1:]
+    if success_bonus and success is not None and success:
+        rewards[-1] += success_bonus
+    returns = np.zeros_like(rewards)
+    acc = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = rewards[t] + gamma * acc
+        returns[t] = acc
+    return rewards, returns

@@ -1,0 +1,14 @@
+"""Parameters of the node (ROS-free: the graph config and launch file validate them too)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from sefm_policy.config import StrictModel
+
+
+class RewardParams(StrictModel):
+    checkpoint: str = Field("", description="frozen EFM checkpoint (the best steps-to-go one of Stage 1)")
+    camera: str = "front"
+    success_threshold: float = Field(3.0, ge=0, description="success when d <= this many steps")
+    torch_threads: int = Field(1, ge=1, description="CPU threads for inference; several nodes share the cores")

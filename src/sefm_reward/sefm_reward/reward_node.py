@@ -1,0 +1,121 @@
+"""Reward node: d(o, g), reward and success for the newest frame, plus an RViz text overlay.
+
+Inference runs in a worker thread on the newest frame only, so the camera callback never
+waits on the model and a slow detector skips frames instead of falling behind (the paper's
+asynchronous success detector).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import torch
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Float32, String
+from visualization_msgs.msg import Marker, MarkerArray
+
+from sefm_policy import interfaces as ifc
+from sefm_policy.checkpoint import load_checkpoint
+from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, image_to_array, run
+
+from .detector import Reading, StepsToGoDetector
+from .node_params import RewardParams
+
+
+class RewardNode(Node):
+    def __init__(self) -> None:
+        super().__init__("reward")
+        self.params = p = declare_params(self, RewardParams)
+        if not p.checkpoint:
+            raise ValueError(f"{self.get_fully_qualified_name()}: parameter 'checkpoint' is required")
+        torch.set_num_threads(p.torch_threads)
+        self.detector = StepsToGoDetector(load_checkpoint(p.checkpoint), p.success_threshold)
+        self.instruction: str | None = None
+        self.prev_frame = None
+        self.pending = None  # newest (frame, previous frame, instruction, stamp)
+        self.episode = 0
+        self.processed = 0
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.d_pub = self.create_publisher(Float32, ifc.STEPS_TO_GO, RELIABLE_QOS)
+        self.r_pub = self.create_publisher(Float32, ifc.REWARD, RELIABLE_QOS)
+        self.s_pub = self.create_publisher(Bool, ifc.SUCCESS, RELIABLE_QOS)
+        self.m_pub = self.create_publisher(MarkerArray, ifc.MARKERS, RELIABLE_QOS)
+        self.create_subscription(Image, ifc.camera_topic(p.camera), self.on_image, SENSOR_QOS)
+        self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
+        self.create_subscription(String, ifc.EVENTS, self.on_event, RELIABLE_QOS)
+        self.worker = threading.Thread(target=self.work, daemon=True)
+        self.worker.start()
+
+    def on_instruction(self, msg: String) -> None:
+        with self.cond:
+            self.instruction = msg.data
+
+    def on_event(self, msg: String) -> None:
+        if json.loads(msg.data).get("event") == "start":
+            with self.cond:
+                self.episode += 1
+                self.prev_frame = None
+                self.pending = None
+
+    def on_image(self, msg: Image) -> None:
+        frame = image_to_array(msg).copy()
+        with self.cond:
+            prev = frame if self.prev_frame is None else self.prev_frame
+            self.prev_frame = frame
+            if self.instruction is not None:
+                self.pending = (frame, prev, self.instruction, self.episode)
+                self.cond.notify()
+
+    def work(self) -> None:
+        last_episode = None
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.pending is not None or self.stopping)
+                if self.stopping:
+                    return
+                frame, prev, instruction, episode = self.pending
+                self.pending = None
+            if episode != last_episode:
+                self.detector.reset()
+                last_episode = episode
+            reading = self.detector.update(frame, prev, instruction)
+            with self.cond:
+                if episode != self.episode:
+                    continue  # the episode ended while we computed; its verdict is moot
+            self.publish(reading)
+            self.processed += 1
+
+    def publish(self, reading: Reading) -> None:
+        self.d_pub.publish(Float32(data=reading.steps_to_go))
+        if reading.reward is not None:
+            self.r_pub.publish(Float32(data=reading.reward))
+        self.s_pub.publish(Bool(data=reading.success))
+        marker = Marker(ns="sefm_reward", id=0, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+        marker.header.frame_id = "board"
+        marker.header.stamp = self.get_clock().now().to_msg()
+        marker.pose.position.z = 0.3
+        marker.pose.orientation.w = 1.0
+        marker.scale.z = 0.04
+        marker.color.r, marker.color.g, marker.color.b, marker.color.a = (
+            (0.1, 0.8, 0.2, 1.0) if reading.success else (1.0, 1.0, 1.0, 1.0)
+        )
+        reward = "" if reading.reward is None else f"  r {reading.reward:+.2f}"
+        marker.text = f"d {reading.steps_to_go:.1f}{reward}{'  SUCCESS' if reading.success else ''}"
+        self.m_pub.publish(MarkerArray(markers=[marker]))
+
+    def close(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify()
+        self.worker.join(timeout=2.0)
+
+
+def main(args=None) -> None:
+    run(RewardNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Parameters of the node (ROS-free: the graph config and launch file validate them too)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from sefm_policy.config import StrictModel
+
+
+class SimBridgeParams(StrictModel):
+    task_family: Literal["block2block", "block2location", "banana"] = "block2block"
+    image_size: int = Field(64, gt=0)
+    mode: Literal["lockstep", "realtime"] = "lockstep"
+    control_hz: float = Field(10.0, gt=0)
+    step_timeout_s: float = Field(2.0, gt=0, description="lockstep: hold (zero command) if no command by then")
+    seed: int = Field(0, description="episode k of this robot uses seed + k")
+    camera: str = "front"

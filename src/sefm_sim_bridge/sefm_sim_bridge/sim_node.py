@@ -1,0 +1,129 @@
+"""Sim bridge node: a simulated robot that looks, to the graph, like a real one.
+
+``lockstep`` steps as soon as the command answering the newest frame arrives (or holds
+after ``step_timeout_s``), for fast practice; ``realtime`` steps at a fixed rate with the
+latest command, as a real rig does. Episodes are driven by the episode manager: ``sim/reset``
+lays out the next seeded task, the ``start`` event makes the first frame, ``end`` stops stepping.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
+
+from sefm_policy import interfaces as ifc
+from sefm_policy.ros_common import (
+    RELIABLE_QOS,
+    SIM_CAMERA_QOS,
+    array_to_image,
+    declare_params,
+    run,
+    set_stamp,
+    stamp_ns,
+)
+
+from .language_table import LanguageTableEnv
+from .node_params import SimBridgeParams
+
+
+class SimBridgeNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_bridge")
+        self.params = p = declare_params(self, SimBridgeParams)
+        self.env = LanguageTableEnv(p.task_family, image_size=(p.image_size, p.image_size), max_steps=10**9)
+        self.period = 1.0 / p.control_hz
+        self.episode = 0
+        self.running = False
+        self.actions = 0  # commands executed this episode
+        self.stop_after: int | None = None  # lockstep: the episode's length, once it has ended
+        self.frame_stamp = 0
+        self.frame_time = 0.0
+        self.latest: tuple[int, float, np.ndarray] | None = None  # (answers stamp, received at, delta)
+        self.image_pub = self.create_publisher(Image, ifc.camera_topic(p.camera), SIM_CAMERA_QOS)
+        self.pose_pub = self.create_publisher(PoseStamped, ifc.EFFECTOR_POSE, RELIABLE_QOS)
+        self.success_pub = self.create_publisher(Bool, ifc.SIM_SUCCESS, RELIABLE_QOS)
+        self.create_subscription(TwistStamped, ifc.COMMAND, self.on_command, RELIABLE_QOS)
+        self.create_subscription(String, ifc.EVENTS, self.on_event, RELIABLE_QOS)
+        self.create_service(Trigger, ifc.SIM_RESET, self.on_reset)
+        rate = self.period if p.mode == "realtime" else min(self.period, 0.02)
+        self.create_timer(rate, self.tick)
+        self.get_logger().info(f"{p.task_family} sim, {p.mode} at {p.control_hz} Hz, {p.image_size}px")
+
+    def on_reset(self, request, response):
+        seed = self.params.seed + self.episode
+        obs, _ = self.env.reset(seed=seed)
+        self.episode += 1
+        self.running = False
+        response.success = True
+        response.message = json.dumps(
+            {"instruction": obs["instruction"], "seed": seed, "task_family": self.params.task_family}
+        )
+        return response
+
+    def on_event(self, msg: String) -> None:
+        event = json.loads(msg.data)
+        if event.get("event") == "start":
+            self.running, self.actions, self.stop_after, self.latest = True, 0, None, None
+            self.publish_observation()
+        elif event.get("event") == "end":
+            # Lockstep: the command for the episode's last action may still be on its way; execute
+            # it so the episode's final frame exists, then stop.
+            length = event.get("metadata", {}).get("length")
+            if self.params.mode == "lockstep" and length is not None and self.actions < length:
+                self.stop_after = length
+            else:
+                self.running = False
+
+    def on_command(self, msg: TwistStamped) -> None:
+        delta = np.array([msg.twist.linear.x, msg.twist.linear.y]) * self.period
+        self.latest = (stamp_ns(msg), time.monotonic(), delta)
+        if self.running and self.params.mode == "lockstep" and self.latest[0] == self.frame_stamp:
+            self.actions += 1
+            self.step(delta)
+            if self.stop_after is not None and self.actions >= self.stop_after:
+                self.running = False
+
+    def tick(self) -> None:
+        if not self.running:
+            return
+        if self.params.mode == "realtime":
+            fresh = self.latest is not None and time.monotonic() - self.latest[1] < 2 * self.period
+            self.step(self.latest[2] if fresh else np.zeros(2))
+        elif time.monotonic() - self.frame_time > self.params.step_timeout_s:
+            self.get_logger().warning("no command for the newest frame: holding", throttle_duration_sec=5.0)
+            self.step(np.zeros(2))
+
+    def step(self, delta: np.ndarray) -> None:
+        _, _, _, _, info = self.env.step(np.nan_to_num(delta))
+        self.success_pub.publish(Bool(data=bool(info["success"])))
+        self.publish_observation()
+
+    def publish_observation(self) -> None:
+        now = self.get_clock().now().nanoseconds
+        self.frame_stamp = max(now, self.frame_stamp + 1)
+        self.frame_time = time.monotonic()
+        self.image_pub.publish(array_to_image(self.env.render(), self.frame_stamp, f"camera_{self.params.camera}"))
+        pose = PoseStamped()
+        pose.header.frame_id = "board"
+        set_stamp(pose, self.frame_stamp)
+        pose.pose.position.x, pose.pose.position.y = (float(v) for v in self.env.effector)
+        pose.pose.orientation.w = 1.0
+        self.pose_pub.publish(pose)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def main(args=None) -> None:
+    run(SimBridgeNode, args)
+
+
+if __name__ == "__main__":
+    main()
