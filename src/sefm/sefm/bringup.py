@@ -17,8 +17,10 @@ import yaml
 from .graph import GraphConfig, NodeSpec, node_specs
 
 
-def ros_environment(config: GraphConfig) -> dict[str, str]:
+def ros_environment(config: GraphConfig, domain_id: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(domain_id)
     if not config.fleet.multi_host:
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # DESIGN.md §8: nothing leaves loopback
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -47,12 +49,18 @@ def write_params(spec: NodeSpec, folder: Path) -> Path:
 
 
 class Bringup:
-    def __init__(self, config: GraphConfig, base_dir: str | Path = ".", log_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: GraphConfig,
+        base_dir: str | Path = ".",
+        log_dir: str | Path | None = None,
+        domain_id: int | None = None,
+    ) -> None:
         self.config = config
         self.specs = node_specs(config, base_dir)
         if not self.specs:
             raise ValueError("the graph starts no nodes: list some under 'nodes'")
-        self.env = ros_environment(config)
+        self.env = ros_environment(config, domain_id)
         self._tmp = tempfile.TemporaryDirectory(prefix="sefm-bringup-")
         self.log_dir = Path(log_dir) if log_dir else Path(self._tmp.name)
         self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,142 @@
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import TwistStamped
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Int32MultiArray, String
+
+from sefm.harness import graph, log_text, running, spin_until
+from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS
+from sefm_trainer.bag_reader import load_episodes
+from sefm_trainer.bag_writer import TYPESTORE
+
+pytestmark = pytest.mark.ros
+TIMEOUT = 120
+DEEP = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def practice_nodes(ckpt, out_dir, max_steps=15, threshold=0.0):
+    return {
+        "sim_bridge": {"mode": "lockstep"},
+        "recorder": {"out_dir": str(out_dir)},
+        "reward": {"checkpoint": str(ckpt), "success_threshold": threshold},
+        "policy": {"checkpoint": str(ckpt), "actuation_enabled": True},
+        "episode_manager": {"max_steps": max_steps},
+    }
+
+
+def bags(folder):
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
+
+
+def test_two_robot_fleet_records_whole_episodes_and_stops_cleanly(tiny_checkpoints, tmp_path):
+    out = tmp_path / "episodes"
+    config = graph(practice_nodes(tiny_checkpoints[0], out), robots=2)
+    with running(config, tmp_path / "logs") as (bringup, _probe, executor):
+
+        def two_each():
+            names = [b.name for b in bags(out)]
+            return all(sum(n.startswith(f"robot_{r}_") for n in names) >= 2 for r in (0, 1))
+
+        spin_until(executor, bringup, two_each, TIMEOUT, "two episodes per robot")
+        pids = [p.pid for _, p in bringup.procs]
+    assert all(p.poll() is not None for _, p in bringup.procs)
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")], "node processes left behind"
+    loaded = load_episodes(out, progress=False)
+    assert loaded.skipped == []
+    assert {e.meta.namespace for e in loaded.episodes} == {"/robot_0", "/robot_1"}
+    for ep in loaded.episodes:
+        assert ep.meta.length == 15 and ep.meta.termination == "max_steps"
+        assert ep.frames["front"].shape == (16, 64, 64, 3) and ep.actions.shape == (15, 2)
+        assert ep.action_tokens.shape == (15, 4) and ep.effector.shape == (16, 2)
+        assert ep.meta.seed is not None and ep.meta.instruction and ep.meta.extra["ground_truth_success"] is not None
+    seeds = sorted(e.meta.seed for e in loaded.episodes)
+    assert seeds[0] < 100_000 <= seeds[-1]  # robot_1's seeds are offset
+
+
+def test_detected_success_ends_the_episode(tiny_checkpoints, tmp_path):
+    out = tmp_path / "episodes"
+    # d of an untrained model is ~50 steps; a threshold above it makes every frame a success.
+    config = graph(practice_nodes(tiny_checkpoints[0], out, max_steps=50, threshold=99.0))
+    with running(config, tmp_path / "logs") as (bringup, _probe, executor):
+        spin_until(executor, bringup, lambda: len(bags(out)) >= 2, TIMEOUT, "two episodes")
+    episodes = load_episodes(out, progress=False).episodes
+    assert episodes and all(e.meta.termination == "success" and e.meta.extra["detected_success"] for e in episodes)
+    assert all(1 <= e.meta.length < 50 for e in episodes)
+
+
+def test_estop_stops_commands_within_one_control_period(tiny_checkpoints, tmp_path):
+    nodes = {
+        "sim_bridge": {"mode": "realtime", "control_hz": 10.0},
+        "policy": {"checkpoint": str(tiny_checkpoints[0]), "actuation_enabled": True, "temperature": 2.0},
+        "episode_manager": {"max_steps": 10_000, "wait_for_topics": ["policy/command"]},
+    }
+    with running(graph(nodes), tmp_path / "logs") as (bringup, probe, executor):
+        received = []
+        probe.create_subscription(
+            TwistStamped, "/robot_0/policy/command", lambda m: received.append((time.monotonic(), m)), DEEP
+        )
+        estop = probe.create_publisher(Bool, "/robot_0/estop", RELIABLE_QOS)
+        moving = lambda: sum(abs(m.twist.linear.x) + abs(m.twist.linear.y) > 0 for _, m in received) >= 5  # noqa: E731
+        spin_until(executor, bringup, moving, TIMEOUT, "the policy to move the robot")
+        t0 = time.monotonic()
+        estop.publish(Bool(data=True))
+        spin_until(executor, bringup, lambda: time.monotonic() > t0 + 2.0, 10, "two seconds of e-stop")
+    after = [(t, m) for t, m in received if t > t0]
+    assert after, "no command after the e-stop"
+    stopped_by = min(t for t, m in after if m.twist.linear.x == 0 and m.twist.linear.y == 0)
+    assert stopped_by - t0 < 0.1  # one control period at 10 Hz
+    late = [m for t, m in after if t > t0 + 0.1]
+    assert late and all(m.twist.linear.x == 0 and m.twist.linear.y == 0 for m in late)
+
+
+def test_hot_reload_swaps_weights_without_missing_frames_and_refuses_a_corrupt_checkpoint(tiny_checkpoints, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoints[1], broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    nodes = {
+        "sim_bridge": {"mode": "lockstep", "step_timeout_s": 1.0},
+        "policy": {"checkpoint": str(tiny_checkpoints[0]), "actuation_enabled": True},
+        "episode_manager": {"max_steps": 10_000, "wait_for_topics": ["policy/command"]},
+    }
+    with running(graph(nodes), tmp_path / "logs") as (bringup, probe, executor):
+        frames, tokens = [], []
+        probe.create_subscription(Image, "/robot_0/camera/front/image_raw", frames.append, DEEP)
+        probe.create_subscription(Int32MultiArray, "/robot_0/policy/action_tokens", tokens.append, DEEP)
+        announce = probe.create_publisher(String, "/sefm/policy_checkpoint", LATCHED_QOS)
+        spin_until(executor, bringup, lambda: len(tokens) >= 20, TIMEOUT, "the loop to run")
+        announce.publish(String(data=json.dumps({"path": str(broken), "version": 9})))
+        spin_until(executor, bringup, lambda: "rejected checkpoint" in log_text(bringup, "policy"), 30, "rejection")
+        announce.publish(String(data=json.dumps({"path": str(tiny_checkpoints[1]), "version": 2})))
+        spin_until(
+            executor, bringup, lambda: "hot-reloaded policy version 2" in log_text(bringup, "policy"), 30, "reload"
+        )
+        mark = len(tokens)
+        spin_until(executor, bringup, lambda: len(tokens) >= mark + 20, 30, "acting after the reload")
+    assert "holding" not in log_text(bringup, "sim_bridge")  # lockstep never waited for a missing command
+    assert len(frames) - len(tokens) <= 1  # every frame but the newest was answered
+
+
+def test_graph_bags_carry_every_topic(tiny_checkpoints, tmp_path):
+    from rosbags.rosbag2 import Reader
+
+    out = tmp_path / "episodes"
+    config = graph(practice_nodes(tiny_checkpoints[0], out, max_steps=5))
+    with running(config, tmp_path / "logs") as (bringup, _probe, executor):
+        spin_until(executor, bringup, lambda: len(bags(out)) >= 1, TIMEOUT, "an episode")
+    with Reader(bags(out)[0]) as reader:
+        topics = {t.removeprefix("/robot_0/") for t in reader.topics}
+        events = [
+            json.loads(TYPESTORE.deserialize_cdr(raw, c.msgtype).data)
+            for c, _, raw in reader.messages([c for c in reader.connections if c.topic.endswith("events")])
+        ]
+    assert {"camera/front/image_raw", "effector_pose", "policy/action_tokens", "policy/command"} <= topics
+    assert {"instruction", "episode/events"} <= topics
+    assert [e["event"] for e in events][:1] == ["start"] and events[-1]["event"] == "end"
+    assert np.isfinite(events[-1]["metadata"]["length"])
