@@ -30,3 +30,13 @@ def test_package_is_importable_from_the_pip_install(name):
 
 def test_shipped_tiny_config_is_the_default(repo_root):
     assert load_config(repo_root / "config" / "efm_tiny.yaml", EFMConfig, section="model") == EFMConfig()
+
+
+def test_rviz_config_shows_the_camera_and_reward_markers(repo_root):
+    import yaml
+
+    rviz = yaml.safe_load((repo_root / "config" / "sefm.rviz").read_text())
+    displays = {d["Class"]: d for d in rviz["Visualization Manager"]["Displays"]}
+    assert displays["rviz_default_plugins/Image"]["Topic"]["Value"] == "/robot_0/camera/front/image_raw"
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "/robot_0/reward/markers"
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "board"

@@ -140,3 +140,20 @@ def test_graph_bags_carry_every_topic(tiny_checkpoints, tmp_path):
     assert {"instruction", "episode/events"} <= topics
     assert [e["event"] for e in events][:1] == ["start"] and events[-1]["event"] == "end"
     assert np.isfinite(events[-1]["metadata"]["length"])
+
+
+def test_fleet_status_lists_every_robot(tiny_checkpoints, tmp_path):
+    import subprocess
+    import sys
+
+    nodes = practice_nodes(tiny_checkpoints[0], tmp_path / "episodes", max_steps=5)
+    with running(graph(nodes, robots=2), tmp_path / "logs") as (bringup, _probe, executor):
+        spin_until(executor, bringup, lambda: len(bags(tmp_path / "episodes")) >= 2, TIMEOUT, "episodes")
+        out = subprocess.run(
+            [sys.executable, "-m", "sefm.cli", "fleet", "status", "--once", "4"],
+            env={**bringup.env, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    assert "/robot_0" in out and "/robot_1" in out and "max_steps @ 5" in out

@@ -86,6 +86,12 @@ def bringup(args: argparse.Namespace) -> int:
         return graph.supervise(duration=args.duration)
 
 
+def fleet(args: argparse.Namespace) -> None:
+    from .fleet_status import fleet_status
+
+    fleet_status(duration=args.once)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sefm", description="Self-improving embodied foundation models on ROS 2.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -125,6 +131,13 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--duration", type=float, help="stop after this many seconds")
     up.add_argument("--log-dir", help="folder for the nodes' logs (default: a temporary folder)")
     up.set_defaults(run=bringup)
+
+    fleet_cmd = sub.add_parser("fleet", help="watch the robots of this ROS domain").add_subparsers(
+        dest="action", required=True
+    )
+    status = fleet_cmd.add_parser("status", help="a live table: episode, step, d, success, policy version, paused")
+    status.add_argument("--once", type=float, metavar="SECONDS", help="listen this long, print the table once, exit")
+    status.set_defaults(run=fleet)
 
     fig = sub.add_parser("sim-strip", help="PNG of frames from one demonstration of each task family")
     fig.add_argument("--out", default="docs/images/demonstrations.png")

@@ -1,0 +1,84 @@
+"""``sefm fleet status``: a live table of every robot on the ROS domain."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rich.console import Console
+from rich.live import Live
+from std_msgs.msg import Bool, Float32, Int32MultiArray, String
+
+from sefm_policy import interfaces as ifc
+from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS
+
+from .fleet_table import FleetTable
+
+ROBOT = re.compile(rf"^(?P<ns>/.+)/{ifc.EVENTS}$")
+
+
+class FleetStatusNode(Node):
+    def __init__(self, table: FleetTable) -> None:
+        super().__init__("fleet_status")
+        self.table = table
+        self.known: set[str] = set()
+        self.create_subscription(String, ifc.CHECKPOINT, self.on_checkpoint, LATCHED_QOS)
+        self.create_timer(1.0, self.discover)
+        self.discover()
+
+    def discover(self) -> None:
+        for topic, _ in self.get_topic_names_and_types():
+            m = ROBOT.match(topic)
+            if m and m["ns"] not in self.known:
+                self.watch(m["ns"])
+
+    def watch(self, ns: str) -> None:
+        self.known.add(ns)
+        t = self.table
+        t.row(ns)
+        handlers = [
+            (String, ifc.EVENTS, lambda m: t.on_event(ns, json.loads(m.data))),
+            (Float32, ifc.STEPS_TO_GO, lambda m: t.on_steps_to_go(ns, m.data)),
+            (Bool, ifc.SUCCESS, lambda m: t.on_success(ns, m.data)),
+            (Int32MultiArray, ifc.ACTION_TOKENS, lambda _m: t.on_action(ns)),
+        ]
+        for msg_type, topic, handler in handlers:
+            self.create_subscription(msg_type, f"{ns}/{topic}", handler, RELIABLE_QOS)
+
+    def on_checkpoint(self, msg: String) -> None:
+        try:
+            self.table.policy_version = str(json.loads(msg.data).get("version"))
+        except ValueError:
+            self.table.policy_version = "?"
+
+
+def fleet_status(duration: float | None = None, refresh_hz: float = 2.0) -> FleetTable:
+    """Show the table live until Ctrl-C, or for ``duration`` seconds and then print it once."""
+    rclpy.init()
+    table = FleetTable()
+    node = FleetStatusNode(table)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    console = Console()
+    try:
+        if duration is not None:
+            end = time.monotonic() + duration
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.1)
+            console.print(table.render())
+        else:
+            with Live(table.render(), console=console, refresh_per_second=refresh_hz) as live:
+                while True:
+                    executor.spin_once(timeout_sec=1.0 / refresh_hz)
+                    live.update(table.render())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return table

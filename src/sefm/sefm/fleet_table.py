@@ -1,0 +1,69 @@
+"""The operator's view of the fleet: one row per robot, fed by its topics (ROS-free)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+
+@dataclass
+class RobotRow:
+    episode: int | None = None
+    step: int = 0
+    steps_to_go: float | None = None
+    success: bool | None = None
+    paused: bool = False
+    last_end: str = ""
+    episodes_done: int = 0
+    successes: int = 0
+
+
+@dataclass
+class FleetTable:
+    rows: dict[str, RobotRow] = field(default_factory=dict)
+    policy_version: str = "-"
+
+    def row(self, namespace: str) -> RobotRow:
+        return self.rows.setdefault(namespace, RobotRow())
+
+    def on_event(self, namespace: str, event: dict) -> None:
+        row = self.row(namespace)
+        kind = event.get("event")
+        if kind == "start":
+            row.episode, row.step, row.steps_to_go, row.success = event.get("episode_id"), 0, None, None
+        elif kind == "end":
+            meta = event.get("metadata", {})
+            row.episodes_done += 1
+            row.successes += bool(meta.get("success"))
+            row.last_end = f"{meta.get('termination', '?')} @ {meta.get('length', '?')}"
+        elif kind in ("pause", "resume"):
+            row.paused = kind == "pause"
+
+    def on_steps_to_go(self, namespace: str, d: float) -> None:
+        self.row(namespace).steps_to_go = d
+
+    def on_success(self, namespace: str, success: bool) -> None:
+        self.row(namespace).success = success
+
+    def on_action(self, namespace: str) -> None:
+        self.row(namespace).step += 1
+
+    def render(self) -> Table:
+        table = Table(title=f"sefm fleet  (policy version {self.policy_version})")
+        for column in ("robot", "episode", "step", "d", "success", "paused", "done", "success rate", "last end"):
+            table.add_column(column)
+        for ns, r in sorted(self.rows.items()):
+            rate = f"{r.successes / r.episodes_done:.0%}" if r.episodes_done else "-"
+            table.add_row(
+                ns,
+                "-" if r.episode is None else str(r.episode),
+                str(r.step),
+                "-" if r.steps_to_go is None else f"{r.steps_to_go:.1f}",
+                "-" if r.success is None else ("yes" if r.success else "no"),
+                "yes" if r.paused else "no",
+                str(r.episodes_done),
+                rate,
+                r.last_end,
+            )
+        return table

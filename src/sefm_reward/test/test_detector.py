@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+import torch
+
+from sefm_policy.config import EFMConfig
+from sefm_policy.model import EFM
+from sefm_policy.testing import table_observations
+from sefm_reward.detector import StepsToGoDetector, label_episode
+
+
+def test_rewards_are_drops_in_distance_and_returns_discount_them():
+    rewards, returns = label_episode([10.0, 8.0, 9.0, 4.0], gamma=0.9)
+    np.testing.assert_allclose(rewards, [2.0, -1.0, 5.0])
+    np.testing.assert_allclose(returns, [2.0 + 0.9 * (-1.0) + 0.81 * 5.0, -1.0 + 0.9 * 5.0, 5.0])
+
+
+def test_success_bonus_lands_on_the_last_step_only_when_successful():
+    r, _ = label_episode([3.0, 2.0, 1.0], success_bonus=0.5, success=True)
+    np.testing.assert_allclose(r, [1.0, 1.5])
+    r, _ = label_episode([3.0, 2.0, 1.0], success_bonus=0.5, success=False)
+    np.testing.assert_allclose(r, [1.0, 1.0])
+    with pytest.raises(ValueError, match="two frames"):
+        label_episode([3.0])
+
+
+def test_detector_reads_d_reward_and_success_and_resets_between_episodes():
+    model = EFM.build(EFMConfig())
+    obs = table_observations(3)
+    with torch.no_grad():
+        d = model.expected_steps_to_go(obs).numpy()
+    det = StepsToGoDetector(model, success_threshold=float(d[1]) + 1e-3)
+    first = det.update(obs[0].images[0], obs[0].images[1], obs[0].instruction)
+    assert first.reward is None and first.steps_to_go == pytest.approx(d[0], abs=1e-4)
+    second = det.update(obs[1].images[0], obs[1].images[1], obs[1].instruction)
+    assert second.reward == pytest.approx(d[0] - d[1], abs=1e-4) and second.success
+    det.reset()
+    assert det.update(obs[2].images[0], obs[2].images[1], obs[2].instruction).reward is None
+    assert not any(p.requires_grad for p in model.parameters())  # frozen
