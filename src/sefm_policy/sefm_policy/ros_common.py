@@ -49,7 +49,7 @@ def image_to_array(msg: Image) -> np.ndarray:
     if msg.encoding != "rgb8":
         raise ValueError(f"expected rgb8 images, got {msg.encoding}")
     rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    return rows[:, : 3 * msg.width].reshape(msg.height, msg.width, 3)
+    return rows[:, : 3 * msg.width].reshape(msg.height, msg.width, 3).copy()  # writable, owned by the caller
 
 
 def array_to_image(rgb: np.ndarray, stamp: int, frame_id: str) -> Image:

@@ -61,7 +61,7 @@ class RewardNode(Node):
                 self.pending = None
 
     def on_image(self, msg: Image) -> None:
-        frame = image_to_array(msg).copy()
+        frame = image_to_array(msg)
         with self.cond:
             prev = frame if self.prev_frame is None else self.prev_frame
             self.prev_frame = frame
