@@ -52,6 +52,7 @@ class PolicyNode(Node):
         )
         self.generator = torch.Generator().manual_seed(p.seed)
         self.instruction: str | None = None
+        self.waiting_frame: Image | None = None
         self.prev_frame: np.ndarray | None = None
         self.last_frame_time = 0.0
         self.stats = {"frames": 0, "commands": 0, "reloads": 0, "rejected_reloads": 0}
@@ -83,6 +84,9 @@ class PolicyNode(Node):
     def on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
         self.prev_frame = None
+        if self.waiting_frame is not None:  # an episode's first frame can beat its instruction here
+            frame, self.waiting_frame = self.waiting_frame, None
+            self.on_image(frame)
 
     def on_estop(self, msg: Bool) -> None:
         self.safety.set_estop(msg.data)
@@ -97,6 +101,7 @@ class PolicyNode(Node):
         prev = frame if self.prev_frame is None else self.prev_frame
         self.prev_frame = frame
         if self.instruction is None:
+            self.waiting_frame = msg
             return
         obs = Observation(images=(frame, prev), instruction=self.instruction)
         model = self.model  # a hot reload swaps this reference between frames
