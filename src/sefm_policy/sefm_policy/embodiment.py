@@ -24,6 +24,16 @@ class Embodiment:
     def num_model_images(self) -> int:
         return 2
 
+    def command_limits(self, planar_limit: float) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of each value of a decoded, flattened action: +-planar_limit for end-effector
+        deltas; the joint ranges the model was trained with (once per chunk step) for joints."""
+        if isinstance(self.action, JointTokenizer):
+            low = np.tile(np.asarray(self.action.low, dtype=np.float64), self.action.chunk)
+            high = np.tile(np.asarray(self.action.high, dtype=np.float64), self.action.chunk)
+            return low, high
+        limit = min(planar_limit, self.action.limit)
+        return np.full(self.action.dims, -limit), np.full(self.action.dims, limit)
+
     def model_images(self, obs: Observation) -> list[np.ndarray]:
         """Camera frames -> the two images the model sees."""
         if len(obs.images) != len(self.cameras):

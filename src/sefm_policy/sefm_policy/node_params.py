@@ -17,8 +17,10 @@ class PolicyParams(StrictModel):
     command_type: Literal["twist", "joint_trajectory", "float64_array"] = "twist"
     control_hz: float = Field(10.0, gt=0)
     stale_after_s: float = Field(0.5, gt=0)
-    max_command: float = Field(0.1, gt=0, description="per-axis limit of an action (m per step or normalised joint)")
-    max_change: float = Field(0.2, gt=0, description="per-axis bound on the change between consecutive commands")
+    max_command: float = Field(0.1, gt=0, description="planar: per-axis limit of a delta (m per step)")
+    max_change: float = Field(
+        0.2, gt=0, description="per-value bound on the change between consecutive commands (m or rad)"
+    )
     actuation_enabled: bool = Field(False, description="real rigs start disarmed; sims enable it in config")
     joint_names: list[str] = Field(default_factory=lambda: [f"joint_{i}" for i in range(14)])
     seed: int = 0

@@ -34,18 +34,12 @@ class PolicyNode(Node):
         self.version = 0
         self.period = 1.0 / p.control_hz
         self._check_command_type()
-        dims = int(
-            np.prod(
-                self.model.embodiment.action.decode(
-                    np.zeros((1, len(self.model.embodiment.action.slot_sizes)), dtype=np.int64)
-                ).shape[1:]
-            )
-        )
+        low, high = self.model.embodiment.command_limits(p.max_command)
         self.safety = SafetyLayer(
             SafetyLimits(
-                low=np.full(dims, -p.max_command),
-                high=np.full(dims, p.max_command),
-                max_change=np.full(dims, p.max_change),
+                low=low,
+                high=high,
+                max_change=np.full(low.shape, p.max_change),
                 stale_after_s=p.stale_after_s,
                 actuation_enabled=p.actuation_enabled,
             )

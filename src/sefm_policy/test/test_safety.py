@@ -46,3 +46,14 @@ def test_after_a_stop_the_rate_limit_restarts_from_rest():
     s.set_estop(False)
     out, _ = s.filter([0.1, 0.0])
     assert np.allclose(out, [0.05, 0.0])
+
+
+def test_command_limits_follow_the_embodiment():
+    from sefm_policy.config import EFMConfig
+    from sefm_policy.embodiment import embodiment_for
+
+    low, high = embodiment_for(EFMConfig()).command_limits(0.05)
+    assert low.tolist() == [-0.05, -0.05] and high.tolist() == [0.05, 0.05]
+    aloha = embodiment_for(EFMConfig(embodiment="aloha", joint_low=[-1.0] * 14, joint_high=[2.0] * 14))
+    low, high = aloha.command_limits(0.05)
+    assert low.shape == (70,) and set(low) == {-1.0} and set(high) == {2.0}

@@ -97,6 +97,9 @@ class SimBridgeNode(Node):
             fresh = self.latest is not None and time.monotonic() - self.latest[1] < 2 * self.period
             self.step(self.latest[2] if fresh else np.zeros(2))
         elif time.monotonic() - self.frame_time > self.params.step_timeout_s:
+            if self.stop_after is not None:  # the episode is over and its last command is not coming
+                self.running = False
+                return
             self.get_logger().warning("no command for the newest frame: holding", throttle_duration_sec=5.0)
             self.step(np.zeros(2))
 

@@ -75,41 +75,36 @@ def _check_topics(reader: Reader, path: Path) -> dict[str, str]:
     return cameras
 
 
-def _open(path: Path) -> Reader:
+def _with_bag(path: str | Path, read):
+    """``read(reader, path)`` on an open bag; any failure of a broken file becomes NotAnEpisode."""
+    path = Path(path)
     try:
         reader = Reader(path)
         reader.open()
-        return reader
-    except Exception as err:
+    except Exception as err:  # rosbags raises many types for broken files
         raise NotAnEpisode(path, f"unreadable bag ({type(err).__name__}: {err})") from None
+    try:
+        return read(reader, path)
+    except NotAnEpisode:
+        raise
+    except Exception as err:  # a truncated file can fail anywhere in the read
+        raise NotAnEpisode(path, f"unreadable bag ({type(err).__name__}: {err})") from None
+    finally:
+        reader.close()
 
 
 def peek_episode(path: str | Path) -> EpisodeMeta:
     """Check topics and metadata without reading the messages."""
-    path = Path(path)
-    reader = _open(path)
-    try:
+
+    def peek(reader: Reader, path: Path) -> EpisodeMeta:
         _check_topics(reader, path)
         return _metadata(reader, path, _topic(reader.topics, EVENTS))
-    except NotAnEpisode:
-        raise
-    except Exception as err:
-        raise NotAnEpisode(path, f"unreadable bag ({type(err).__name__}: {err})") from None
-    finally:
-        reader.close()
+
+    return _with_bag(path, peek)
 
 
 def read_episode(path: str | Path) -> Episode:
-    path = Path(path)
-    reader = _open(path)
-    try:
-        return _read(reader, path)
-    except NotAnEpisode:
-        raise
-    except Exception as err:
-        raise NotAnEpisode(path, f"unreadable bag ({type(err).__name__}: {err})") from None
-    finally:
-        reader.close()
+    return _with_bag(path, _read)
 
 
 def _read(reader: Reader, path: Path) -> Episode:
