@@ -2,6 +2,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,18 @@ def practice_nodes(ckpt, out_dir, max_steps=15, threshold=0.0):
         "policy": {"checkpoint": str(ckpt), "actuation_enabled": True},
         "episode_manager": {"max_steps": max_steps},
     }
+
+
+def children_of(pid: int) -> list[str]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            kids.append(stat.parent.name)
+    return kids
 
 
 def bags(folder):
@@ -160,3 +173,33 @@ def test_fleet_status_lists_every_robot(tiny_checkpoints, tmp_path):
             timeout=60,
         ).stdout
     assert "/robot_0" in out and "/robot_1" in out and "max_steps @ 5" in out
+
+
+def test_sefm_bringup_stops_every_node_on_ctrl_c(tiny_checkpoints, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    out = tmp_path / "episodes"
+    config = tmp_path / "graph.yaml"
+    nodes = practice_nodes(tiny_checkpoints[0], out, max_steps=5)
+    config.write_text(yaml.safe_dump({"fleet": {"robots": 2}, "nodes": nodes}))
+    env = {**os.environ, "ROS_DOMAIN_ID": str(200 + os.getpid() % 30)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sefm.cli", "bringup", str(config), "--log-dir", str(tmp_path / "logs")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while len({b.name[:7] for b in bags(out)}) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    children = children_of(proc.pid)
+    assert len(children) == 10 and {b.name[:7] for b in bags(out)} == {"robot_0", "robot_1"}
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0, proc.stdout.read()
+    time.sleep(0.5)
+    assert [pid for pid in children if os.path.exists(f"/proc/{pid}")] == []
