@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from sefm_policy.checkpoint import CheckpointError, load_checkpoint, read_manifest, save_checkpoint
-from sefm_policy.config import ConfigError, EFMConfig, load_config
+from sefm_policy.config import ConfigError, EFMConfig, load_config, parse_config
 from sefm_policy.model import EFM
 
 
@@ -92,6 +92,20 @@ def fleet(args: argparse.Namespace) -> None:
     fleet_status(duration=args.once)
 
 
+def train_sft_cmd(args: argparse.Namespace) -> None:
+    from sefm_trainer.sft import SFTConfig, train_sft
+
+    values = {}
+    if args.config:
+        import yaml
+
+        values = yaml.safe_load(Path(args.config).read_text()) or {}
+    overrides = {"data": args.data, "out": args.out, "steps": args.steps, "batch_size": args.batch_size}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    best = train_sft(parse_config(values, SFTConfig, args.config or "<command line>"))
+    print(json.dumps({"out": values["out"], "best": best}, indent=2))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sefm", description="Self-improving embodied foundation models on ROS 2.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -131,6 +145,17 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--duration", type=float, help="stop after this many seconds")
     up.add_argument("--log-dir", help="folder for the nodes' logs (default: a temporary folder)")
     up.set_defaults(run=bringup)
+
+    train = sub.add_parser("train", help="Stage 1 fine-tuning (Stage 2 lands with issue #5)").add_subparsers(
+        dest="stage", required=True
+    )
+    sft = train.add_parser("sft", help="Stage 1: BC + steps-to-go (+ instruction) on episode bags; resumes")
+    sft.add_argument("--data", help="folder of episode bags")
+    sft.add_argument("--out", help="run folder (resumed if it holds a run)")
+    sft.add_argument("--steps", type=int)
+    sft.add_argument("--batch-size", type=int)
+    sft.add_argument("--config", help="YAML with any SFTConfig keys (model: an EFM config)")
+    sft.set_defaults(run=train_sft_cmd)
 
     fleet_cmd = sub.add_parser("fleet", help="watch the robots of this ROS domain").add_subparsers(
         dest="action", required=True

@@ -1,0 +1,231 @@
+"""Stage 1: supervised fine-tuning on imitation episodes (paper App. A.3, B).
+
+Each batch is split uniformly across the objectives (behaviour cloning, steps-to-go, and for
+LanguageTable instruction prediction); AdamW trains the full model. The best checkpoint per
+objective on a validation split is kept: ``best_bc`` initialises the Stage 2 policy,
+``best_steps`` becomes its frozen reward model. ``last`` holds weights, optimizer and step,
+and a killed run resumes from it; batches are drawn from a generator seeded by (seed, step),
+so a resumed run takes exactly the steps an uninterrupted one would.
+
+Data parallel: under ``torchrun`` each process takes a shard of every batch and gradients are
+averaged with ``torch.distributed.all_reduce`` (gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import safetensors.torch
+import torch
+import torch.distributed as dist
+from pydantic import Field
+from tqdm import tqdm
+
+from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
+from sefm_policy.config import EFMConfig, StrictModel
+from sefm_policy.losses import bc_loss, instruction_loss, steps_to_go_loss
+from sefm_policy.model import EFM
+from sefm_policy.prompts import Observation
+
+from .bag_reader import load_episodes, select_fraction
+from .dataset import StepIndex
+
+Objective = Literal["bc", "steps", "instruction"]
+
+
+class SFTConfig(StrictModel):
+    data: str = Field(..., description="folder of episode bags")
+    out: str = Field(..., description="run folder: checkpoints, metrics.jsonl, TensorBoard events")
+    steps: int = Field(2000, gt=0)
+    batch_size: int = Field(32, gt=0, description="global batch, split uniformly across objectives")
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    objectives: list[Objective] = Field(default_factory=lambda: ["bc", "steps", "instruction"])
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_every: int = Field(100, gt=0)
+    val_samples: int = Field(256, gt=0, description="validation steps per objective")
+    checkpoint_every: int = Field(100, gt=0)
+    data_fraction: float | None = Field(None, gt=0, le=1, description="train on this share of episodes")
+    seed: int = 0
+    model: EFMConfig = EFMConfig()
+
+
+class Data:
+    """Training and validation samples per objective, from the successful episodes."""
+
+    def __init__(self, cfg: SFTConfig, tokenizer) -> None:
+        loaded = load_episodes(cfg.data, progress=False)
+        for path, reason in loaded.skipped:
+            print(f"sft: skipping {path}: {reason}")
+        episodes = [e for e in loaded.episodes if e.meta.success]
+        if not episodes:
+            raise ValueError(f"no successful episodes in {cfg.data}")
+        names = [e.path.name for e in episodes]
+        val_names = set(select_fraction(names, cfg.val_fraction, seed=cfg.seed + 1))
+        train = [e for e in episodes if e.path.name not in val_names]
+        if cfg.data_fraction is not None:
+            keep = set(select_fraction([e.path.name for e in train], cfg.data_fraction, seed=cfg.seed))
+            train = [e for e in train if e.path.name in keep]
+        self.train, self.val = StepIndex(train), StepIndex([e for e in episodes if e.path.name in val_names])
+        self.tokenizer = tokenizer
+        if not len(self.train) or not len(self.val):
+            raise ValueError(f"need episodes for both training and validation (have {len(episodes)})")
+
+    def batch(self, objective: Objective, index: StepIndex, picks: np.ndarray):
+        if objective == "instruction":
+            eps = [index.episodes[int(i) % len(index.episodes)] for i in picks]
+            obs = [Observation(images=(e.frames["front"][0], e.frames["front"][-1])) for e in eps]
+            return obs, [e.meta.instruction for e in eps]
+        steps = [index[int(i)] for i in picks]
+        obs = [Observation(images=(s.frame, s.prev_frame), instruction=s.instruction) for s in steps]
+        if objective == "bc":
+            tokens = np.stack([self.tokenizer.encode(s.action) for s in steps])
+            return obs, tokens
+        return obs, np.array([s.T - s.t for s in steps], dtype=np.float64)
+
+
+LOSSES = {"bc": bc_loss, "steps": steps_to_go_loss, "instruction": instruction_loss}
+SELECT = {"bc": "bc/loss", "steps": "steps/loss", "instruction": "instr/loss"}
+
+
+def objective_split(batch_size: int, objectives: list[str]) -> dict[str, int]:
+    base, extra = divmod(batch_size, len(objectives))
+    return {o: base + (i < extra) for i, o in enumerate(objectives)}
+
+
+def shard(n: int, rank: int, world: int) -> slice:
+    per = -(-n // world)
+    return slice(rank * per, min(n, (rank + 1) * per))
+
+
+def state_path(out: Path, step: int) -> Path:
+    return out / f"trainer_state_{step:08d}.safetensors"
+
+
+def _save_state(optimizer: torch.optim.Optimizer, path: Path, step: int, best: dict) -> None:
+    tensors, meta = {}, {"step": step, "best": best, "param_groups": []}
+    for g, group in enumerate(optimizer.param_groups):
+        meta["param_groups"].append({k: v for k, v in group.items() if k != "params"})
+        for i, p in enumerate(group["params"]):
+            for key, value in optimizer.state.get(p, {}).items():
+                tensors[f"{g}.{i}.{key}"] = value.detach().clone().reshape(value.shape or (1,))
+    tmp = path.with_name(path.name + ".tmp")
+    safetensors.torch.save_file(tensors, str(tmp), metadata={"trainer": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def _load_state(optimizer: torch.optim.Optimizer, path: Path) -> tuple[int, dict]:
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["trainer"])
+        for g, group in enumerate(optimizer.param_groups):
+            for i, p in enumerate(group["params"]):
+                state = {}
+                for key in ("step", "exp_avg", "exp_avg_sq"):
+                    name = f"{g}.{i}.{key}"
+                    if name in f.keys():  # noqa: SIM118 - safe_open has no __contains__
+                        value = f.get_tensor(name)
+                        state[key] = value.reshape(()) if key == "step" else value
+                if state:
+                    optimizer.state[p] = state
+    return meta["step"], meta["best"]
+
+
+def train_sft(cfg: SFTConfig) -> dict:
+    """Run (or resume) Stage 1; returns the best validation losses and their steps."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last"
+    torch.manual_seed(cfg.seed)
+    model = load_checkpoint(last) if (last / "manifest.json").exists() else EFM.build(cfg.model)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, best = 0, {o: {"loss": float("inf"), "step": None} for o in cfg.objectives}
+    if (last / "manifest.json").exists():
+        saved = read_manifest(last)["metadata"]["step"]
+        step, best = _load_state(optimizer, state_path(out, saved))
+        print(f"sft: resuming {out} at step {step}")
+    data = Data(cfg, model.embodiment.action)
+    split = objective_split(cfg.batch_size, cfg.objectives)
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+    metrics_file = (out / "metrics.jsonl").open("a") if rank == 0 else None
+    bar = tqdm(total=cfg.steps, initial=step, desc="stage 1", unit="step", disable=rank != 0)
+    while step < cfg.steps:
+        rng = np.random.default_rng([cfg.seed, step])
+        optimizer.zero_grad()
+        logged = {}
+        for objective, n in split.items():
+            population = len(data.train.episodes) if objective == "instruction" else len(data.train)
+            picks = rng.integers(0, population, n)[shard(n, rank, world)]
+            obs, target = data.batch(objective, data.train, picks)
+            out_loss = LOSSES[objective](model, obs, target)
+            (out_loss.loss / len(split)).backward()
+            logged.update(out_loss.metrics)
+        if world > 1:
+            for p in model.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        if rank == 0:
+            for key, value in logged.items():
+                writer.add_scalar(f"train/{key}", value, step)
+            metrics_file.write(json.dumps({"step": step, **logged}) + "\n")
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            val = validate(model, data, cfg)
+            for objective in cfg.objectives:
+                loss = val[SELECT[objective]]
+                if loss < best[objective]["loss"]:
+                    best[objective] = {"loss": loss, "step": step}
+                    if rank == 0:
+                        save_checkpoint(model, out / f"best_{objective}", {"step": step, "val_loss": loss})
+            if rank == 0:
+                for key, value in val.items():
+                    writer.add_scalar(f"val/{key}", value, step)
+                metrics_file.write(json.dumps({"step": step, "val": val}) + "\n")
+                bar.set_postfix({k: f"{v:.3f}" for k, v in val.items() if k.endswith("loss")})
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            metrics_file.flush()
+            # Optimizer state first, then the weights (an atomic rename): ``last`` always has its state.
+            _save_state(optimizer, state_path(out, step), step, best)
+            save_checkpoint(model, last, {"step": step})
+            for old in out.glob("trainer_state_*.safetensors"):
+                if old != state_path(out, step):
+                    old.unlink()
+    bar.close()
+    if rank == 0:
+        writer.close()
+        metrics_file.close()
+    return best
+
+
+@torch.no_grad()
+def validate(model: EFM, data: Data, cfg: SFTConfig) -> dict[str, float]:
+    model.eval()
+    rng = np.random.default_rng([cfg.seed, 10**9])
+    result = {}
+    for objective in cfg.objectives:
+        population = len(data.val.episodes) if objective == "instruction" else len(data.val)
+        picks = rng.permutation(population)[: cfg.val_samples]
+        metrics = []
+        for chunk in np.array_split(picks, max(1, len(picks) // 64)):
+            obs, target = data.batch(objective, data.val, chunk)
+            metrics.append((len(chunk), LOSSES[objective](model, obs, target).metrics))
+        total = sum(n for n, _ in metrics)
+        for key in metrics[0][1]:
+            result[key] = sum(n * m[key] for n, m in metrics) / total
+    model.train()
+    return result

@@ -1,0 +1,88 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from sefm_policy.checkpoint import load_checkpoint, read_manifest
+from sefm_trainer.sft import SFTConfig, objective_split, shard, train_sft
+
+
+def config(data, out, **kw):
+    values = dict(data=str(data), out=str(out), steps=6, batch_size=12, val_every=3, checkpoint_every=2, val_samples=16)
+    values.update(kw)
+    return SFTConfig(**values)
+
+
+def weights(path):
+    return load_checkpoint(path).backbone.state_dict()
+
+
+def test_batches_split_uniformly_and_shard_evenly():
+    assert objective_split(32, ["bc", "steps", "instruction"]) == {"bc": 11, "steps": 11, "instruction": 10}
+    assert [shard(11, r, 2) for r in (0, 1)] == [slice(0, 6), slice(6, 11)]
+
+
+def test_stage1_keeps_best_checkpoints_per_objective_and_logs(demo_episodes, tmp_path):
+    best = train_sft(config(demo_episodes, tmp_path / "run"))
+    for objective in ("bc", "steps", "instruction"):
+        meta = read_manifest(tmp_path / "run" / f"best_{objective}")["metadata"]
+        assert meta["step"] == best[objective]["step"] and meta["val_loss"] == pytest.approx(best[objective]["loss"])
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "val" not in x] == list(range(1, 7))
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(demo_episodes, tmp_path):
+    train_sft(config(demo_episodes, tmp_path / "whole"))
+    killer = textwrap.dedent(
+        f"""
+        import os, signal, torch
+        from sefm_trainer.sft import SFTConfig, train_sft
+        calls = 0
+        step = torch.optim.AdamW.step
+        def dying_step(self, *a, **k):
+            global calls
+            calls += 1
+            if calls == 5:  # after the checkpoint at step 4, before the one at step 6
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(self, *a, **k)
+        torch.optim.AdamW.step = dying_step
+        train_sft(SFTConfig.model_validate_json({config(demo_episodes, tmp_path / "killed").model_dump_json()!r}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", killer], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert read_manifest(tmp_path / "killed" / "last")["metadata"]["step"] == 4
+    train_sft(config(demo_episodes, tmp_path / "killed"))
+    a, b = weights(tmp_path / "whole" / "last"), weights(tmp_path / "killed" / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_data_parallel_processes_match_one(demo_episodes, tmp_path):
+    kw = dict(objectives=["bc", "steps"], steps=4, checkpoint_every=4, val_every=4)
+    train_sft(config(demo_episodes, tmp_path / "one", **kw))
+    cfg = config(demo_episodes, tmp_path / "two", **kw)
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "from sefm_trainer.sft import SFTConfig, train_sft\n"
+        f"train_sft(SFTConfig.model_validate_json({cfg.model_dump_json()!r}))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
+    proc = subprocess.run([*run, "--master_port", str(29500 + os.getpid() % 1000), str(script)],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def val(run_dir):
+        lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [x["val"] for x in lines if "val" in x][-1]
+
+    one, two = val(tmp_path / "one"), val(tmp_path / "two")
+    assert one["bc/loss"] == pytest.approx(two["bc/loss"], rel=1e-4)
+    assert one["steps/loss"] == pytest.approx(two["steps/loss"], rel=1e-4)
+    a, b = weights(tmp_path / "one" / "last"), weights(tmp_path / "two" / "last")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
