@@ -1,0 +1,100 @@
+"""Episodes of a policy in simulation, many envs at once in one process (batched inference).
+
+The same rollout serves Stage 2 practice (episodes end when the learned detector fires) and
+evaluation (greedy policy, ground truth decides, the detector is scored against it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from sefm_policy.model import EFM
+from sefm_policy.prompts import Observation
+from sefm_reward.detector import StepsToGoDetector
+from sefm_sim_bridge.language_table import LanguageTableEnv
+
+
+@dataclass
+class PracticeEpisode:
+    seed: int
+    instruction: str
+    frames: list[np.ndarray]  # T+1 frames
+    tokens: list[np.ndarray] = field(default_factory=list)  # T action token vectors
+    distances: list[float] = field(default_factory=list)  # d(o_t, g) for the T+1 frames
+    detected_success: bool = False
+    ground_truth_success: bool = False
+    detector_fired_at: int | None = None  # first t with d <= s
+    termination: str = "max_steps"
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    def observation(self, t: int) -> Observation:
+        return Observation(images=(self.frames[t], self.frames[max(t - 1, 0)]), instruction=self.instruction)
+
+
+def run_episodes(
+    policy: EFM,
+    detector: StepsToGoDetector,
+    seeds: Sequence[int],
+    *,
+    task_family: str = "block2block",
+    max_steps: int = 100,
+    temperature: float = 1.0,
+    greedy: bool = False,
+    end_on: str = "detector",
+    envs: int = 8,
+    generator: torch.Generator | None = None,
+    image_size: tuple[int, int] = (64, 64),
+) -> list[PracticeEpisode]:
+    """One episode per seed, ``envs`` at a time. ``end_on``: "detector" (practice) or
+    "ground_truth" (evaluation); the other verdict is recorded alongside."""
+    if end_on not in ("detector", "ground_truth"):
+        raise ValueError(f"end_on must be 'detector' or 'ground_truth', got {end_on!r}")
+    pool = [LanguageTableEnv(task_family, image_size=image_size, max_steps=max_steps) for _ in range(envs)]
+    free, todo, done, live = list(pool), list(seeds), [], []
+    try:
+        while todo or live:
+            while todo and free:
+                env, seed = free.pop(), todo.pop(0)
+                obs, _ = env.reset(seed=seed)
+                live.append((env, PracticeEpisode(seed, obs["instruction"], [obs["rgb"]])))
+            # Score the newest frame of every live episode, decide who ends, act for the rest.
+            d = detector.distances([ep.observation(len(ep.frames) - 1) for _, ep in live])
+            acting = []
+            for (env, ep), dist in zip(live, d, strict=True):
+                ep.distances.append(float(dist))
+                fired = dist <= detector.threshold
+                if fired and ep.detector_fired_at is None:
+                    ep.detector_fired_at = ep.length
+                ep.ground_truth_success = env.success()
+                ends_by = ep.detector_fired_at is not None if end_on == "detector" else ep.ground_truth_success
+                if (ends_by and ep.length > 0) or ep.length >= max_steps:
+                    ep.detected_success = ep.detector_fired_at is not None
+                    ep.termination = "success" if ends_by and ep.length > 0 else "max_steps"
+                    done.append(ep)
+                    free.append(env)
+                else:
+                    acting.append((env, ep))
+            if acting:
+                sample = policy.sample_actions(
+                    [ep.observation(len(ep.frames) - 1) for _, ep in acting],
+                    temperature=temperature,
+                    greedy=greedy,
+                    generator=generator,
+                )
+                for (env, ep), tokens, action in zip(acting, sample.tokens, sample.actions, strict=True):
+                    obs, *_ = env.step(action)
+                    ep.tokens.append(tokens)
+                    ep.frames.append(obs["rgb"])
+            live = acting
+    finally:
+        for env in pool:
+            env.close()
+    order = {s: i for i, s in enumerate(seeds)}
+    return sorted(done, key=lambda ep: order[ep.seed])
