@@ -7,20 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from tqdm import tqdm
 
 from sefm_sim_bridge.demonstrator import PushDemonstrator
 from sefm_sim_bridge.language_table import LanguageTableEnv
 from sefm_sim_bridge.tasks import FAMILIES
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return round(centre - half, 3), round(centre + half, 3)
+from sefm_trainer.evaluate import wilson_interval
 
 
 def main() -> None:
@@ -46,7 +39,7 @@ def main() -> None:
         result[family] = {
             "episodes": args.episodes,
             "success_rate": solved / args.episodes,
-            "wilson95": wilson(solved, args.episodes),
+            "wilson95": [round(x, 3) for x in wilson_interval(solved, args.episodes)],
             "mean_length": sum(lengths) / len(lengths),
         }
     print(json.dumps(result, indent=2))

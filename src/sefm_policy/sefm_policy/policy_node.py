@@ -49,7 +49,6 @@ class PolicyNode(Node):
         self.waiting_frame: Image | None = None
         self.prev_frame: np.ndarray | None = None
         self.last_frame_time = 0.0
-        self.stats = {"frames": 0, "commands": 0, "reloads": 0, "rejected_reloads": 0}
         self._reload_lock = threading.Lock()
 
         self.tokens_pub = self.create_publisher(Int32MultiArray, ifc.ACTION_TOKENS, RELIABLE_QOS)
@@ -89,7 +88,6 @@ class PolicyNode(Node):
             self.get_logger().warning("e-stop engaged: commands stopped")
 
     def on_image(self, msg: Image) -> None:
-        self.stats["frames"] += 1
         self.last_frame_time = time.monotonic()
         frame = image_to_array(msg)
         prev = frame if self.prev_frame is None else self.prev_frame
@@ -108,7 +106,6 @@ class PolicyNode(Node):
         tokens = Int32MultiArray(data=[int(t) for t in sample.tokens[0]])
         self.tokens_pub.publish(tokens)
         self.publish_command(command, stamp_ns(msg))
-        self.stats["commands"] += 1
 
     def watchdog(self) -> None:
         if self.last_frame_time and self.safety.is_stale(time.monotonic() - self.last_frame_time):
@@ -158,13 +155,11 @@ class PolicyNode(Node):
                 if model.embodiment.name != self.model.embodiment.name:
                     raise ValueError(f"embodiment {model.embodiment.name} != {self.model.embodiment.name}")
             except Exception as err:
-                self.stats["rejected_reloads"] += 1
                 self.get_logger().error(
                     f"rejected checkpoint {path} (version {version}): {err}; keeping version {self.version}"
                 )
                 return
             self.model, self.version = model, version
-            self.stats["reloads"] += 1
             self.get_logger().info(f"hot-reloaded policy version {version} from {path}")
 
 
