@@ -14,6 +14,8 @@ class SimBridgeParams(StrictModel):
     image_size: int = Field(64, gt=0)
     mode: Literal["lockstep", "realtime"] = "lockstep"
     control_hz: float = Field(10.0, gt=0)
-    step_timeout_s: float = Field(2.0, gt=0, description="lockstep: hold (zero command) if no command by then")
+    step_timeout_s: float = Field(
+        2.0, gt=0, description="lockstep: resend the frame if no command by then; hold (zero command) after twice"
+    )
     seed: int = Field(0, description="episode k of this robot uses seed + k")
     camera: str = "front"

@@ -45,6 +45,8 @@ class SimBridgeNode(Node):
         self.stop_after: int | None = None  # lockstep: the episode's length, once it has ended
         self.frame_stamp = 0
         self.frame_time = 0.0
+        self.resent = False  # lockstep: the newest frame was published a second time
+        self.last_image: Image | None = None
         self.latest: tuple[int, float, np.ndarray] | None = None  # (answers stamp, received at, delta)
         self.image_pub = self.create_publisher(Image, ifc.camera_topic(p.camera), SIM_CAMERA_QOS)
         self.pose_pub = self.create_publisher(PoseStamped, ifc.EFFECTOR_POSE, RELIABLE_QOS)
@@ -100,6 +102,11 @@ class SimBridgeNode(Node):
             if self.stop_after is not None:  # the episode is over and its last command is not coming
                 self.running = False
                 return
+            if not self.resent:  # a frame can be lost before DDS has matched a subscriber: send it again
+                self.resent = True
+                self.frame_time = time.monotonic()
+                self.image_pub.publish(self.last_image)
+                return
             self.get_logger().warning("no command for the newest frame: holding", throttle_duration_sec=5.0)
             self.step(np.zeros(2))
 
@@ -112,7 +119,9 @@ class SimBridgeNode(Node):
         now = self.get_clock().now().nanoseconds
         self.frame_stamp = max(now, self.frame_stamp + 1)
         self.frame_time = time.monotonic()
-        self.image_pub.publish(array_to_image(self.env.render(), self.frame_stamp, f"camera_{self.params.camera}"))
+        self.resent = False
+        self.last_image = array_to_image(self.env.render(), self.frame_stamp, f"camera_{self.params.camera}")
+        self.image_pub.publish(self.last_image)
         pose = PoseStamped()
         pose.header.frame_id = "board"
         set_stamp(pose, self.frame_stamp)
