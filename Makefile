@@ -35,9 +35,9 @@ bench: install
 	$(BIN)/python benchmarks/sim_bench.py
 	$(BIN)/python benchmarks/demonstrator_bench.py
 
+# Demonstrations -> Stage 1 (shipped checkpoint unless FROM_SCRATCH=1) -> Stage 2 on 2 ROS robots -> report.
 demo: install
-	@echo "make demo (generate demonstrations -> Stage 1 -> Stage 2 -> report) lands with issue #5; not built yet." >&2
-	@exit 2
+	$(BIN)/sefm demo --config config/demo.yaml $(if $(FROM_SCRATCH),--from-scratch)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -13,7 +13,12 @@ setup(
     install_requires=["sefm_policy", "sefm_reward", "sefm_sim_bridge", "rosbags", "tqdm", "tensorboard"],
     python_requires=">=3.10",
     zip_safe=True,
-    entry_points={"console_scripts": ["recorder_node = sefm_trainer.recorder_node:main"]},
+    entry_points={
+        "console_scripts": [
+            "recorder_node = sefm_trainer.recorder_node:main",
+            "trainer_node = sefm_trainer.trainer_node:main",
+        ]
+    },
     maintainer="sefm developers",
     description="Episode bags, Stage 1 SFT and Stage 2 REINFORCE; recorder and trainer nodes.",
     license="Apache-2.0",

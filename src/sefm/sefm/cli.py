@@ -95,15 +95,36 @@ def fleet(args: argparse.Namespace) -> None:
 def train_sft_cmd(args: argparse.Namespace) -> None:
     from sefm_trainer.sft import SFTConfig, train_sft
 
-    values = {}
-    if args.config:
-        import yaml
-
-        values = yaml.safe_load(Path(args.config).read_text()) or {}
     overrides = {"data": args.data, "out": args.out, "steps": args.steps, "batch_size": args.batch_size}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    best = train_sft(parse_config(values, SFTConfig, args.config or "<command line>"))
-    print(json.dumps({"out": values["out"], "best": best}, indent=2))
+    cfg = config_with_overrides(args.config, overrides, SFTConfig)
+    print(json.dumps({"out": cfg.out, "best": train_sft(cfg)}, indent=2))
+
+
+def config_with_overrides(path: str | None, overrides: dict, cls):
+    """A YAML file's keys, then the command line's (those given), validated together."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return load_config(path, cls, overrides=given) if path else parse_config(given, cls, "<command line>")
+
+
+def train_stage2_cmd(args: argparse.Namespace) -> None:
+    from sefm_trainer.stage2 import Stage2Config, self_improve
+
+    overrides = {"policy": args.policy, "reward_model": args.reward_model, "out": args.out, "loops": args.loops}
+    cfg = config_with_overrides(args.config, overrides, Stage2Config)
+    if args.fleet:
+        from .fleet_practice import practise_on_fleet
+        from .graph import load_graph
+
+        result = practise_on_fleet(cfg, load_graph(args.fleet), Path(args.fleet).parent, log_dir=args.log_dir)
+    else:
+        result = self_improve(cfg)
+    print(json.dumps({k: v for k, v in result.items() if k != "history"} | {"out": cfg.out}, indent=2))
+
+
+def demo_cmd(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.config, args.runs, from_scratch=args.from_scratch)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -146,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--log-dir", help="folder for the nodes' logs (default: a temporary folder)")
     up.set_defaults(run=bringup)
 
-    train = sub.add_parser("train", help="Stage 1 fine-tuning (Stage 2 lands with issue #5)").add_subparsers(
+    train = sub.add_parser("train", help="Stage 1 fine-tuning and Stage 2 self-improvement").add_subparsers(
         dest="stage", required=True
     )
     sft = train.add_parser("sft", help="Stage 1: BC + steps-to-go (+ instruction) on episode bags; resumes")
@@ -156,6 +177,21 @@ def parser() -> argparse.ArgumentParser:
     sft.add_argument("--batch-size", type=int)
     sft.add_argument("--config", help="YAML with any SFTConfig keys (model: an EFM config)")
     sft.set_defaults(run=train_sft_cmd)
+    st2 = train.add_parser("stage2", help="Stage 2: REINFORCE on practice, rewarded by the frozen steps-to-go model")
+    st2.add_argument("--config", help="YAML with any Stage2Config keys")
+    st2.add_argument("--policy", help="Stage 1 checkpoint to improve (best_bc)")
+    st2.add_argument("--reward-model", help="frozen Stage 1 checkpoint for d(o,g) (best_steps)")
+    st2.add_argument("--out", help="run folder")
+    st2.add_argument("--loops", type=int)
+    st2.add_argument("--fleet", help="graph YAML: practise on its robots through ROS (default: in-process sim)")
+    st2.add_argument("--log-dir", help="with --fleet: folder for the nodes' logs")
+    st2.set_defaults(run=train_stage2_cmd)
+
+    demo = sub.add_parser("demo", help="the whole story: demonstrations, Stage 1, Stage 2 on a ROS fleet, report")
+    demo.add_argument("--config", default="config/demo.yaml")
+    demo.add_argument("--runs", default="runs", help="the report goes to <runs>/<time>/report.md")
+    demo.add_argument("--from-scratch", action="store_true", help="generate demonstrations and train Stage 1 too")
+    demo.set_defaults(run=demo_cmd)
 
     fleet_cmd = sub.add_parser("fleet", help="watch the robots of this ROS domain").add_subparsers(
         dest="action", required=True

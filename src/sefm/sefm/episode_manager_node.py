@@ -22,7 +22,7 @@ class EpisodeManagerNode(Node):
         super().__init__("episode_manager")
         self.params = p = declare_params(self, EpisodeManagerParams)
         self.tracker = EpisodeTracker(p.max_steps)
-        self.paused = False
+        self.paused = p.start_paused
         self.detected = False
         self.policy_version = None
         self.finished = 0
@@ -33,7 +33,7 @@ class EpisodeManagerNode(Node):
         self.create_subscription(Int32MultiArray, ifc.ACTION_TOKENS, self.on_action, RELIABLE_QOS)
         self.create_subscription(Bool, ifc.SUCCESS, self.on_success, RELIABLE_QOS)
         self.create_subscription(Bool, ifc.SIM_SUCCESS, self.on_ground_truth, RELIABLE_QOS)
-        self.create_subscription(String, ifc.CHECKPOINT, self.on_checkpoint, LATCHED_QOS)
+        self.create_subscription(String, ifc.POLICY_VERSION, self.on_policy_version, LATCHED_QOS)
         self.create_service(Trigger, ifc.RESET, self.on_reset)
         self.create_service(Trigger, ifc.ABORT, self.on_abort)
         self.create_service(SetBool, ifc.PAUSE, self.on_pause)
@@ -81,6 +81,8 @@ class EpisodeManagerNode(Node):
         if result is None or not result.success:
             self.get_logger().error("sim reset failed; retrying")
             self.schedule_start(1.0)
+            return
+        if self.paused:  # paused while the sim was resetting
             return
         self.begin(json.loads(result.message))
 
@@ -132,7 +134,8 @@ class EpisodeManagerNode(Node):
         if self.tracker.running:
             self.tracker.ground_truth = bool(msg.data)
 
-    def on_checkpoint(self, msg: String) -> None:
+    def on_policy_version(self, msg: String) -> None:
+        """Episodes carry the version the policy node acts with, which a learner filters on."""
         with contextlib.suppress(ValueError, AttributeError):
             self.policy_version = json.loads(msg.data).get("version")
 
@@ -153,13 +156,16 @@ class EpisodeManagerNode(Node):
         return response
 
     def on_pause(self, request, response):
+        """The reply (JSON) says whether pausing cut an episode short, so a learner can wait for its bag."""
         self.paused = bool(request.data)
+        aborted = self.tracker.episode_id if self.paused and self.tracker.running else None
         if self.paused:
             self.end_episode("abort")
         else:
             self.schedule_start(self.params.start_delay_s)
         self.publish_event({"event": "pause" if self.paused else "resume"})
-        response.success, response.message = True, "paused" if self.paused else "resumed"
+        response.success = True
+        response.message = json.dumps({"paused": self.paused, "aborted_episode": aborted})
         return response
 
     def publish_event(self, event: dict) -> None:

@@ -25,6 +25,10 @@ class GraphFailure(RuntimeError):
     pass
 
 
+def fresh_domain() -> int:
+    return next(_domains)
+
+
 def graph(nodes: dict, robots: int = 1) -> GraphConfig:
     return parse_config({"fleet": {"robots": robots}, "nodes": nodes}, GraphConfig)
 
@@ -32,7 +36,7 @@ def graph(nodes: dict, robots: int = 1) -> GraphConfig:
 @contextmanager
 def running(config: GraphConfig, log_dir: str | Path, domain_id: int | None = None):
     """Yields (bringup, probe node, executor); everything is stopped on exit."""
-    domain = next(_domains) if domain_id is None else domain_id
+    domain = fresh_domain() if domain_id is None else domain_id
     with Bringup(config, log_dir=log_dir, domain_id=domain) as bringup:
         ctx = Context()
         rclpy.init(context=ctx, domain_id=domain)

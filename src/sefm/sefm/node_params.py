@@ -14,6 +14,7 @@ class EpisodeManagerParams(StrictModel):
     source: Literal["sim", "list"] = Field("sim", description="sim: ask the sim bridge for seeded tasks")
     instructions: list[str] = Field(default_factory=lambda: ["push the red moon to the blue cube"])
     autostart: bool = True
+    start_paused: bool = Field(False, description="wait for episode/pause(false), e.g. from a Stage 2 learner")
     episodes: int = Field(0, ge=0, description="stop after this many episodes (0: no limit)")
     camera: str = "front"
     embodiment: str = "language_table"

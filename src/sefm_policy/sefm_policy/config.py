@@ -98,8 +98,9 @@ def parse_config(data: dict | None, cls: type[M], source: str = "<dict>") -> M:
         raise ConfigError(format_validation_error(err, source)) from None
 
 
-def load_config(path: str | Path, cls: type[M], section: str | None = None) -> M:
-    """Read a YAML file (optionally one top-level section of it) into ``cls``."""
+def load_config(path: str | Path, cls: type[M], section: str | None = None, overrides: dict | None = None) -> M:
+    """Read a YAML file (optionally one top-level section of it) into ``cls``; ``overrides``
+    (e.g. from a command line) replace the file's keys before validation."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -113,4 +114,6 @@ def load_config(path: str | Path, cls: type[M], section: str | None = None) -> M
     if section is not None:
         data = (data or {}).get(section)
         source = f"{path} [{section}]"
+    if overrides:
+        data = {**(data or {}), **overrides}
     return parse_config(data, cls, source)

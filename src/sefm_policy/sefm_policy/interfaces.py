@@ -5,6 +5,7 @@ JOINT_STATES = "joint_states"
 EFFECTOR_POSE = "effector_pose"
 ACTION_TOKENS = "policy/action_tokens"
 COMMAND = "policy/command"
+POLICY_VERSION = "policy/version"  # std_msgs/String JSON {path, version}: what the policy acts with now
 STEPS_TO_GO = "reward/steps_to_go"
 REWARD = "reward/reward"
 SUCCESS = "reward/success"

@@ -54,8 +54,9 @@ def steps_to_go_loss(model: EFM, observations: Sequence[Observation], steps_to_g
 def instruction_loss(model: EFM, observations: Sequence[Observation], instructions: Sequence[str]) -> LossOutput:
     """Cross-entropy of the instruction given the episode's first and last frame."""
     logp, ids, mask = model.instruction_log_probs(observations, instructions)
-    nll = -logp.gather(-1, ids[..., None])[..., 0]
-    nll = (nll * mask).sum() / mask.sum()
+    # Padding targets sit outside the constrained vocabulary (log p = -inf): select, don't multiply.
+    nll = torch.where(mask, -logp.gather(-1, ids[..., None])[..., 0], 0.0)
+    nll = nll.sum() / mask.sum()
     hit = (logp.argmax(-1) == ids) | ~mask
     return LossOutput(nll, {"instr/loss": nll.item(), "instr/exact": hit.all(-1).float().mean().item()})
 

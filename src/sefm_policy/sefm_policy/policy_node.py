@@ -15,7 +15,7 @@ from std_msgs.msg import Bool, Float64MultiArray, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from . import interfaces as ifc
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, read_manifest
 from .node_params import PolicyParams
 from .prompts import Observation
 from .ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, image_to_array, run, set_stamp, stamp_ns
@@ -31,7 +31,7 @@ class PolicyNode(Node):
             raise ValueError(f"{self.get_fully_qualified_name()}: parameter 'checkpoint' is required")
         torch.set_num_threads(p.torch_threads)
         self.model = load_checkpoint(p.checkpoint)
-        self.version = 0
+        self.version = read_manifest(p.checkpoint)["metadata"].get("version")
         self.period = 1.0 / p.control_hz
         self._check_command_type()
         low, high = self.model.embodiment.command_limits(p.max_command)
@@ -54,6 +54,8 @@ class PolicyNode(Node):
         self.tokens_pub = self.create_publisher(Int32MultiArray, ifc.ACTION_TOKENS, RELIABLE_QOS)
         msg_type = {"twist": TwistStamped, "joint_trajectory": JointTrajectory, "float64_array": Float64MultiArray}
         self.command_pub = self.create_publisher(msg_type[p.command_type], ifc.COMMAND, RELIABLE_QOS)
+        self.version_pub = self.create_publisher(String, ifc.POLICY_VERSION, LATCHED_QOS)
+        self.publish_version(p.checkpoint)
         self.create_subscription(Image, ifc.camera_topic(p.camera), self.on_image, SENSOR_QOS)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(Bool, ifc.ESTOP, self.on_estop, RELIABLE_QOS)
@@ -160,7 +162,12 @@ class PolicyNode(Node):
                 )
                 return
             self.model, self.version = model, version
+            self.publish_version(path)
             self.get_logger().info(f"hot-reloaded policy version {version} from {path}")
+
+    def publish_version(self, path: str) -> None:
+        """Latched, so a learner can wait until every robot acts with its newest checkpoint."""
+        self.version_pub.publish(String(data=json.dumps({"path": str(path), "version": self.version})))
 
 
 def main(args=None) -> None:

@@ -108,6 +108,14 @@ def test_overfitting_eight_examples_reaches_full_bc_and_steps_accuracy(tiny):
     assert np.abs(greedy.actions - actions).max() <= 0.005 + 1e-9
 
 
+def test_instruction_loss_is_finite_when_instructions_differ_in_length(tiny):
+    obs = table_observations(2)
+    out = instruction_loss(tiny, obs, ["push the red moon to the blue cube", "slide the green star left"])
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert all(torch.isfinite(p.grad).all() for p in tiny.parameters() if p.grad is not None)
+
+
 def test_instruction_prediction_learns_to_name_the_task(tiny):
     obs = table_observations(4, seed=5)
     texts = [o.instruction for o in obs]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from sefm_policy.config import StrictModel
@@ -11,3 +13,11 @@ class RecorderParams(StrictModel):
     out_dir: str = Field("episodes", description="folder the episode bags go into")
     cameras: list[str] = Field(default_factory=lambda: ["front"])
     end_grace_s: float = Field(0.5, ge=0, description="keep recording this long after an episode's end")
+
+
+class TrainerParams(StrictModel):
+    stage: Literal["sft", "stage2"] = Field("stage2", description="sft: Stage 1 on bags; stage2: practise on the fleet")
+    config: str = Field(..., description="YAML with SFTConfig or Stage2Config keys")
+    robots: list[str] = Field(default_factory=lambda: ["/robot_0"], description="stage2: namespaces that practise")
+    episodes_dir: str = Field("episodes", description="stage2: the recorders' out_dir")
+    timeout_s: float = Field(600.0, gt=0, description="stage2: longest wait for the fleet")

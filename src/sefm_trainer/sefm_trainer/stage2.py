@@ -138,6 +138,9 @@ def self_improve(
     rng = np.random.default_rng(cfg.seed)
     history, extra_episodes, best, since_best = [], 0, (-1.0, None), 0
     metrics = (out / "stage2.jsonl").open("a")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tensorboard"))
     for loop in tqdm(range(1, cfg.loops + 1), desc="stage 2", unit="loop", disable=not progress):
         policy.eval()
         with torch.no_grad():
@@ -165,9 +168,14 @@ def self_improve(
         history.append(record)
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
+        for key, value in record.items():
+            if key != "loop":
+                writer.add_scalar(f"stage2/{key}", value, record["extra_episodes"])
+        writer.flush()
         if on_checkpoint is not None:
             on_checkpoint(path, loop)
         if cfg.patience and since_best >= cfg.patience:
             break
     metrics.close()
+    writer.close()
     return {"history": history, "best_loop": best[1], "best_window_detected_success": best[0]}

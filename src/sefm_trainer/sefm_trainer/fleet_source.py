@@ -1,0 +1,132 @@
+"""Stage 2 practice on a ROS fleet: the episodes are the recorder's bags.
+
+Each loop publishes the policy as a new checkpoint version, waits until every robot's policy
+node acts with it, resumes the robots, reads each bag the recorder lands for that version,
+and pauses the robots once the buffer has its N×B steps (the learner updates while they
+wait, so every episode is on-policy). The episodes a pause cuts short are on-policy too and
+join the buffer. The control surface (publish, wait, pause) is a protocol so that this
+module stays ROS-free; ``trainer_node.TrainerNode`` implements it with rclpy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from sefm_policy.checkpoint import save_checkpoint
+from sefm_policy.model import EFM
+from sefm_reward.detector import StepsToGoDetector
+
+from .bag_reader import NotAnEpisode, peek_episode, read_episode
+from .episode import Episode
+from .rollout import PracticeEpisode
+
+
+class FleetControl(Protocol):
+    def publish_checkpoint(self, path: Path, version: int) -> None:
+        """Announce a checkpoint on /sefm/policy_checkpoint."""
+
+    def wait_for_version(self, version: int, timeout_s: float) -> None:
+        """Return once every robot's policy acts with ``version``; TimeoutError naming the laggards."""
+
+    def set_paused(self, paused: bool, timeout_s: float) -> int:
+        """Pause or resume every robot; returns how many running episodes the pause aborted."""
+
+
+def practice_episode(episode: Episode, detector: StepsToGoDetector) -> PracticeEpisode:
+    """A recorded episode as the learner sees it, each frame labelled with the frozen d(o, g)."""
+    if episode.action_tokens is None:
+        raise NotAnEpisode(episode.path, "no policy/action_tokens: not a practice episode")
+    camera = episode.meta.cameras[0]
+    frames = list(episode.frames[camera])
+    practice = PracticeEpisode(
+        seed=episode.meta.seed if episode.meta.seed is not None else -1,
+        instruction=episode.meta.instruction,
+        frames=frames,
+        tokens=list(episode.action_tokens),
+        detected_success=episode.meta.termination == "success",
+        ground_truth_success=bool(episode.meta.extra.get("ground_truth_success", episode.meta.success)),
+        termination=episode.meta.termination,
+    )
+    observations = [practice.observation(t) for t in range(len(frames))]
+    practice.distances = [
+        float(d) for i in range(0, len(observations), 64) for d in detector.distances(observations[i : i + 64])
+    ]
+    fired = np.flatnonzero(np.asarray(practice.distances[1:]) <= detector.threshold)
+    practice.detector_fired_at = int(fired[0]) + 1 if fired.size else None
+    return practice
+
+
+class FleetSource:
+    """An :class:`~sefm_trainer.stage2.EpisodeSource` over the robots of a ROS graph."""
+
+    def __init__(
+        self,
+        episodes_dir: str | Path,
+        control: FleetControl,
+        checkpoints_dir: str | Path,
+        poll_s: float = 0.2,
+        timeout_s: float = 600.0,
+        keep_checkpoints: int = 2,
+        health: Callable[[], None] | None = None,
+    ) -> None:
+        """``health``: called while waiting; raises if the robots can no longer deliver (e.g. a node died)."""
+        self.episodes_dir, self.checkpoints_dir = Path(episodes_dir), Path(checkpoints_dir)
+        self.control, self.poll_s, self.timeout_s, self.keep = control, poll_s, timeout_s, keep_checkpoints
+        self.episodes_dir.mkdir(parents=True, exist_ok=True)
+        self.seen = {p.name for p in self.episodes_dir.iterdir()}  # earlier runs' bags are not this run's practice
+        self.stale = 0  # bags of another policy version (not used)
+        self.health = health or (lambda: None)
+
+    def collect(self, policy: EFM, detector: StepsToGoDetector, min_steps: int, loop: int) -> list[PracticeEpisode]:
+        path = save_checkpoint(policy, self.checkpoints_dir / f"actor_{loop:05d}", {"version": loop})
+        self._prune()
+        self.control.publish_checkpoint(path, loop)
+        self.control.wait_for_version(loop, self.timeout_s)
+        self.control.set_paused(False, self.timeout_s)
+        episodes: list[PracticeEpisode] = []
+        deadline = time.monotonic() + self.timeout_s
+        while sum(ep.length for ep in episodes) < min_steps:
+            episodes += self._landed(loop, detector)
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the fleet delivered {len(episodes)} episodes of version {loop} in {self.timeout_s} s"
+                )
+            self.health()
+            time.sleep(self.poll_s)
+        cut_short = self.control.set_paused(True, self.timeout_s)
+        deadline = time.monotonic() + self.timeout_s
+        before = len(episodes)
+        while len(episodes) - before < cut_short and time.monotonic() < deadline:
+            time.sleep(self.poll_s)
+            episodes += self._landed(loop, detector)
+        return episodes
+
+    def _landed(self, version: int, detector: StepsToGoDetector) -> list[PracticeEpisode]:
+        """Bags the recorder has renamed into place since the last look (hidden ones are still being written)."""
+        fresh = []
+        for path in sorted(self.episodes_dir.iterdir()):
+            if path.name in self.seen or path.name.startswith("."):
+                continue
+            self.seen.add(path.name)
+            try:
+                if peek_episode(path).policy_version != version:
+                    self.stale += 1
+                    continue
+                episode = practice_episode(read_episode(path), detector)
+            except NotAnEpisode as err:
+                print(f"stage 2: skipping {err}")
+                continue
+            if episode.length:
+                fresh.append(episode)
+        return fresh
+
+    def _prune(self) -> None:
+        actors = sorted(self.checkpoints_dir.glob("actor_*"))
+        for old in actors[: max(0, len(actors) - self.keep)]:
+            shutil.rmtree(old, ignore_errors=True)

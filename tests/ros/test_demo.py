@@ -1,0 +1,39 @@
+import json
+
+import pytest
+import yaml
+
+from sefm.demo import run_demo
+from sefm.harness import fresh_domain
+
+pytestmark = pytest.mark.ros
+
+
+def test_demo_runs_the_whole_story_and_writes_the_report(repo_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(fresh_domain()))
+    graph = yaml.safe_load((repo_root / "config" / "sim_language_table.yaml").read_text())
+    graph["nodes"]["recorder"]["out_dir"] = str(tmp_path / "unused")
+    (tmp_path / "graph.yaml").write_text(yaml.safe_dump(graph))
+    (tmp_path / "sft.yaml").write_text(yaml.safe_dump({"steps": 3, "batch_size": 6, "val_every": 3, "val_samples": 8}))
+    config = {
+        "graph": "graph.yaml",
+        "stage1": {"demonstrations": 4, "sft_config": "sft.yaml"},
+        "stage2": {"loops": 2, "updates": 2, "minibatch": 8, "max_steps": 6, "success_threshold": 0.0},
+        "evaluation_episodes": 3,
+        "curve_every": 1,
+        "curve_episodes": 2,
+        "workers": 1,
+    }
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
+    report = run_demo(tmp_path / "demo.yaml", tmp_path / "runs", from_scratch=True)
+
+    run = report.parent
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["demonstrations"] == 4 and summary["stage1"]["episodes"] == 3
+    assert [c["loop"] for c in summary["curve"]] == [0, 1, 2]
+    assert [h["loop"] for h in summary["history"]] == [1, 2]
+    assert (run / "success_vs_extra_episodes.png").read_bytes()[:4] == b"\x89PNG"
+    text = report.read_text()
+    assert "| Stage 1 (BC) |" in text and "extra episodes" in text.lower()
+    bags = [p for p in (run / "practice").iterdir() if not p.name.startswith(".")]
+    assert len(bags) >= summary["history"][-1]["extra_episodes"]
