@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/efm_bench.py
 	$(BIN)/python benchmarks/sim_bench.py
 	$(BIN)/python benchmarks/demonstrator_bench.py
+	$(BIN)/python benchmarks/vision_probe.py
 
 # Demonstrations -> Stage 1 (shipped checkpoint unless FROM_SCRATCH=1) -> Stage 2 on 2 ROS robots -> report.
 demo: install

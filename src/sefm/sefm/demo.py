@@ -25,6 +25,7 @@ from .fleet_practice import practise_on_fleet
 from .graph import load_graph, resolve
 from .report import write_report
 
+PRACTICE_SEED = 500_000
 STAGE1_RECORD = "stage1.json"  # beside a Stage 1 run: how many demonstrations, and the command
 
 
@@ -67,7 +68,7 @@ def run_demo(config_path: str | Path, runs_dir: str | Path = "runs", from_scratc
     config_path = Path(config_path)
     cfg = load_config(config_path, DemoConfig)
     base = config_path.parent
-    run = Path(runs_dir) / time.strftime("%Y%m%d-%H%M%S")
+    run = Path(runs_dir).resolve() / time.strftime("%Y%m%d-%H%M%S")
     run.mkdir(parents=True)
     shutil.copy(config_path, run / "demo_config.yaml")
     clock = {"start": time.monotonic()}
@@ -95,13 +96,13 @@ def run_demo(config_path: str | Path, runs_dir: str | Path = "runs", from_scratc
             shutil.copytree(path, snapshots / f"loop_{loop:04d}", dirs_exist_ok=True)
 
     graph = load_graph(resolve(cfg.graph, base))
-    graph = graph.model_copy(
-        update={
-            "nodes": graph.nodes.model_copy(
-                update={"recorder": graph.nodes.recorder.model_copy(update={"out_dir": str(run / "practice")})}
-            )
-        }
-    )
+    if graph.nodes.sim_bridge is None or graph.nodes.recorder is None:
+        raise ValueError(f"{cfg.graph}: the demo needs simulated robots (nodes.sim_bridge) and nodes.recorder")
+    nodes = {  # practice seeds apart from the demonstrations' (0..) and evaluation's (HELD_OUT_SEED..)
+        "recorder": graph.nodes.recorder.model_copy(update={"out_dir": str(run / "practice")}),
+        "sim_bridge": graph.nodes.sim_bridge.model_copy(update={"seed": PRACTICE_SEED}),
+    }
+    graph = graph.model_copy(update={"nodes": graph.nodes.model_copy(update=nodes)})
     result = practise_on_fleet(st2, graph, base, log_dir=run / "logs", on_checkpoint=keep_for_curve)
     clock["stage2"] = time.monotonic()
 

@@ -50,5 +50,14 @@ def evaluate(
         raise ValueError("evaluate at least one episode")
     seeds = range(HELD_OUT_SEED, HELD_OUT_SEED + episodes)
     return summarise(
-        run_episodes(policy, detector, seeds, task_family=task_family, greedy=True, end_on="ground_truth", **kw)
+        run_episodes(
+            policy,
+            detector,
+            seeds,
+            task_family=task_family,
+            greedy=True,
+            end_on="ground_truth",
+            progress="evaluate",
+            **kw,
+        )
     )

@@ -4,7 +4,8 @@ Each loop publishes the policy as a new checkpoint version, waits until every ro
 node acts with it, resumes the robots, reads each bag the recorder lands for that version,
 and pauses the robots once the buffer has its N×B steps (the learner updates while they
 wait, so every episode is on-policy). The episodes a pause cuts short are on-policy too and
-join the buffer. The control surface (publish, wait, pause) is a protocol so that this
+join the buffer, and so does every other bag of that version that lands: nothing practised is
+thrown away. The control surface (publish, wait, pause) is a protocol so that this
 module stays ROS-free; ``trainer_node.TrainerNode`` implements it with rclpy.
 """
 
@@ -74,6 +75,7 @@ class FleetSource:
         timeout_s: float = 600.0,
         keep_checkpoints: int = 2,
         health: Callable[[], None] | None = None,
+        settle_s: float = 1.0,
     ) -> None:
         """``health``: called while waiting; raises if the robots can no longer deliver (e.g. a node died)."""
         self.episodes_dir, self.checkpoints_dir = Path(episodes_dir), Path(checkpoints_dir)
@@ -82,6 +84,7 @@ class FleetSource:
         self.seen = {p.name for p in self.episodes_dir.iterdir()}  # earlier runs' bags are not this run's practice
         self.stale = 0  # bags of another policy version (not used)
         self.health = health or (lambda: None)
+        self.settle_s = settle_s  # longer than the recorders' end_grace_s
 
     def collect(self, policy: EFM, detector: StepsToGoDetector, min_steps: int, loop: int) -> list[PracticeEpisode]:
         path = save_checkpoint(policy, self.checkpoints_dir / f"actor_{loop:05d}", {"version": loop})
@@ -89,41 +92,51 @@ class FleetSource:
         self.control.publish_checkpoint(path, loop)
         self.control.wait_for_version(loop, self.timeout_s)
         self.control.set_paused(False, self.timeout_s)
-        episodes: list[PracticeEpisode] = []
+        landed, steps = [], 0
         deadline = time.monotonic() + self.timeout_s
-        while sum(ep.length for ep in episodes) < min_steps:
-            episodes += self._landed(loop, detector)
+        while steps < min_steps:
+            fresh = self._landed(loop)
+            landed += fresh
+            steps += sum(length for _, length in fresh)
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the fleet delivered {len(episodes)} episodes of version {loop} in {self.timeout_s} s"
-                )
+                raise TimeoutError(f"the fleet delivered {len(landed)} episodes of version {loop} in {self.timeout_s}s")
             self.health()
             time.sleep(self.poll_s)
         cut_short = self.control.set_paused(True, self.timeout_s)
-        deadline = time.monotonic() + self.timeout_s
-        before = len(episodes)
-        while len(episodes) - before < cut_short and time.monotonic() < deadline:
+        # Wait for the episodes the pause cut short, then for any bag still in its recorder's grace window.
+        before, deadline = len(landed), time.monotonic() + self.timeout_s
+        while len(landed) - before < cut_short and time.monotonic() < deadline:
             time.sleep(self.poll_s)
-            episodes += self._landed(loop, detector)
+            landed += self._landed(loop)
+        time.sleep(self.settle_s)
+        landed += self._landed(loop)
+        # Label while the robots wait: reading and scoring bags would otherwise compete with them for the CPU.
+        episodes = []
+        for path, length in landed:
+            try:
+                if length:
+                    episodes.append(practice_episode(read_episode(path), detector))
+            except NotAnEpisode as err:
+                print(f"stage 2: skipping {err}")
         return episodes
 
-    def _landed(self, version: int, detector: StepsToGoDetector) -> list[PracticeEpisode]:
-        """Bags the recorder has renamed into place since the last look (hidden ones are still being written)."""
+    def _landed(self, version: int) -> list[tuple[Path, int]]:
+        """Bags of ``version`` the recorder has renamed into place since the last look, with their
+        lengths (hidden ones are still being written)."""
         fresh = []
         for path in sorted(self.episodes_dir.iterdir()):
             if path.name in self.seen or path.name.startswith("."):
                 continue
             self.seen.add(path.name)
             try:
-                if peek_episode(path).policy_version != version:
-                    self.stale += 1
-                    continue
-                episode = practice_episode(read_episode(path), detector)
+                meta = peek_episode(path)
             except NotAnEpisode as err:
                 print(f"stage 2: skipping {err}")
                 continue
-            if episode.length:
-                fresh.append(episode)
+            if meta.policy_version == version:
+                fresh.append((path, meta.length))
+            else:
+                self.stale += 1
         return fresh
 
     def _prune(self) -> None:

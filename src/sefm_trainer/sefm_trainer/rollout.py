@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
@@ -51,13 +52,16 @@ def run_episodes(
     envs: int = 8,
     generator: torch.Generator | None = None,
     image_size: tuple[int, int] = (64, 64),
+    progress: str | None = None,
 ) -> list[PracticeEpisode]:
     """One episode per seed, ``envs`` at a time. ``end_on``: "detector" (practice) or
-    "ground_truth" (evaluation); the other verdict is recorded alongside."""
+    "ground_truth" (evaluation); the other verdict is recorded alongside. ``progress``: label of a
+    progress bar over episodes (none if not given)."""
     if end_on not in ("detector", "ground_truth"):
         raise ValueError(f"end_on must be 'detector' or 'ground_truth', got {end_on!r}")
     pool = [LanguageTableEnv(task_family, image_size=image_size, max_steps=max_steps) for _ in range(envs)]
     free, todo, done, live = list(pool), list(seeds), [], []
+    bar = tqdm(total=len(todo), desc=progress, unit="ep", disable=progress is None)
     try:
         while todo or live:
             while todo and free:
@@ -79,6 +83,7 @@ def run_episodes(
                     ep.termination = "success" if ends_by and ep.length > 0 else "max_steps"
                     done.append(ep)
                     free.append(env)
+                    bar.update(1)
                 else:
                     acting.append((env, ep))
             if acting:
@@ -94,6 +99,7 @@ def run_episodes(
                     ep.frames.append(obs["rgb"])
             live = acting
     finally:
+        bar.close()
         for env in pool:
             env.close()
     order = {s: i for i, s in enumerate(seeds)}
