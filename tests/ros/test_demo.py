@@ -5,6 +5,7 @@ import yaml
 
 from sefm.demo import run_demo
 from sefm.harness import fresh_domain
+from sefm_policy.config import ConfigError
 
 pytestmark = pytest.mark.ros
 
@@ -37,3 +38,12 @@ def test_demo_runs_the_whole_story_and_writes_the_report(repo_root, tmp_path, mo
     assert "| Stage 1 (BC) |" in text and "extra episodes" in text.lower()
     bags = [p for p in (run / "practice").iterdir() if not p.name.startswith(".")]
     assert len(bags) >= summary["history"][-1]["extra_episodes"]
+
+
+def test_demo_names_a_wrong_stage2_key_before_any_work(tmp_path):
+    (tmp_path / "demo.yaml").write_text(
+        yaml.safe_dump({"graph": "g.yaml", "stage1": {"sft_config": "s.yaml"}, "stage2": {"lr": -1}})
+    )
+    with pytest.raises(ConfigError, match="lr"):
+        run_demo(tmp_path / "demo.yaml", tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest
-from sefm_policy.config import StrictModel, load_config
+from sefm_policy.config import StrictModel, load_config, parse_config
 from sefm_reward.detector import StepsToGoDetector
 from sefm_trainer.datagen import DatagenConfig, generate
 from sefm_trainer.evaluate import evaluate
@@ -68,6 +68,12 @@ def run_demo(config_path: str | Path, runs_dir: str | Path = "runs", from_scratc
     config_path = Path(config_path)
     cfg = load_config(config_path, DemoConfig)
     base = config_path.parent
+    # Validate the Stage 2 settings now, not after Stage 1 (the paths are filled in below).
+    st2 = parse_config(
+        {**cfg.stage2, "policy": "", "reward_model": "", "out": "", "task_family": cfg.task_family},
+        Stage2Config,
+        f"{config_path} [stage2]",
+    )
     run = Path(runs_dir).resolve() / time.strftime("%Y%m%d-%H%M%S")
     run.mkdir(parents=True)
     shutil.copy(config_path, run / "demo_config.yaml")
@@ -75,13 +81,11 @@ def run_demo(config_path: str | Path, runs_dir: str | Path = "runs", from_scratc
 
     stage1_dir, record = stage1(cfg, base, run, from_scratch)
     clock["stage1"] = time.monotonic()
-    st2 = Stage2Config(
-        **{
-            **cfg.stage2,
+    st2 = st2.model_copy(
+        update={
             "policy": str(stage1_dir / "best_bc"),
             "reward_model": str(stage1_dir / "best_steps"),
             "out": str(run / "stage2"),
-            "task_family": cfg.task_family,
         }
     )
     detector = StepsToGoDetector(load_checkpoint(st2.reward_model), st2.success_threshold)
