@@ -84,6 +84,10 @@ class Bringup:
     def dead(self) -> list[tuple[NodeSpec, int]]:
         return [(spec, p.returncode) for spec, p in self.procs if p.poll() is not None]
 
+    def dead_logs(self, chars: int = 1500) -> dict[str, str]:
+        """The log tails of the nodes that have exited, by name: what to show when the graph breaks."""
+        return {spec.fqn: self.log_path(spec).read_text(errors="replace")[-chars:] for spec, _ in self.dead()}
+
     def supervise(self, duration: float | None = None, on_tick=None) -> int:
         """Run until Ctrl-C, a node exits, or ``duration`` seconds pass; 0 unless a node died."""
         deadline = None if duration is None else time.monotonic() + duration

@@ -27,10 +27,9 @@ class FleetDied(RuntimeError):
 
 
 def check_alive(bringup: Bringup) -> None:
-    dead = bringup.dead()
-    if dead:
-        tails = {s.fqn: bringup.log_path(s).read_text(errors="replace")[-1500:] for s, _ in dead}
-        raise FleetDied(f"node(s) of the fleet exited during Stage 2: {tails}")
+    logs = bringup.dead_logs()
+    if logs:
+        raise FleetDied(f"node(s) of the fleet exited during Stage 2: {logs}")
 
 
 def learner_graph(graph: GraphConfig, cfg: Stage2Config) -> GraphConfig:

@@ -56,9 +56,8 @@ def spin_until(executor, bringup: Bringup, condition, timeout: float, what: str)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
-        dead = bringup.dead()
-        if dead:
-            logs = {s.fqn: bringup.log_path(s).read_text()[-1500:] for s, _ in dead}
+        logs = bringup.dead_logs()
+        if logs:
             raise GraphFailure(f"node(s) died while waiting for {what}: {logs}")
         if condition():
             return

@@ -12,6 +12,11 @@ def intervals_overlap(a: dict, b: dict) -> bool:
     return not (a["wilson95"][1] < b["wilson95"][0] or b["wilson95"][1] < a["wilson95"][0])
 
 
+def chosen_loop(summary: dict) -> dict:
+    """The history record of the loop whose checkpoint the stopping rule kept."""
+    return next(h for h in summary["history"] if h["loop"] == summary["best_loop"])
+
+
 def plot_curve(summary: dict, path: Path) -> Path:
     import matplotlib
 
@@ -31,7 +36,7 @@ def plot_curve(summary: dict, path: Path) -> Path:
         hx, [h["ground_truth_success"] * 100 for h in hist], ":", alpha=0.7, label="practice episodes, ground truth"
     )
     ax.plot(hx, [h["detected_success"] * 100 for h in hist], "--", alpha=0.7, label="practice episodes, detector")
-    best = next(h for h in hist if h["loop"] == summary["best_loop"])
+    best = chosen_loop(summary)
     ax.axvline(
         best["extra_episodes"] / demos * 100, color="grey", lw=0.8, label=f"chosen checkpoint (loop {best['loop']})"
     )
@@ -51,7 +56,7 @@ def stopping_rule(summary: dict) -> dict:
     """The loop the detector's moving window chose against the loop ground truth would have chosen."""
     hist = summary["history"]
     gt_best = max(hist, key=lambda h: h["ground_truth_success"])
-    chosen = next(h for h in hist if h["loop"] == summary["best_loop"])
+    chosen = chosen_loop(summary)
     det = np.array([h["detected_success"] for h in hist])
     gt = np.array([h["ground_truth_success"] for h in hist])
     corr = float(np.corrcoef(det, gt)[0, 1]) if len(hist) > 1 and det.std() > 0 and gt.std() > 0 else None
@@ -75,7 +80,7 @@ def pct(x: float | None) -> str:
 def write_report(summary: dict, run: Path) -> Path:
     plot = plot_curve(summary, run / "success_vs_extra_episodes.png")
     s1, s2, demos = summary["stage1"], summary["stage2"], summary["demonstrations"]
-    extra = next(h for h in summary["history"] if h["loop"] == summary["best_loop"])["extra_episodes"]
+    extra = chosen_loop(summary)["extra_episodes"]
     total_extra = summary["history"][-1]["extra_episodes"]
     rule = stopping_rule(summary)
     gain = s2["success_rate"] > s1["success_rate"] and not intervals_overlap(s1, s2)
