@@ -25,6 +25,7 @@ class EpisodeManagerNode(Node):
         self.paused = p.start_paused
         self.detected = False
         self.policy_version = None
+        self.heard_policy_version = False
         self.finished = 0
         self.starting = False
         self.namespace = self.get_namespace()
@@ -63,6 +64,10 @@ class EpisodeManagerNode(Node):
         if waiting:
             self.get_logger().info(f"waiting for publishers on {waiting}", throttle_duration_sec=5.0)
             self.schedule_start(0.5)
+            return
+        if self.params.wait_for_policy_version and not self.heard_policy_version:
+            self.get_logger().info("waiting for the policy version", throttle_duration_sec=5.0)
+            self.schedule_start(0.2)
             return
         if self.sim_reset is None:
             k = self.tracker.episode_id % len(self.params.instructions)
@@ -138,6 +143,7 @@ class EpisodeManagerNode(Node):
         """Episodes carry the version the policy node acts with, which a learner filters on."""
         with contextlib.suppress(ValueError, AttributeError):
             self.policy_version = json.loads(msg.data).get("version")
+            self.heard_policy_version = True
 
     # ----- operator services --------------------------------------------------------------
 

@@ -23,3 +23,6 @@ class EpisodeManagerParams(StrictModel):
         default_factory=lambda: ["policy/command", "reward/success"],
         description="the first episode starts once each of these has a publisher (models loaded)",
     )
+    wait_for_policy_version: bool = Field(
+        True, description="start no episode before the policy node has said which checkpoint it acts with"
+    )
