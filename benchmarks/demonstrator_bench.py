@@ -1,4 +1,5 @@
-"""Scripted demonstrator success per task family over seeded episodes (default noise, 100 steps).
+"""Scripted demonstrator success per task family over seeded episodes (default noise; LanguageTable
+100 steps, ALOHA insertion 25 chunk steps).
 
 Prints one JSON object. Usage: python benchmarks/demonstrator_bench.py [--episodes 200]
 """
@@ -10,20 +11,22 @@ import json
 
 from tqdm import tqdm
 
+from sefm_sim_bridge.aloha_demonstrator import InsertionDemonstrator
 from sefm_sim_bridge.demonstrator import PushDemonstrator
-from sefm_sim_bridge.language_table import LanguageTableEnv
-from sefm_sim_bridge.tasks import FAMILIES
+from sefm_sim_bridge.envs import TASK_FAMILIES, embodiment_of, make_env
 from sefm_trainer.evaluate import wilson_interval
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--families", nargs="+", default=list(TASK_FAMILIES), choices=TASK_FAMILIES)
     args = parser.parse_args()
     result = {}
-    for family in FAMILIES:
-        env = LanguageTableEnv(family, render_images=False, max_steps=100)
-        demo = PushDemonstrator()
+    for family in args.families:
+        aloha = embodiment_of(family) == "aloha"
+        env = make_env(family, render_images=False, max_steps=25 if aloha else 100)
+        demo = InsertionDemonstrator() if aloha else PushDemonstrator()
         solved, lengths = 0, []
         for seed in tqdm(range(args.episodes), desc=family, unit="ep"):
             env.reset(seed=seed)

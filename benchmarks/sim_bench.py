@@ -1,4 +1,5 @@
-"""Simulation speed on this machine: env steps/s with rendering, datagen episodes/min, bytes/episode.
+"""Simulation speed on this machine: env steps/s with rendering, datagen episodes/min, bytes/episode;
+ALOHA at our render settings beside gym-aloha's default rendering.
 
 Prints one JSON object. Usage: python benchmarks/sim_bench.py [--episodes N] [--workers W]
 """
@@ -32,6 +33,45 @@ def steps_per_second(family: str, image_size, render: bool, steps: int = 300) ->
     return round(steps / elapsed, 1)
 
 
+def aloha_speed(chunks: int = 40) -> dict:
+    """Our ALOHA env (4 cameras at 32x64, no shadows/reflections, rendered once per chunk step)
+    against gym-aloha's AlohaEnv (3 cameras at 480x640 with shadows, rendered every 50 Hz step),
+    on the same held joint command. ``realtime_factor``: simulated seconds per wall second."""
+    from gym_aloha.env import AlohaEnv
+
+    from sefm_sim_bridge.aloha import CAMERAS, DEFAULT_CAMERA_SIZE, START_COMMAND, SUBSTEPS, AlohaInsertionEnv
+
+    ours = AlohaInsertionEnv(max_steps=10_000)
+    ours.reset(seed=0)
+    chunk = np.tile(START_COMMAND, (5, 1))
+    t = time.perf_counter()
+    for _ in range(chunks):
+        ours.step(chunk)
+    ours_s = (time.perf_counter() - t) / chunks
+    ours.close()
+    theirs = AlohaEnv("insertion")
+    theirs.reset(seed=0)
+    steps = 20
+    t = time.perf_counter()
+    for _ in range(steps):
+        theirs.step(START_COMMAND.astype(np.float32))
+    theirs_s = (time.perf_counter() - t) / steps
+    chunk_sim_s = 5 * SUBSTEPS * 0.02
+    h, w = DEFAULT_CAMERA_SIZE
+    return {
+        f"ours_{len(CAMERAS)}_cameras_{h}x{w}": {
+            "chunk_steps_per_s": round(1 / ours_s, 1),
+            "control_steps_per_s_10hz": round(5 / ours_s, 1),
+            "realtime_factor": round(chunk_sim_s / ours_s, 1),
+        },
+        "gym_aloha_default_3_cameras_480x640": {
+            "env_steps_per_s_50hz": round(1 / theirs_s, 1),
+            "control_steps_per_s_10hz": round(1 / (SUBSTEPS * theirs_s), 1),
+            "realtime_factor": round(0.02 / theirs_s, 2),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--episodes", type=int, default=40)
@@ -44,6 +84,7 @@ def main() -> None:
         "env_steps_per_s_render_224x224": steps_per_second("block2block", (224, 224), True),
         "env_steps_per_s_no_render": steps_per_second("block2block", DEFAULT_IMAGE_SIZE, False),
         "banana_env_steps_per_s_render_64x64": steps_per_second("banana", DEFAULT_IMAGE_SIZE, True),
+        "aloha_insertion": aloha_speed(),
     }
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

@@ -75,6 +75,12 @@ def strip(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def aloha_strip(args: argparse.Namespace) -> None:
+    from sefm_sim_bridge.figures import aloha_model_images
+
+    print(f"wrote {aloha_model_images(args.out, seed=args.seed, scale=args.scale)}")
+
+
 def bringup(args: argparse.Namespace) -> int:
     from .bringup import Bringup
     from .graph import load_graph
@@ -146,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("datagen", help="write scripted demonstration episodes as rosbag2 bags")
     gen.add_argument("--episodes", type=int, required=True)
     gen.add_argument("--out", required=True, help="folder to write episode bags into (kept episodes are skipped)")
-    gen.add_argument("--task", default="block2block", choices=["block2block", "block2location", "banana"])
+    gen.add_argument("--task", default="block2block", choices=["block2block", "block2location", "banana", "insertion"])
     gen.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed + i")
     gen.add_argument("--workers", type=int, default=1, help="parallel processes")
     gen.add_argument("--image-size", type=int, default=64, help="camera image side in pixels")
@@ -206,6 +212,12 @@ def parser() -> argparse.ArgumentParser:
     fig.add_argument("--size", type=int, default=160, help="pixels per frame side")
     fig.add_argument("--seed", type=int, default=0)
     fig.set_defaults(run=strip)
+
+    packed = sub.add_parser("aloha-strip", help="PNG of ALOHA's two packed model images at three moments")
+    packed.add_argument("--out", default="docs/images/aloha_model_images.png")
+    packed.add_argument("--seed", type=int, default=0)
+    packed.add_argument("--scale", type=int, default=4, help="enlargement of the 64x64 model images")
+    packed.set_defaults(run=aloha_strip)
     return p
 
 

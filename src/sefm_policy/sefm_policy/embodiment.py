@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -44,6 +45,18 @@ class Embodiment:
         if len(frames) == 2:
             return frames
         return [_stack(frames[0], frames[1]), _stack(frames[2], frames[3])]
+
+
+def observation_at(
+    embodiment: str, frames: Sequence, t: int, instruction: str = "", states: Sequence | None = None
+) -> Observation:
+    """What the model sees at step ``t`` of an episode. LanguageTable: its camera at t and t-1
+    (``frames[t]`` one image); ALOHA: the four cameras at t (``frames[t]`` a tuple) and the joints."""
+    if embodiment == "aloha":
+        if states is None:
+            raise ValueError("ALOHA observations need the joint states")
+        return Observation(images=tuple(frames[t]), instruction=instruction, state=np.asarray(states[t]))
+    return Observation(images=(frames[t], frames[max(t - 1, 0)]), instruction=instruction)
 
 
 def _check_frame(image: np.ndarray, camera: str) -> np.ndarray:

@@ -17,12 +17,14 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
-from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS
+from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, JOINT_STATES
 
 from .bag_writer import TYPESTORE
 from .episode import METADATA_KEY, Episode, EpisodeMeta
 
 CAMERA = re.compile(r"^(?P<ns>.*)/camera/(?P<cam>[^/]+)/image_raw$")
+# What an action is, by the command's type: a planar velocity (LanguageTable) or a joint chunk (ALOHA).
+COMMAND_TYPES = ("geometry_msgs/msg/TwistStamped", "trajectory_msgs/msg/JointTrajectory")
 
 
 class NotAnEpisode(ValueError):
@@ -38,6 +40,13 @@ def _stamp(msg) -> int:
 def _topic(topics, suffix: str) -> str | None:
     found = [t for t in topics if t == suffix or t.endswith("/" + suffix)]
     return found[0] if found else None
+
+
+def _action(msg, period: float) -> np.ndarray:
+    """A command as the action it encodes: a planar delta (m) or a chunk of joint targets."""
+    if hasattr(msg, "twist"):
+        return np.array([msg.twist.linear.x * period, msg.twist.linear.y * period])
+    return np.stack([np.asarray(p.positions, dtype=np.float64) for p in msg.points])
 
 
 def _metadata(reader: Reader, path: Path, events_topic: str | None) -> EpisodeMeta:
@@ -66,12 +75,12 @@ def _check_topics(reader: Reader, path: Path) -> dict[str, str]:
     if missing:
         note = f"; types not in the ROS 2 Jazzy typestore: {', '.join(unknown)}" if unknown else ""
         raise NotAnEpisode(path, f"not an sefm episode: missing topics {missing} (it has {sorted(topics)}){note}")
-    needed = [*cameras, command, _topic(topics, ACTION_TOKENS), _topic(topics, EFFECTOR_POSE)]
+    needed = [*cameras, command, *(_topic(topics, t) for t in (ACTION_TOKENS, EFFECTOR_POSE, JOINT_STATES))]
     bad = sorted({f"{t} ({topics[t].msgtype})" for t in needed if t and topics[t].msgtype not in TYPESTORE.types})
     if bad:
         raise NotAnEpisode(path, f"cannot decode {', '.join(bad)}")
-    if topics[command].msgtype != "geometry_msgs/msg/TwistStamped":
-        raise NotAnEpisode(path, f"{command} is {topics[command].msgtype}; planar episodes need TwistStamped")
+    if topics[command].msgtype not in COMMAND_TYPES:
+        raise NotAnEpisode(path, f"{command} is {topics[command].msgtype}; episodes need one of {COMMAND_TYPES}")
     return cameras
 
 
@@ -111,10 +120,13 @@ def _read(reader: Reader, path: Path) -> Episode:
     cameras = _check_topics(reader, path)
     topics = reader.topics
     meta = _metadata(reader, path, _topic(topics, EVENTS))
-    command, tokens_topic, pose_topic = (_topic(topics, s) for s in (COMMAND, ACTION_TOKENS, EFFECTOR_POSE))
+    command, tokens_topic, pose_topic, joints_topic = (
+        _topic(topics, s) for s in (COMMAND, ACTION_TOKENS, EFFECTOR_POSE, JOINT_STATES)
+    )
+    period = 1.0 / meta.control_hz
     frames: dict[str, list] = {c: [] for c in cameras.values()}
-    commands, tokens, poses = [], [], {}
-    wanted = [c for c in reader.connections if c.topic in {*cameras, command, tokens_topic, pose_topic}]
+    commands, tokens, poses, joints = [], [], {}, {}
+    wanted = [c for c in reader.connections if c.topic in {*cameras, command, tokens_topic, pose_topic, joints_topic}]
     for conn, _, raw in reader.messages(connections=wanted):
         msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
         if conn.topic in cameras:
@@ -123,9 +135,11 @@ def _read(reader: Reader, path: Path) -> Episode:
             image = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)[:, : 3 * msg.width]
             frames[cameras[conn.topic]].append((_stamp(msg), image.reshape(msg.height, msg.width, 3)))
         elif conn.topic == command:
-            commands.append((_stamp(msg), msg.twist.linear.x, msg.twist.linear.y))
+            commands.append((_stamp(msg), _action(msg, period)))
         elif conn.topic == tokens_topic:
             tokens.append(np.asarray(msg.data, dtype=np.int64))
+        elif conn.topic == joints_topic:
+            joints[_stamp(msg)] = np.asarray(msg.position, dtype=np.float64)
         else:
             poses[_stamp(msg)] = (msg.pose.position.x, msg.pose.position.y)
 
@@ -147,8 +161,10 @@ def _read(reader: Reader, path: Path) -> Episode:
     keep = [*acted, acted[-1] + 1] if acted else [0]
     if keep[-1] >= len(stamps):
         raise NotAnEpisode(path, "the frame after the last action is missing")
-    period = 1.0 / meta.control_hz
-    actions = np.array([[vx * period, vy * period] for _, vx, vy in commands], dtype=np.float64).reshape(-1, 2)
+    if commands:
+        actions = np.stack([a for _, a in commands])
+    else:
+        actions = np.zeros((0, 2)) if topics[command].msgtype == COMMAND_TYPES[0] else np.zeros((0, 0, 0))
     frame_arrays = {}
     for cam, items in frames.items():
         by_stamp = dict(items)
@@ -159,6 +175,9 @@ def _read(reader: Reader, path: Path) -> Episode:
     effector = None
     if poses and all(int(s) in poses for s in kept_stamps):
         effector = np.array([poses[int(s)] for s in kept_stamps])
+    joint_states = None
+    if joints and all(int(s) in joints for s in kept_stamps):
+        joint_states = np.stack([joints[int(s)] for s in kept_stamps])
     return Episode(
         path=path,
         meta=meta,
@@ -167,6 +186,7 @@ def _read(reader: Reader, path: Path) -> Episode:
         actions=actions,
         action_tokens=np.stack(tokens[: meta.length]) if len(tokens) >= meta.length > 0 else None,
         effector=effector,
+        joint_states=joint_states,
     )
 
 

@@ -18,7 +18,15 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, INSTRUCTION, camera_topic
+from sefm_policy.interfaces import (
+    ACTION_TOKENS,
+    COMMAND,
+    EFFECTOR_POSE,
+    EVENTS,
+    INSTRUCTION,
+    JOINT_STATES,
+    camera_topic,
+)
 
 from .episode import METADATA_KEY, EpisodeMeta
 
@@ -116,6 +124,31 @@ class EpisodeWriter:
         v = np.asarray(delta, dtype=np.float64) / period_s
         twist = Twist(linear=Vec(x=float(v[0]), y=float(v[1]), z=0.0), angular=Vec(x=0.0, y=0.0, z=0.0))
         msg = T["geometry_msgs/msg/TwistStamped"](header=header(obs_stamp_ns, "board"), twist=twist)
+        self.write(COMMAND, msg, stamp_ns)
+
+    def joint_state(self, stamp_ns: int, names, positions: np.ndarray) -> None:
+        msg = T["sensor_msgs/msg/JointState"](
+            header=header(stamp_ns, "base"),
+            name=list(names),
+            position=np.asarray(positions, dtype=np.float64).reshape(-1),
+            velocity=np.zeros(0),
+            effort=np.zeros(0),
+        )
+        self.write(JOINT_STATES, msg, stamp_ns)
+
+    def joint_command(self, stamp_ns: int, obs_stamp_ns: int, names, chunk: np.ndarray, period_s: float) -> None:
+        """A chunk of joint-position targets as a JointTrajectory, one point per chunk step (what
+        joint_trajectory_controller takes); the header carries the stamp of the answered observation."""
+        Point, Duration = T["trajectory_msgs/msg/JointTrajectoryPoint"], T["builtin_interfaces/msg/Duration"]
+        empty = np.zeros(0)
+        points = []
+        for k, q in enumerate(np.asarray(chunk, dtype=np.float64).reshape(-1, len(names)), start=1):
+            ns = round(k * period_s * 1e9)
+            at = Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+            points.append(Point(positions=q, velocities=empty, accelerations=empty, effort=empty, time_from_start=at))
+        msg = T["trajectory_msgs/msg/JointTrajectory"](
+            header=header(obs_stamp_ns, "base"), joint_names=list(names), points=points
+        )
         self.write(COMMAND, msg, stamp_ns)
 
     def event(self, stamp_ns: int, event: dict) -> None:

@@ -6,9 +6,12 @@ import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from sefm_policy.tokenizers import SignMagnitudeActionTokenizer
+from sefm_policy.config import ALOHA_DEFAULT_HIGH, ALOHA_DEFAULT_LOW
+from sefm_policy.tokenizers import JointTokenizer, SignMagnitudeActionTokenizer
+from sefm_sim_bridge.envs import embodiment_of
 
 from .bag_writer import EpisodeWriter
 from .episode import EpisodeMeta
@@ -18,8 +21,9 @@ EPOCH_NS = 1_700_000_000 * 1_000_000_000  # fixed start time: identical seeds gi
 
 @dataclass(frozen=True)
 class DatagenConfig:
-    task_family: str = "block2block"
-    image_size: tuple[int, int] = (64, 64)
+    task_family: str = "block2block"  # a LanguageTable family, or "insertion" (ALOHA)
+    image_size: tuple[int, int] = (64, 64)  # LanguageTable frames; ALOHA renders each camera at camera_size
+    camera_size: tuple[int, int] = (32, 64)
     max_steps: int = 100
     noise_std: float = 0.004
     namespace: str = "/robot_0"
@@ -29,32 +33,72 @@ def episode_name(family: str, seed: int) -> str:
     return f"{family}_{seed:06d}"
 
 
+class PlanarTopics:
+    """LanguageTable: the front camera and effector pose; a TwistStamped per 10 Hz step."""
+
+    def __init__(self, env, demo) -> None:
+        self.tokenizer = SignMagnitudeActionTokenizer()
+        self.period_s = 1.0 / env.metadata["render_fps"]
+        self.step_ns = int(1e9 / env.metadata["render_fps"])
+        self.meta = {
+            "embodiment": "language_table",
+            "cameras": ["front"],
+            "control_hz": float(env.metadata["render_fps"]),
+        }
+
+    def observe(self, writer: EpisodeWriter, stamp: int, obs: dict) -> None:
+        writer.image("front", stamp, obs["rgb"])
+        writer.effector_pose(stamp, obs["effector"])
+
+    def command(self, writer: EpisodeWriter, stamp: int, obs_stamp: int, action: np.ndarray) -> None:
+        writer.action_tokens(stamp, self.tokenizer.encode(action))
+        writer.planar_command(stamp, obs_stamp, action, self.period_s)
+
+
+class JointTopics:
+    """ALOHA: four cameras and joint_states per chunk step; a JointTrajectory of the chunk's
+    targets (tokens under the default +-pi normalisation; training takes its own from the data)."""
+
+    def __init__(self, env, demo) -> None:
+        from sefm_sim_bridge.aloha import CAMERAS, CONTROL_HZ, JOINT_NAMES
+
+        self.cameras, self.names, self.period_s = CAMERAS, JOINT_NAMES, 1.0 / CONTROL_HZ
+        self.tokenizer = JointTokenizer(ALOHA_DEFAULT_LOW, ALOHA_DEFAULT_HIGH, chunk=demo.chunk)
+        self.step_ns = demo.chunk * 1_000_000_000 // CONTROL_HZ
+        self.meta = {"embodiment": "aloha", "cameras": list(CAMERAS), "control_hz": float(CONTROL_HZ),
+                     "extra": {"chunk": demo.chunk}}  # fmt: skip
+
+    def observe(self, writer: EpisodeWriter, stamp: int, obs: dict) -> None:
+        for cam in self.cameras:
+            writer.image(cam, stamp, obs["images"][cam])
+        writer.joint_state(stamp, self.names, obs["qpos"])
+
+    def command(self, writer: EpisodeWriter, stamp: int, obs_stamp: int, chunk: np.ndarray) -> None:
+        writer.action_tokens(stamp, self.tokenizer.encode(chunk))
+        writer.joint_command(stamp, obs_stamp, self.names, chunk, self.period_s)
+
+
 def record_demonstration(env, demo, seed: int, out_dir: Path, cfg: DatagenConfig) -> EpisodeMeta:
     """Run one demonstration from ``seed`` and write it as an episode bag."""
-    tokenizer = SignMagnitudeActionTokenizer()
-    period_ns = int(1e9 / env.metadata["render_fps"])
+    topics = (JointTopics if embodiment_of(cfg.task_family) == "aloha" else PlanarTopics)(env, demo)
     obs, info = env.reset(seed=seed)
     demo.reset(seed)
     t0 = EPOCH_NS + seed * 1_000_000_000_000
     with EpisodeWriter(out_dir, episode_name(cfg.task_family, seed), cfg.namespace) as writer:
         writer.event(t0, {"event": "start", "instruction": obs["instruction"], "seed": seed})
         writer.instruction(t0, obs["instruction"])
-        writer.image("front", t0, obs["rgb"])
-        writer.effector_pose(t0, obs["effector"])
+        topics.observe(writer, t0, obs)
         stamp, steps, done = t0, 0, False
         while not done:
             action = demo.act(env)
-            writer.action_tokens(stamp + 1000, tokenizer.encode(action))
-            writer.planar_command(stamp + 1000, stamp, action, period_ns / 1e9)
+            topics.command(writer, stamp + 1000, stamp, action)
             obs, _, terminated, truncated, info = env.step(action)
             steps += 1
-            stamp = t0 + steps * period_ns
-            writer.image("front", stamp, obs["rgb"])
-            writer.effector_pose(stamp, obs["effector"])
+            stamp = t0 + steps * topics.step_ns
+            topics.observe(writer, stamp, obs)
             done = terminated or truncated
         meta = EpisodeMeta(
             instruction=obs["instruction"],
-            embodiment="language_table",
             length=steps,
             success=bool(info["success"]),
             termination="success" if info["success"] else "max_steps",
@@ -62,20 +106,29 @@ def record_demonstration(env, demo, seed: int, out_dir: Path, cfg: DatagenConfig
             policy_version="scripted",
             task_family=cfg.task_family,
             namespace=cfg.namespace,
-            cameras=["front"],
-            control_hz=float(env.metadata["render_fps"]),
+            **topics.meta,
         )
         writer.commit(meta, stamp + 1000)
     return meta
 
 
-def _worker(args) -> tuple[int, bool, int]:
-    seeds, out_dir, cfg = args
+def _make(cfg: DatagenConfig):
+    """The env and demonstrator of a task family."""
+    if embodiment_of(cfg.task_family) == "aloha":
+        from sefm_sim_bridge.aloha import AlohaInsertionEnv
+        from sefm_sim_bridge.aloha_demonstrator import InsertionDemonstrator
+
+        return AlohaInsertionEnv(cfg.camera_size, cfg.max_steps), InsertionDemonstrator()
     from sefm_sim_bridge.demonstrator import PushDemonstrator
     from sefm_sim_bridge.language_table import LanguageTableEnv
 
     env = LanguageTableEnv(cfg.task_family, image_size=cfg.image_size, max_steps=cfg.max_steps)
-    demo = PushDemonstrator(noise_std=cfg.noise_std)
+    return env, PushDemonstrator(noise_std=cfg.noise_std)
+
+
+def _worker(args) -> tuple[int, bool, int]:
+    seeds, out_dir, cfg = args
+    env, demo = _make(cfg)
     results = []
     try:
         for seed in seeds:

@@ -1,4 +1,4 @@
-"""Episodes flattened into training steps: frame, previous frame, action, instruction, t, T, success."""
+"""Episodes flattened into training steps: what the model saw, the action, instruction, t, T, success."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from sefm_policy.embodiment import observation_at
+from sefm_policy.prompts import Observation
 
 from .episode import Episode
 
@@ -15,12 +18,26 @@ class Step:
     episode: int  # index into the episode list
     t: int
     T: int  # episode length (number of actions); steps-to-go target is T - t
-    frame: np.ndarray  # primary camera at t
-    prev_frame: np.ndarray  # primary camera at t - 1 (the first frame again at t = 0)
+    observation: Observation
     action: np.ndarray
     action_tokens: np.ndarray | None
     instruction: str
     success: bool
+
+
+def timeline(episode: Episode) -> tuple[list, np.ndarray | None]:
+    """An episode's frames in the order ``observation_at`` reads them, and its joint states.
+
+    LanguageTable: the primary camera's frames; ALOHA: per step, a tuple of its cameras' frames."""
+    cams = episode.meta.cameras
+    if episode.meta.embodiment == "aloha":
+        missing = [c for c in cams if c not in episode.frames]
+        if missing or episode.joint_states is None:
+            what = f"cameras {missing}" if missing else "joint_states"
+            raise ValueError(f"{episode.path}: ALOHA episode lacks {what}")
+        return list(zip(*(episode.frames[c] for c in cams), strict=True)), episode.joint_states
+    primary = cams[0] if cams and cams[0] in episode.frames else next(iter(episode.frames))
+    return list(episode.frames[primary]), None
 
 
 class StepIndex(Sequence[Step]):
@@ -28,6 +45,7 @@ class StepIndex(Sequence[Step]):
 
     def __init__(self, episodes: Sequence[Episode]) -> None:
         self.episodes = list(episodes)
+        self._timelines = [timeline(ep) for ep in self.episodes]
         self._index = [(e, t) for e, ep in enumerate(self.episodes) for t in range(ep.length)]
 
     def __len__(self) -> int:
@@ -38,13 +56,12 @@ class StepIndex(Sequence[Step]):
             return [self[j] for j in range(*i.indices(len(self)))]
         e, t = self._index[i]
         ep = self.episodes[e]
-        frames = ep.frames[ep.meta.cameras[0]] if ep.meta.cameras[0] in ep.frames else next(iter(ep.frames.values()))
+        frames, states = self._timelines[e]
         return Step(
             episode=e,
             t=t,
             T=ep.length,
-            frame=frames[t],
-            prev_frame=frames[max(t - 1, 0)],
+            observation=observation_at(ep.meta.embodiment, frames, t, ep.meta.instruction, states),
             action=ep.actions[t],
             action_tokens=None if ep.action_tokens is None else ep.action_tokens[t],
             instruction=ep.meta.instruction,

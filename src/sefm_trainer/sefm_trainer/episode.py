@@ -57,9 +57,10 @@ class Episode:
     meta: EpisodeMeta
     frames: dict[str, np.ndarray]  # camera -> (T+1, H, W, 3) uint8
     stamps_ns: np.ndarray  # (T+1,) header stamps of the frames
-    actions: np.ndarray  # (T, 2) planar deltas in metres (LanguageTable)
+    actions: np.ndarray  # (T, 2) planar deltas in metres (LanguageTable) or (T, chunk, 14) joint targets (ALOHA)
     action_tokens: np.ndarray | None = None  # (T, slots) if recorded
     effector: np.ndarray | None = None  # (T+1, 2) effector positions if recorded
+    joint_states: np.ndarray | None = None  # (T+1, joints) if recorded
 
     @property
     def length(self) -> int:

@@ -24,6 +24,7 @@ from sefm_policy.model import EFM
 from sefm_reward.detector import StepsToGoDetector
 
 from .bag_reader import NotAnEpisode, peek_episode, read_episode
+from .dataset import timeline
 from .episode import Episode
 from .rollout import PracticeEpisode
 
@@ -43,12 +44,13 @@ def practice_episode(episode: Episode, detector: StepsToGoDetector) -> PracticeE
     """A recorded episode as the learner sees it, each frame labelled with the frozen d(o, g)."""
     if episode.action_tokens is None:
         raise NotAnEpisode(episode.path, "no policy/action_tokens: not a practice episode")
-    camera = episode.meta.cameras[0]
-    frames = list(episode.frames[camera])
+    frames, states = timeline(episode)
     practice = PracticeEpisode(
         seed=episode.meta.seed if episode.meta.seed is not None else -1,
         instruction=episode.meta.instruction,
         frames=frames,
+        states=None if states is None else list(states),
+        embodiment=episode.meta.embodiment,
         tokens=list(episode.action_tokens),
         detected_success=episode.meta.termination == "success",
         ground_truth_success=bool(episode.meta.extra.get("ground_truth_success", episode.meta.success)),

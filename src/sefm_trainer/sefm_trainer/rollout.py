@@ -13,17 +13,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sefm_policy.embodiment import observation_at
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
 from sefm_reward.detector import StepsToGoDetector
-from sefm_sim_bridge.language_table import LanguageTableEnv
+from sefm_sim_bridge.envs import embodiment_of, make_env, model_view
 
 
 @dataclass
 class PracticeEpisode:
     seed: int
     instruction: str
-    frames: list[np.ndarray]  # T+1 frames
+    frames: list  # T+1 frames (LanguageTable: an image each; ALOHA: a tuple of its cameras' images)
+    states: list[np.ndarray] | None = None  # T+1 joint states (ALOHA)
+    embodiment: str = "language_table"
     tokens: list[np.ndarray] = field(default_factory=list)  # T action token vectors
     distances: list[float] = field(default_factory=list)  # d(o_t, g) for the T+1 frames
     detected_success: bool = False
@@ -36,7 +39,7 @@ class PracticeEpisode:
         return len(self.tokens)
 
     def observation(self, t: int) -> Observation:
-        return Observation(images=(self.frames[t], self.frames[max(t - 1, 0)]), instruction=self.instruction)
+        return observation_at(self.embodiment, self.frames, t, self.instruction, self.states)
 
 
 def run_episodes(
@@ -59,7 +62,8 @@ def run_episodes(
     progress bar over episodes (none if not given)."""
     if end_on not in ("detector", "ground_truth"):
         raise ValueError(f"end_on must be 'detector' or 'ground_truth', got {end_on!r}")
-    pool = [LanguageTableEnv(task_family, image_size=image_size, max_steps=max_steps) for _ in range(envs)]
+    embodiment = embodiment_of(task_family)
+    pool = [make_env(task_family, image_size=image_size, max_steps=max_steps) for _ in range(envs)]
     free, todo, done, live = list(pool), list(seeds), [], []
     bar = tqdm(total=len(todo), desc=progress, unit="ep", disable=progress is None)
     try:
@@ -67,7 +71,9 @@ def run_episodes(
             while todo and free:
                 env, seed = free.pop(), todo.pop(0)
                 obs, _ = env.reset(seed=seed)
-                live.append((env, PracticeEpisode(seed, obs["instruction"], [obs["rgb"]])))
+                frame, state = model_view(obs)
+                states = None if state is None else [state]
+                live.append((env, PracticeEpisode(seed, obs["instruction"], [frame], states, embodiment)))
             # Score the newest frame of every live episode, decide who ends, act for the rest.
             d = detector.distances([ep.observation(len(ep.frames) - 1) for _, ep in live])
             acting = []
@@ -95,8 +101,11 @@ def run_episodes(
                 )
                 for (env, ep), tokens, action in zip(acting, sample.tokens, sample.actions, strict=True):
                     obs, *_ = env.step(action)
+                    frame, state = model_view(obs)
                     ep.tokens.append(tokens)
-                    ep.frames.append(obs["rgb"])
+                    ep.frames.append(frame)
+                    if ep.states is not None:
+                        ep.states.append(state)
             live = acting
     finally:
         bar.close()

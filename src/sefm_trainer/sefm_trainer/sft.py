@@ -30,6 +30,7 @@ from sefm_policy.config import EFMConfig, StrictModel
 from sefm_policy.losses import bc_loss, instruction_loss, steps_to_go_loss
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
+from sefm_policy.tokenizers import JointTokenizer
 
 from .bag_reader import load_episodes, select_fraction
 from .dataset import StepIndex
@@ -57,7 +58,7 @@ class SFTConfig(StrictModel):
 class Data:
     """Training and validation samples per objective, from the successful episodes."""
 
-    def __init__(self, cfg: SFTConfig, tokenizer) -> None:
+    def __init__(self, cfg: SFTConfig) -> None:
         loaded = load_episodes(cfg.data, progress=False)
         for path, reason in loaded.skipped:
             print(f"sft: skipping {path}: {reason}")
@@ -70,10 +71,22 @@ class Data:
         if cfg.data_fraction is not None:
             keep = set(select_fraction([e.path.name for e in train], cfg.data_fraction, seed=cfg.seed))
             train = [e for e in train if e.path.name in keep]
+        kinds = sorted({e.meta.embodiment for e in episodes})
+        if kinds != [cfg.model.embodiment]:
+            raise ValueError(f"{cfg.data} holds {kinds} episodes but model.embodiment is {cfg.model.embodiment!r}")
+        if "instruction" in cfg.objectives and cfg.model.embodiment != "language_table":
+            raise ValueError("objectives: instruction prediction is for LanguageTable episodes only (paper App. B)")
         self.train, self.val = StepIndex(train), StepIndex([e for e in episodes if e.path.name in val_names])
-        self.tokenizer = tokenizer
+        self.tokenizer = None  # the model's action tokenizer, set once the model exists
         if not len(self.train) or not len(self.val):
             raise ValueError(f"need episodes for both training and validation (have {len(episodes)})")
+
+    def joint_stats(self) -> tuple[list[float], list[float]]:
+        """Per-joint range of the training commands and states: ALOHA's token normalisation."""
+        values = [e.actions.reshape(-1, e.actions.shape[-1]) for e in self.train.episodes]
+        values += [e.joint_states for e in self.train.episodes if e.joint_states is not None]
+        stats = JointTokenizer.from_data(np.concatenate(values), margin=0.01)
+        return list(stats.low), list(stats.high)
 
     def batch(self, objective: Objective, index: StepIndex, picks: np.ndarray):
         if objective == "instruction":
@@ -81,7 +94,7 @@ class Data:
             obs = [Observation(images=(e.frames["front"][0], e.frames["front"][-1])) for e in eps]
             return obs, [e.meta.instruction for e in eps]
         steps = [index[int(i)] for i in picks]
-        obs = [Observation(images=(s.frame, s.prev_frame), instruction=s.instruction) for s in steps]
+        obs = [s.observation for s in steps]
         if objective == "bc":
             tokens = np.stack([self.tokenizer.encode(s.action) for s in steps])
             return obs, tokens
@@ -144,7 +157,15 @@ def train_sft(cfg: SFTConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last"
     torch.manual_seed(cfg.seed)
-    model = load_checkpoint(last) if (last / "manifest.json").exists() else EFM.build(cfg.model)
+    data = Data(cfg)
+    if (last / "manifest.json").exists():
+        model = load_checkpoint(last)
+    elif cfg.model.embodiment == "aloha" and cfg.model.joint_low is None:
+        low, high = data.joint_stats()
+        model = EFM.build(cfg.model.model_copy(update={"joint_low": low, "joint_high": high}))
+    else:
+        model = EFM.build(cfg.model)
+    data.tokenizer = model.embodiment.action
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, best = 0, {o: {"loss": float("inf"), "step": None} for o in cfg.objectives}
@@ -152,7 +173,6 @@ def train_sft(cfg: SFTConfig) -> dict:
         saved = read_manifest(last)["metadata"]["step"]
         step, best = _load_state(optimizer, state_path(out, saved))
         print(f"sft: resuming {out} at step {step}")
-    data = Data(cfg, model.embodiment.action)
     split = objective_split(cfg.batch_size, cfg.objectives)
     writer = None
     if rank == 0:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from sefm_policy.config import StrictModel
 from sefm_policy.losses import reinforce_loss
 from sefm_policy.model import EFM
 from sefm_reward.detector import StepsToGoDetector, label_episode
+from sefm_sim_bridge.envs import TASK_FAMILIES
 
 from .rollout import PracticeEpisode, run_episodes
 
@@ -43,7 +44,7 @@ class Stage2Config(StrictModel):
     success_threshold: float = Field(3.0, ge=0, description="s: detected success when d <= s")
     success_bonus: float = Field(0.0, ge=0, description="added to the reward of a detected success (ALOHA)")
     max_steps: int = Field(100, gt=0)
-    task_family: str = "block2block"
+    task_family: Literal[TASK_FAMILIES] = "block2block"
     envs: int = Field(8, gt=0, description="in-process rollout: simulated robots practising at once")
     window: int = Field(3, gt=0, description="loops in the moving window of detected success")
     patience: int = Field(10, ge=0, description="stop after this many loops without a better window (0: never)")

@@ -148,7 +148,8 @@ def test_steps_align_frames_previous_frames_and_steps_to_go(demo_episodes):
     steps = StepIndex(eps)
     assert len(steps) == sum(e.length for e in eps)
     first, second = steps[0], steps[1]
-    assert np.array_equal(first.prev_frame, first.frame) and np.array_equal(second.prev_frame, first.frame)
+    (now0, prev0), (_, prev1) = first.observation.images, second.observation.images
+    assert np.array_equal(prev0, now0) and np.array_equal(prev1, now0)
     last = steps[eps[0].length - 1]
     assert (last.T - last.t) == 1 and last.instruction == eps[0].meta.instruction
     np.testing.assert_array_equal(second.action, eps[0].actions[1])
