@@ -16,6 +16,8 @@ def model_init(args: argparse.Namespace) -> None:
     config = load_config(args.config, EFMConfig, section=args.section) if args.config else EFMConfig()
     if args.seed is not None:
         config = config.model_copy(update={"seed": args.seed})
+    if args.embodiment is not None:
+        config = config.model_copy(update={"embodiment": args.embodiment})
     model = EFM.build(config)
     path = save_checkpoint(model, args.out, metadata={"version": 0, "source": "init"})
     print(f"wrote {path} ({sum(p.numel() for p in model.parameters()):,} parameters, {config.embodiment})")
@@ -144,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--config", help="YAML file holding an EFM config")
     init.add_argument("--section", help="top-level key of the YAML file that holds the EFM config, e.g. model")
     init.add_argument("--seed", type=int, help="override the config's seed")
+    init.add_argument("--embodiment", choices=["language_table", "aloha"], help="override the config's embodiment")
     init.set_defaults(run=model_init)
     info = model.add_parser("info", help="verify a checkpoint and print its config and metadata")
     info.add_argument("checkpoint")

@@ -98,7 +98,7 @@ class EpisodeManagerNode(Node):
             "task_family": task.get("task_family"),
             "embodiment": self.params.embodiment,
             "namespace": self.namespace,
-            "cameras": [self.params.camera],
+            "cameras": list(self.params.cameras),
             "policy_version": self.policy_version,
         }
         self.detected = False

@@ -16,7 +16,7 @@ class EpisodeManagerParams(StrictModel):
     autostart: bool = True
     start_paused: bool = Field(False, description="wait for episode/pause(false), e.g. from a Stage 2 learner")
     episodes: int = Field(0, ge=0, description="stop after this many episodes (0: no limit)")
-    camera: str = "front"
+    cameras: list[str] = Field(default_factory=lambda: ["front"], description="the cameras episodes record")
     embodiment: str = "language_table"
     start_delay_s: float = Field(0.2, ge=0)
     wait_for_topics: list[str] = Field(

@@ -11,7 +11,9 @@ from .config import StrictModel
 
 class PolicyParams(StrictModel):
     checkpoint: str = Field("", description="EFM checkpoint directory to act with")
-    camera: str = "front"
+    cameras: list[str] = Field(
+        default_factory=lambda: ["front"], description="LanguageTable: one camera; ALOHA: top, angle, left, right wrist"
+    )
     temperature: float = Field(1.0, ge=0.0, description="sampling temperature; 0 = greedy")
     greedy: bool = False
     command_type: Literal["twist", "joint_trajectory", "float64_array"] = "twist"

@@ -10,12 +10,13 @@ import numpy as np
 import torch
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from . import interfaces as ifc
 from .checkpoint import load_checkpoint, read_manifest
+from .frame_sync import FrameSync, Snapshot
 from .node_params import PolicyParams
 from .prompts import Observation
 from .ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, image_to_array, run, set_stamp, stamp_ns
@@ -45,8 +46,9 @@ class PolicyNode(Node):
             )
         )
         self.generator = torch.Generator().manual_seed(p.seed)
+        self.sync = FrameSync(p.cameras, needs_state=self.model.embodiment.state is not None)
         self.instruction: str | None = None
-        self.waiting_frame: Image | None = None
+        self.waiting: Snapshot | None = None
         self.prev_frame: np.ndarray | None = None
         self.last_frame_time = 0.0
         self._reload_lock = threading.Lock()
@@ -56,7 +58,10 @@ class PolicyNode(Node):
         self.command_pub = self.create_publisher(msg_type[p.command_type], ifc.COMMAND, RELIABLE_QOS)
         self.version_pub = self.create_publisher(String, ifc.POLICY_VERSION, LATCHED_QOS)
         self.publish_version(p.checkpoint)
-        self.create_subscription(Image, ifc.camera_topic(p.camera), self.on_image, SENSOR_QOS)
+        for camera in p.cameras:
+            self.create_subscription(Image, ifc.camera_topic(camera), self._image_callback(camera), SENSOR_QOS)
+        if self.sync.needs_state:
+            self.create_subscription(JointState, ifc.JOINT_STATES, self.on_joint_state, SENSOR_QOS)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(Bool, ifc.ESTOP, self.on_estop, RELIABLE_QOS)
         self.create_subscription(String, ifc.CHECKPOINT, self.on_checkpoint, LATCHED_QOS)
@@ -67,7 +72,14 @@ class PolicyNode(Node):
         )
 
     def _check_command_type(self) -> None:
-        planar = self.model.embodiment.name == "language_table"
+        emb = self.model.embodiment
+        wanted = 1 if emb.state is None else len(emb.cameras)
+        if len(self.params.cameras) != wanted:
+            raise ValueError(
+                f"parameter 'cameras' lists {len(self.params.cameras)} cameras; the {emb.name} embodiment of "
+                f"{self.params.checkpoint} sees {wanted} ({', '.join(emb.cameras) if wanted > 1 else 'one'})"
+            )
+        planar = emb.name == "language_table"
         if planar != (self.params.command_type == "twist"):
             raise ValueError(
                 f"parameter 'command_type' is {self.params.command_type!r}, which does not fit the "
@@ -79,9 +91,9 @@ class PolicyNode(Node):
     def on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
         self.prev_frame = None
-        if self.waiting_frame is not None:  # an episode's first frame can beat its instruction here
-            frame, self.waiting_frame = self.waiting_frame, None
-            self.on_image(frame)
+        if self.waiting is not None:  # an episode's first frame can beat its instruction here
+            snapshot, self.waiting = self.waiting, None
+            self.act(snapshot)
 
     def on_estop(self, msg: Bool) -> None:
         self.safety.set_estop(msg.data)
@@ -89,15 +101,32 @@ class PolicyNode(Node):
             self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds)
             self.get_logger().warning("e-stop engaged: commands stopped")
 
-    def on_image(self, msg: Image) -> None:
+    def _image_callback(self, camera: str):
+        def on_image(msg: Image) -> None:
+            snapshot = self.sync.add_image(camera, stamp_ns(msg), image_to_array(msg))
+            if snapshot is not None:
+                self.act(snapshot)
+
+        return on_image
+
+    def on_joint_state(self, msg: JointState) -> None:
+        snapshot = self.sync.add_state(stamp_ns(msg), np.asarray(msg.position, dtype=np.float64))
+        if snapshot is not None:
+            self.act(snapshot)
+
+    def act(self, snapshot: Snapshot) -> None:
+        """One complete moment (every camera, and the joints where the model reads them) -> a command."""
         self.last_frame_time = time.monotonic()
-        frame = image_to_array(msg)
-        prev = frame if self.prev_frame is None else self.prev_frame
-        self.prev_frame = frame
+        if self.sync.needs_state:
+            obs = Observation(images=snapshot.frames, instruction=self.instruction or "", state=snapshot.state)
+        else:
+            frame = snapshot.frames[0]
+            prev = frame if self.prev_frame is None else self.prev_frame
+            self.prev_frame = frame
+            obs = Observation(images=(frame, prev), instruction=self.instruction or "")
         if self.instruction is None:
-            self.waiting_frame = msg
+            self.waiting = snapshot
             return
-        obs = Observation(images=(frame, prev), instruction=self.instruction)
         model = self.model  # a hot reload swaps this reference between frames
         sample = model.sample_actions(
             [obs], temperature=self.params.temperature, greedy=self.params.greedy, generator=self.generator
@@ -107,7 +136,7 @@ class PolicyNode(Node):
             self.get_logger().warning(f"command replaced by stop: {why}", throttle_duration_sec=2.0)
         tokens = Int32MultiArray(data=[int(t) for t in sample.tokens[0]])
         self.tokens_pub.publish(tokens)
-        self.publish_command(command, stamp_ns(msg))
+        self.publish_command(command, snapshot.stamp_ns)
 
     def watchdog(self) -> None:
         if self.last_frame_time and self.safety.is_stale(time.monotonic() - self.last_frame_time):

@@ -41,8 +41,8 @@ class StepsToGoDetector:
     def distances(self, observations: list[Observation]) -> np.ndarray:
         return self.model.expected_steps_to_go(observations).cpu().numpy()
 
-    def update(self, frame: np.ndarray, prev_frame: np.ndarray, instruction: str) -> Reading:
-        (d,) = self.distances([Observation(images=(frame, prev_frame), instruction=instruction)])
+    def update(self, observation: Observation) -> Reading:
+        (d,) = self.distances([observation])
         reward = None if self._last_d is None else self._last_d - float(d)
         self._last_d = float(d)
         return Reading(float(d), reward, bool(d <= self.threshold))

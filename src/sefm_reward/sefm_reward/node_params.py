@@ -9,6 +9,8 @@ from sefm_policy.config import StrictModel
 
 class RewardParams(StrictModel):
     checkpoint: str = Field("", description="frozen EFM checkpoint (the best steps-to-go one of Stage 1)")
-    camera: str = "front"
+    cameras: list[str] = Field(
+        default_factory=lambda: ["front"], description="LanguageTable: one camera; ALOHA: top, angle, left, right wrist"
+    )
     success_threshold: float = Field(3.0, ge=0, description="success when d <= this many steps")
     torch_threads: int = Field(1, ge=1, description="CPU threads for inference; several nodes share the cores")

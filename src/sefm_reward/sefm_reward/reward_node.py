@@ -12,13 +12,15 @@ import threading
 
 import torch
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float32, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from sefm_policy import interfaces as ifc
 from sefm_policy.checkpoint import load_checkpoint
-from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, image_to_array, run
+from sefm_policy.frame_sync import FrameSync
+from sefm_policy.prompts import Observation
+from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, image_to_array, run, stamp_ns
 
 from .detector import Reading, StepsToGoDetector
 from .node_params import RewardParams
@@ -32,9 +34,10 @@ class RewardNode(Node):
             raise ValueError(f"{self.get_fully_qualified_name()}: parameter 'checkpoint' is required")
         torch.set_num_threads(p.torch_threads)
         self.detector = StepsToGoDetector(load_checkpoint(p.checkpoint), p.success_threshold)
+        self.sync = FrameSync(p.cameras, needs_state=self.detector.model.embodiment.state is not None)
         self.instruction: str | None = None
         self.prev_frame = None
-        self.pending = None  # newest (frame, previous frame, instruction, stamp)
+        self.pending = None  # newest (observation, episode)
         self.episode = 0
         self.processed = 0
         self.cond = threading.Condition()
@@ -43,7 +46,10 @@ class RewardNode(Node):
         self.r_pub = self.create_publisher(Float32, ifc.REWARD, RELIABLE_QOS)
         self.s_pub = self.create_publisher(Bool, ifc.SUCCESS, RELIABLE_QOS)
         self.m_pub = self.create_publisher(MarkerArray, ifc.MARKERS, RELIABLE_QOS)
-        self.create_subscription(Image, ifc.camera_topic(p.camera), self.on_image, SENSOR_QOS)
+        for camera in p.cameras:
+            self.create_subscription(Image, ifc.camera_topic(camera), self._image_callback(camera), SENSOR_QOS)
+        if self.sync.needs_state:
+            self.create_subscription(JointState, ifc.JOINT_STATES, self.on_joint_state, SENSOR_QOS)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(String, ifc.EVENTS, self.on_event, RELIABLE_QOS)
         self.worker = threading.Thread(target=self.work, daemon=True)
@@ -60,13 +66,27 @@ class RewardNode(Node):
                 self.prev_frame = None
                 self.pending = None
 
-    def on_image(self, msg: Image) -> None:
-        frame = image_to_array(msg)
+    def _image_callback(self, camera: str):
+        def on_image(msg: Image) -> None:
+            self.on_snapshot(self.sync.add_image(camera, stamp_ns(msg), image_to_array(msg)))
+
+        return on_image
+
+    def on_joint_state(self, msg: JointState) -> None:
+        self.on_snapshot(self.sync.add_state(stamp_ns(msg), msg.position))
+
+    def on_snapshot(self, snapshot) -> None:
+        if snapshot is None:
+            return
         with self.cond:
-            prev = frame if self.prev_frame is None else self.prev_frame
-            self.prev_frame = frame
+            if self.sync.needs_state:
+                images, state = snapshot.frames, snapshot.state
+            else:
+                frame = snapshot.frames[0]
+                images, state = (frame, frame if self.prev_frame is None else self.prev_frame), None
+                self.prev_frame = frame
             if self.instruction is not None:
-                self.pending = (frame, prev, self.instruction, self.episode)
+                self.pending = (Observation(images=images, instruction=self.instruction, state=state), self.episode)
                 self.cond.notify()
 
     def work(self) -> None:
@@ -76,12 +96,12 @@ class RewardNode(Node):
                 self.cond.wait_for(lambda: self.pending is not None or self.stopping)
                 if self.stopping:
                     return
-                frame, prev, instruction, episode = self.pending
+                observation, episode = self.pending
                 self.pending = None
             if episode != last_episode:
                 self.detector.reset()
                 last_episode = episode
-            reading = self.detector.update(frame, prev, instruction)
+            reading = self.detector.update(observation)
             with self.cond:
                 if episode != self.episode:
                     continue  # the episode ended while we computed; its verdict is moot

@@ -29,10 +29,10 @@ def test_detector_reads_d_reward_and_success_and_resets_between_episodes():
     with torch.no_grad():
         d = model.expected_steps_to_go(obs).numpy()
     det = StepsToGoDetector(model, success_threshold=float(d[1]) + 1e-3)
-    first = det.update(obs[0].images[0], obs[0].images[1], obs[0].instruction)
+    first = det.update(obs[0])
     assert first.reward is None and first.steps_to_go == pytest.approx(d[0], abs=1e-4)
-    second = det.update(obs[1].images[0], obs[1].images[1], obs[1].instruction)
+    second = det.update(obs[1])
     assert second.reward == pytest.approx(d[0] - d[1], abs=1e-4) and second.success
     det.reset()
-    assert det.update(obs[2].images[0], obs[2].images[1], obs[2].instruction).reward is None
+    assert det.update(obs[2]).reward is None
     assert not any(p.requires_grad for p in model.parameters())  # frozen

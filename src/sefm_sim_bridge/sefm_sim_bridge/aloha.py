@@ -44,6 +44,7 @@ class AlohaInsertionEnv(gym.Env):
     ground truth; the self-improvement loop uses the learned detector)."""
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
+    joint_names = JOINT_NAMES
 
     def __init__(
         self,

@@ -10,12 +10,14 @@ from sefm_policy.config import StrictModel
 
 
 class SimBridgeParams(StrictModel):
-    task_family: Literal["block2block", "block2location", "banana"] = "block2block"
-    image_size: int = Field(64, gt=0)
+    task_family: Literal["block2block", "block2location", "banana", "insertion"] = Field(
+        "block2block", description="insertion: bimanual ALOHA (four cameras, joint_states, JointTrajectory commands)"
+    )
+    image_size: int = Field(64, gt=0, description="LanguageTable camera side; ALOHA renders its cameras at 32x64")
     mode: Literal["lockstep", "realtime"] = "lockstep"
     control_hz: float = Field(10.0, gt=0)
     step_timeout_s: float = Field(
         2.0, gt=0, description="lockstep: resend the frame if no command by then; hold (zero command) after twice"
     )
     seed: int = Field(0, description="episode k of this robot uses seed + k")
-    camera: str = "front"
+    camera: str = Field("front", description="LanguageTable's camera name")

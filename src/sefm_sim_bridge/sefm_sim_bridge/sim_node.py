@@ -14,9 +14,10 @@ import time
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 from sefm_policy import interfaces as ifc
 from sefm_policy.ros_common import (
@@ -29,7 +30,7 @@ from sefm_policy.ros_common import (
     stamp_ns,
 )
 
-from .language_table import LanguageTableEnv
+from .envs import embodiment_of, make_env
 from .node_params import SimBridgeParams
 
 
@@ -37,7 +38,9 @@ class SimBridgeNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_bridge")
         self.params = p = declare_params(self, SimBridgeParams)
-        self.env = LanguageTableEnv(p.task_family, image_size=(p.image_size, p.image_size), max_steps=10**9)
+        self.env = make_env(p.task_family, image_size=(p.image_size, p.image_size), max_steps=10**9)
+        self.aloha = embodiment_of(p.task_family) == "aloha"
+        self.obs: dict | None = None  # the env's newest observation
         self.period = 1.0 / p.control_hz
         self.episode = 0
         self.running = False
@@ -46,12 +49,18 @@ class SimBridgeNode(Node):
         self.frame_stamp = 0
         self.frame_time = 0.0
         self.resent = False  # lockstep: the newest frame was published a second time
-        self.last_image: Image | None = None
-        self.latest: tuple[int, float, np.ndarray] | None = None  # (answers stamp, received at, delta)
-        self.image_pub = self.create_publisher(Image, ifc.camera_topic(p.camera), SIM_CAMERA_QOS)
-        self.pose_pub = self.create_publisher(PoseStamped, ifc.EFFECTOR_POSE, RELIABLE_QOS)
+        self.last_observation: list = []  # (publisher, message) of the newest frame, to resend
+        self.latest: tuple[int, float, np.ndarray] | None = None  # (answers stamp, received at, action)
+        # ALOHA: its four cameras by name and the joints; LanguageTable: one camera and the effector pose.
+        cameras = self.env.observation_space["images"].keys() if self.aloha else [p.camera]
+        self.image_pubs = {c: self.create_publisher(Image, ifc.camera_topic(c), SIM_CAMERA_QOS) for c in cameras}
+        if self.aloha:
+            self.state_pub = self.create_publisher(JointState, ifc.JOINT_STATES, RELIABLE_QOS)
+        else:
+            self.state_pub = self.create_publisher(PoseStamped, ifc.EFFECTOR_POSE, RELIABLE_QOS)
         self.success_pub = self.create_publisher(Bool, ifc.SIM_SUCCESS, RELIABLE_QOS)
-        self.create_subscription(TwistStamped, ifc.COMMAND, self.on_command, RELIABLE_QOS)
+        command_type = JointTrajectory if self.aloha else TwistStamped
+        self.create_subscription(command_type, ifc.COMMAND, self.on_command, RELIABLE_QOS)
         self.create_subscription(String, ifc.EVENTS, self.on_event, RELIABLE_QOS)
         self.create_service(Trigger, ifc.SIM_RESET, self.on_reset)
         rate = self.period if p.mode == "realtime" else min(self.period, 0.02)
@@ -61,6 +70,7 @@ class SimBridgeNode(Node):
     def on_reset(self, request, response):
         seed = self.params.seed + self.episode
         obs, _ = self.env.reset(seed=seed)
+        self.obs = obs
         self.episode += 1
         self.running = False
         response.success = True
@@ -83,12 +93,15 @@ class SimBridgeNode(Node):
             else:
                 self.running = False
 
-    def on_command(self, msg: TwistStamped) -> None:
-        delta = np.array([msg.twist.linear.x, msg.twist.linear.y]) * self.period
-        self.latest = (stamp_ns(msg), time.monotonic(), delta)
+    def on_command(self, msg) -> None:
+        if self.aloha:
+            action = np.array([p.positions for p in msg.points], dtype=np.float64).reshape(-1, 14)
+        else:
+            action = np.array([msg.twist.linear.x, msg.twist.linear.y]) * self.period
+        self.latest = (stamp_ns(msg), time.monotonic(), action)
         if self.running and self.params.mode == "lockstep" and self.latest[0] == self.frame_stamp:
             self.actions += 1
-            self.step(delta)
+            self.step(action)
             if self.stop_after is not None and self.actions >= self.stop_after:
                 self.running = False
 
@@ -97,7 +110,7 @@ class SimBridgeNode(Node):
             return
         if self.params.mode == "realtime":
             fresh = self.latest is not None and time.monotonic() - self.latest[1] < 2 * self.period
-            self.step(self.latest[2] if fresh else np.zeros(2))
+            self.step(self.latest[2] if fresh else self.hold())
         elif time.monotonic() - self.frame_time > self.params.step_timeout_s:
             if self.stop_after is not None:  # the episode is over and its last command is not coming
                 self.running = False
@@ -105,13 +118,18 @@ class SimBridgeNode(Node):
             if not self.resent:  # a frame can be lost before DDS has matched a subscriber: send it again
                 self.resent = True
                 self.frame_time = time.monotonic()
-                self.image_pub.publish(self.last_image)
+                for publisher, msg in self.last_observation:
+                    publisher.publish(msg)
                 return
             self.get_logger().warning("no command for the newest frame: holding", throttle_duration_sec=5.0)
-            self.step(np.zeros(2))
+            self.step(self.hold())
 
-    def step(self, delta: np.ndarray) -> None:
-        _, _, _, _, info = self.env.step(np.nan_to_num(delta))
+    def hold(self) -> np.ndarray:
+        """Stay put: no planar motion, or the joints' last targets."""
+        return self.env.command[None] if self.aloha else np.zeros(2)
+
+    def step(self, action: np.ndarray) -> None:
+        self.obs, _, _, _, info = self.env.step(np.nan_to_num(action))
         self.success_pub.publish(Bool(data=bool(info["success"])))
         self.publish_observation()
 
@@ -120,14 +138,22 @@ class SimBridgeNode(Node):
         self.frame_stamp = max(now, self.frame_stamp + 1)
         self.frame_time = time.monotonic()
         self.resent = False
-        self.last_image = array_to_image(self.env.render(), self.frame_stamp, f"camera_{self.params.camera}")
-        self.image_pub.publish(self.last_image)
-        pose = PoseStamped()
-        pose.header.frame_id = "board"
-        set_stamp(pose, self.frame_stamp)
-        pose.pose.position.x, pose.pose.position.y = (float(v) for v in self.env.effector)
-        pose.pose.orientation.w = 1.0
-        self.pose_pub.publish(pose)
+        frames = self.obs["images"] if self.aloha else {self.params.camera: self.obs["rgb"]}
+        messages = [(self.image_pubs[c], array_to_image(f, self.frame_stamp, f"camera_{c}")) for c, f in frames.items()]
+        if self.aloha:
+            state = JointState(name=list(self.env.joint_names), position=[float(v) for v in self.obs["qpos"]])
+            state.header.frame_id = "base"
+            set_stamp(state, self.frame_stamp)
+        else:
+            state = PoseStamped()
+            state.header.frame_id = "board"
+            set_stamp(state, self.frame_stamp)
+            state.pose.position.x, state.pose.position.y = (float(v) for v in self.obs["effector"])
+            state.pose.orientation.w = 1.0
+        # The state goes first: a policy acts the moment its last camera frame arrives.
+        self.last_observation = [(self.state_pub, state), *messages]
+        for publisher, msg in self.last_observation:
+            publisher.publish(msg)
 
     def close(self) -> None:
         self.env.close()

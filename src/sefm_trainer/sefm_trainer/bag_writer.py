@@ -57,6 +57,7 @@ class EpisodeWriter:
         self._writer = Writer(self._staging / name, version=9, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         self._connections: dict[str, object] = {}
+        self.counts: dict[str, int] = {}  # messages written per topic (relative to the namespace)
 
     def __enter__(self) -> EpisodeWriter:
         return self
@@ -80,6 +81,7 @@ class EpisodeWriter:
     def write_raw(self, topic: str, msgtype: str, time_ns: int, cdr: bytes | memoryview) -> None:
         """A serialized message as received from DDS (``topic`` relative to the namespace)."""
         self._writer.write(self._connection(topic, msgtype), int(time_ns), cdr)
+        self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def write(self, topic: str, msg, time_ns: int) -> None:
         msgtype = msg.__msgtype__

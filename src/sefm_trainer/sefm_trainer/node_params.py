@@ -12,6 +12,7 @@ from sefm_policy.config import StrictModel
 class RecorderParams(StrictModel):
     out_dir: str = Field("episodes", description="folder the episode bags go into")
     cameras: list[str] = Field(default_factory=lambda: ["front"])
+    command_type: Literal["twist", "joint_trajectory"] = Field("twist", description="the policy's command type")
     end_grace_s: float = Field(0.5, ge=0, description="keep recording this long after an episode's end")
 
 

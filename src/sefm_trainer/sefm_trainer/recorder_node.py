@@ -16,8 +16,9 @@ from collections import deque
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Int32MultiArray, String
+from trajectory_msgs.msg import JointTrajectory
 
 from sefm_policy import interfaces as ifc
 from sefm_policy.ros_common import LATCHED_QOS, RECORD_IMAGE_QOS, RECORD_QOS, declare_params, run
@@ -42,8 +43,11 @@ class RecorderNode(Node):
         topics += [
             (ifc.EFFECTOR_POSE, PoseStamped, "geometry_msgs/msg/PoseStamped", RECORD_QOS),
             (ifc.ACTION_TOKENS, Int32MultiArray, "std_msgs/msg/Int32MultiArray", RECORD_QOS),
-            (ifc.COMMAND, TwistStamped, "geometry_msgs/msg/TwistStamped", RECORD_QOS),
-        ]
+            (ifc.JOINT_STATES, JointState, "sensor_msgs/msg/JointState", RECORD_QOS),
+            {"twist": (ifc.COMMAND, TwistStamped, "geometry_msgs/msg/TwistStamped", RECORD_QOS),
+             "joint_trajectory": (ifc.COMMAND, JointTrajectory, "trajectory_msgs/msg/JointTrajectory", RECORD_QOS),
+             }[p.command_type],
+        ]  # fmt: skip
         for topic, msg_type, type_name, qos in topics:
             self.create_subscription(msg_type, topic, self._recorder(topic, type_name), qos, raw=True)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS, raw=True)
@@ -98,6 +102,13 @@ class RecorderNode(Node):
         writer, meta, end_ns = self.pending.pop(timer)
         timer.cancel()
         self.destroy_timer(timer)
+        commands = writer.counts.get(ifc.COMMAND, 0)
+        if commands < meta.length:
+            # Commands published before DDS matched this recorder (a graph's first moments) are lost;
+            # an episode missing actions is not training data, so it is not saved as one.
+            writer.abort()
+            self.get_logger().warning(f"dropped an episode of {meta.length} steps: recorded {commands} commands")
+            return
         path = writer.commit(meta, end_ns)
         self.committed += 1
         self.get_logger().info(f"wrote {path} ({meta.length} steps, success {meta.success})")

@@ -1,0 +1,48 @@
+"""ALOHA through the ROS graph: the sim robot, policy, reward, recorder and episode manager of
+config/sim_aloha.yaml, then Stage 1 on scripted demonstrations and Stage 2 on the fleet."""
+
+import pytest
+
+from sefm.fleet_practice import practise_on_fleet
+from sefm.graph import load_graph
+from sefm.harness import fresh_domain
+from sefm_policy.config import EFMConfig
+from sefm_trainer.bag_reader import load_episodes, peek_episode
+from sefm_trainer.datagen import DatagenConfig, generate
+from sefm_trainer.sft import SFTConfig, train_sft
+from sefm_trainer.stage2 import Stage2Config
+
+pytestmark = pytest.mark.ros
+CAMERAS = ["top", "angle", "left_wrist", "right_wrist"]
+
+
+def test_stage1_then_stage2_on_an_aloha_fleet(repo_root, tmp_path):
+    demos, stage1 = tmp_path / "demos", tmp_path / "stage1"
+    generate(4, demos, DatagenConfig(task_family="insertion", max_steps=25), seed=0, workers=1)
+    sft = SFTConfig(data=str(demos), out=str(stage1), steps=2, batch_size=4, objectives=["bc", "steps"],
+                    val_every=1, val_samples=4, val_fraction=0.25, model=EFMConfig(embodiment="aloha"))  # fmt: skip
+    train_sft(sft)
+
+    episodes = tmp_path / "episodes"
+    graph = load_graph(repo_root / "config" / "sim_aloha.yaml")
+    nodes = graph.nodes.model_copy(
+        update={"recorder": graph.nodes.recorder.model_copy(update={"out_dir": str(episodes)})}
+    )
+    graph = graph.model_copy(update={"fleet": graph.fleet.model_copy(update={"robots": 1}), "nodes": nodes})
+    cfg = Stage2Config(policy=str(stage1 / "best_bc"), reward_model=str(stage1 / "best_steps"),
+                       out=str(tmp_path / "s2"), loops=1, updates=2, minibatch=4, max_steps=3,
+                       success_threshold=0.0, task_family="insertion", success_bonus=1.0)  # fmt: skip
+    result = practise_on_fleet(cfg, graph, log_dir=tmp_path / "logs", domain_id=fresh_domain(), timeout_s=180)
+
+    (loop,) = result["history"]
+    assert loop["episodes"] >= 3
+    metas = [peek_episode(p) for p in episodes.iterdir() if not p.name.startswith(".")]
+    assert metas and all(m.embodiment == "aloha" and m.cameras == CAMERAS for m in metas)
+    assert {m.policy_version for m in metas} <= {1}
+    loaded = load_episodes(episodes, progress=False)
+    full = [e for e in loaded.episodes if e.meta.termination != "abort"]
+    assert full, f"no complete practice episode among {loaded.skipped}"
+    for ep in full:
+        assert ep.length == 3 and ep.actions.shape == (3, 5, 14)
+        assert ep.joint_states.shape == (4, 14) and set(ep.frames) == set(CAMERAS)
+        assert ep.action_tokens.shape == (3, 70)
