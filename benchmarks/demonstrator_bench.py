@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from sefm_sim_bridge.aloha_demonstrator import InsertionDemonstrator
 from sefm_sim_bridge.demonstrator import PushDemonstrator
-from sefm_sim_bridge.envs import TASK_FAMILIES, embodiment_of, make_env
+from sefm_sim_bridge.envs import TASK_FAMILIES, embodiment_of, make_env, run_demonstration
 from sefm_trainer.evaluate import wilson_interval
 
 
@@ -29,15 +29,9 @@ def main() -> None:
         demo = InsertionDemonstrator() if aloha else PushDemonstrator()
         solved, lengths = 0, []
         for seed in tqdm(range(args.episodes), desc=family, unit="ep"):
-            env.reset(seed=seed)
-            demo.reset(seed)
-            done, steps = False, 0
-            while not done:
-                _, _, terminated, truncated, info = env.step(demo.act(env))
-                steps += 1
-                done = terminated or truncated
+            info = run_demonstration(env, demo, seed)
             solved += info["success"]
-            lengths.append(steps)
+            lengths.append(info["steps"])
         env.close()
         result[family] = {
             "episodes": args.episodes,

@@ -33,3 +33,14 @@ def model_view(observation: dict):
 
         return tuple(observation["images"][c] for c in CAMERAS), observation["qpos"]
     return observation["rgb"], None
+
+
+def run_demonstration(env, demo, seed: int) -> dict:
+    """One scripted episode from ``seed``; returns the env's final info (success, steps, ...)."""
+    env.reset(seed=seed)
+    demo.reset(seed)
+    done = False
+    while not done:
+        _, _, terminated, truncated, info = env.step(demo.act(env))
+        done = terminated or truncated
+    return info

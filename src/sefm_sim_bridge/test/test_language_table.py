@@ -6,6 +6,7 @@ import pytest
 
 from sefm_policy.vocab import build_tiny_tokenizer
 from sefm_sim_bridge.demonstrator import PushDemonstrator
+from sefm_sim_bridge.envs import run_demonstration
 from sefm_sim_bridge.language_table import EFFECTOR_HIGH, MAX_DELTA, MIN_SPACING, LanguageTableEnv
 from sefm_sim_bridge.tasks import LOCATIONS, Task, region_centre
 
@@ -101,15 +102,7 @@ def test_episode_ends_on_success_or_max_steps():
 def test_demonstrator_solves_most_block2block_tasks():
     env = LanguageTableEnv("block2block", render_images=False)
     demo = PushDemonstrator()
-    solved = 0
-    for seed in range(20):
-        env.reset(seed=seed)
-        demo.reset(seed)
-        done = False
-        while not done:
-            _, _, terminated, truncated, info = env.step(demo.act(env))
-            done = terminated or truncated
-        solved += info["success"]
+    solved = sum(run_demonstration(env, demo, seed)["success"] for seed in range(20))
     assert solved >= 17
 
 
