@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -19,7 +18,7 @@ from .checkpoint import load_checkpoint, read_manifest
 from .frame_sync import FrameSync, Snapshot
 from .node_params import PolicyParams
 from .prompts import Observation
-from .ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, image_to_array, run, set_stamp, stamp_ns
+from .ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, run, set_stamp, subscribe_moments
 from .safety import SafetyLayer, SafetyLimits
 
 
@@ -58,10 +57,7 @@ class PolicyNode(Node):
         self.command_pub = self.create_publisher(msg_type[p.command_type], ifc.COMMAND, RELIABLE_QOS)
         self.version_pub = self.create_publisher(String, ifc.POLICY_VERSION, LATCHED_QOS)
         self.publish_version(p.checkpoint)
-        for camera in p.cameras:
-            self.create_subscription(Image, ifc.camera_topic(camera), self._image_callback(camera), SENSOR_QOS)
-        if self.sync.needs_state:
-            self.create_subscription(JointState, ifc.JOINT_STATES, self.on_joint_state, SENSOR_QOS)
+        subscribe_moments(self, self.sync, self.act)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(Bool, ifc.ESTOP, self.on_estop, RELIABLE_QOS)
         self.create_subscription(String, ifc.CHECKPOINT, self.on_checkpoint, LATCHED_QOS)
@@ -100,19 +96,6 @@ class PolicyNode(Node):
         if msg.data:
             self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds)
             self.get_logger().warning("e-stop engaged: commands stopped")
-
-    def _image_callback(self, camera: str):
-        def on_image(msg: Image) -> None:
-            snapshot = self.sync.add_image(camera, stamp_ns(msg), image_to_array(msg))
-            if snapshot is not None:
-                self.act(snapshot)
-
-        return on_image
-
-    def on_joint_state(self, msg: JointState) -> None:
-        snapshot = self.sync.add_state(stamp_ns(msg), np.asarray(msg.position, dtype=np.float64))
-        if snapshot is not None:
-            self.act(snapshot)
 
     def act(self, snapshot: Snapshot) -> None:
         """One complete moment (every camera, and the joints where the model reads them) -> a command."""

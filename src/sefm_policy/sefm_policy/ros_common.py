@@ -11,9 +11,11 @@ from pydantic import BaseModel
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 
+from . import interfaces as ifc
 from .config import parse_config
+from .frame_sync import FrameSync, Snapshot
 
 SENSOR_QOS = qos_profile_sensor_data
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -59,6 +61,27 @@ def array_to_image(rgb: np.ndarray, stamp: int, frame_id: str) -> Image:
     msg.header.frame_id = frame_id
     set_stamp(msg, stamp)
     return msg
+
+
+def subscribe_moments(node: Node, sync: FrameSync, on_snapshot: Callable[[Snapshot], None]) -> None:
+    """Subscribe to the sync's cameras (and joint states where it needs them); ``on_snapshot`` gets
+    each moment once all its parts are in."""
+
+    def deliver(snapshot: Snapshot | None) -> None:
+        if snapshot is not None:
+            on_snapshot(snapshot)
+
+    for camera in sync.cameras:
+        node.create_subscription(
+            Image,
+            ifc.camera_topic(camera),
+            lambda msg, cam=camera: deliver(sync.add_image(cam, stamp_ns(msg), image_to_array(msg))),
+            SENSOR_QOS,
+        )
+    if sync.needs_state:
+        node.create_subscription(
+            JointState, ifc.JOINT_STATES, lambda msg: deliver(sync.add_state(stamp_ns(msg), msg.position)), SENSOR_QOS
+        )
 
 
 def run(make_node: Callable[[], Node], args=None) -> None:

@@ -12,15 +12,14 @@ import threading
 
 import torch
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float32, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from sefm_policy import interfaces as ifc
 from sefm_policy.checkpoint import load_checkpoint
-from sefm_policy.frame_sync import FrameSync
+from sefm_policy.frame_sync import FrameSync, Snapshot
 from sefm_policy.prompts import Observation
-from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, image_to_array, run, stamp_ns
+from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, run, subscribe_moments
 
 from .detector import Reading, StepsToGoDetector
 from .node_params import RewardParams
@@ -46,10 +45,7 @@ class RewardNode(Node):
         self.r_pub = self.create_publisher(Float32, ifc.REWARD, RELIABLE_QOS)
         self.s_pub = self.create_publisher(Bool, ifc.SUCCESS, RELIABLE_QOS)
         self.m_pub = self.create_publisher(MarkerArray, ifc.MARKERS, RELIABLE_QOS)
-        for camera in p.cameras:
-            self.create_subscription(Image, ifc.camera_topic(camera), self._image_callback(camera), SENSOR_QOS)
-        if self.sync.needs_state:
-            self.create_subscription(JointState, ifc.JOINT_STATES, self.on_joint_state, SENSOR_QOS)
+        subscribe_moments(self, self.sync, self.on_snapshot)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(String, ifc.EVENTS, self.on_event, RELIABLE_QOS)
         self.worker = threading.Thread(target=self.work, daemon=True)
@@ -66,18 +62,7 @@ class RewardNode(Node):
                 self.prev_frame = None
                 self.pending = None
 
-    def _image_callback(self, camera: str):
-        def on_image(msg: Image) -> None:
-            self.on_snapshot(self.sync.add_image(camera, stamp_ns(msg), image_to_array(msg)))
-
-        return on_image
-
-    def on_joint_state(self, msg: JointState) -> None:
-        self.on_snapshot(self.sync.add_state(stamp_ns(msg), msg.position))
-
-    def on_snapshot(self, snapshot) -> None:
-        if snapshot is None:
-            return
+    def on_snapshot(self, snapshot: Snapshot) -> None:
         with self.cond:
             if self.sync.needs_state:
                 images, state = snapshot.frames, snapshot.state
