@@ -1,12 +1,18 @@
 """ALOHA through the ROS graph: the sim robot, policy, reward, recorder and episode manager of
 config/sim_aloha.yaml, then Stage 1 on scripted demonstrations and Stage 2 on the fleet."""
 
+import numpy as np
 import pytest
+from sensor_msgs.msg import Image
+from trajectory_msgs.msg import JointTrajectory
 
 from sefm.fleet_practice import practise_on_fleet
 from sefm.graph import load_graph
-from sefm.harness import fresh_domain
+from sefm.harness import fresh_domain, running, spin_until
+from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.config import EFMConfig
+from sefm_policy.model import EFM
+from sefm_policy.ros_common import SIM_CAMERA_QOS, stamp_ns
 from sefm_trainer.bag_reader import load_episodes, peek_episode
 from sefm_trainer.datagen import DatagenConfig, generate
 from sefm_trainer.sft import SFTConfig, train_sft
@@ -14,6 +20,14 @@ from sefm_trainer.stage2 import Stage2Config
 
 pytestmark = pytest.mark.ros
 CAMERAS = ["top", "angle", "left_wrist", "right_wrist"]
+
+
+def one_robot(graph, **updates):
+    """The config's graph on one robot, with ``updates`` merged into the named nodes' settings."""
+    nodes = graph.nodes.model_copy(
+        update={name: getattr(graph.nodes, name).model_copy(update=u) for name, u in updates.items()}
+    )
+    return graph.model_copy(update={"fleet": graph.fleet.model_copy(update={"robots": 1}), "nodes": nodes})
 
 
 def test_stage1_then_stage2_on_an_aloha_fleet(repo_root, tmp_path):
@@ -24,11 +38,7 @@ def test_stage1_then_stage2_on_an_aloha_fleet(repo_root, tmp_path):
     train_sft(sft)
 
     episodes = tmp_path / "episodes"
-    graph = load_graph(repo_root / "config" / "sim_aloha.yaml")
-    nodes = graph.nodes.model_copy(
-        update={"recorder": graph.nodes.recorder.model_copy(update={"out_dir": str(episodes)})}
-    )
-    graph = graph.model_copy(update={"fleet": graph.fleet.model_copy(update={"robots": 1}), "nodes": nodes})
+    graph = one_robot(load_graph(repo_root / "config" / "sim_aloha.yaml"), recorder={"out_dir": str(episodes)})
     cfg = Stage2Config(policy=str(stage1 / "best_bc"), reward_model=str(stage1 / "best_steps"),
                        out=str(tmp_path / "s2"), loops=1, updates=2, minibatch=4, max_steps=3,
                        success_threshold=0.0, task_family="insertion", success_bonus=1.0)  # fmt: skip
@@ -46,3 +56,25 @@ def test_stage1_then_stage2_on_an_aloha_fleet(repo_root, tmp_path):
         assert ep.length == 3 and ep.actions.shape == (3, 5, 14)
         assert ep.joint_states.shape == (4, 14) and set(ep.frames) == set(CAMERAS)
         assert ep.action_tokens.shape == (3, 70)
+
+
+def test_realtime_aloha_executes_each_chunk_over_its_five_control_periods(repo_root, tmp_path):
+    ckpt = str(save_checkpoint(EFM.build(EFMConfig(embodiment="aloha")), tmp_path / "tiny", {"version": 0}))
+    graph = one_robot(
+        load_graph(repo_root / "config" / "sim_aloha.yaml"),
+        sim_bridge={"mode": "realtime"},
+        policy={"checkpoint": ckpt},
+        reward={"checkpoint": ckpt},
+        recorder={"out_dir": str(tmp_path / "episodes")},
+        episode_manager={"max_steps": 10_000},
+    )
+    with running(graph, tmp_path / "logs") as (bringup, probe, executor):
+        frames, answered = [], set()
+        probe.create_subscription(Image, "/robot_0/camera/top/image_raw", lambda m: frames.append(stamp_ns(m)),
+                                  SIM_CAMERA_QOS)  # fmt: skip
+        probe.create_subscription(JointTrajectory, "/robot_0/policy/command", lambda m: answered.add(stamp_ns(m)), 10)
+        spin_until(executor, bringup, lambda: len(frames) >= 10, 120, "ten frames")
+    gaps = np.diff(frames[-8:]) / 1e9
+    # A chunk answering a frame runs 5 x 0.1 s before the next frame; a hold would be 0.1 s.
+    assert np.all(gaps > 0.4) and np.all(gaps < 0.7), gaps
+    assert set(frames[-8:-1]) <= answered

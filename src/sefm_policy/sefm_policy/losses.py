@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -32,6 +32,13 @@ def bc_loss(model: EFM, observations: Sequence[Observation], action_tokens) -> L
             "bc/exact": hit.all(-1).float().mean().item(),
         },
     )
+
+
+def images_rolled(observations: Sequence[Observation]) -> list[Observation]:
+    """Each observation with the next one's images (same instruction and state): BC loss on these
+    minus the true loss says how much the policy looks; about zero means it acts from text alone."""
+    n = len(observations)
+    return [replace(o, images=observations[(i + 1) % n].images) for i, o in enumerate(observations)]
 
 
 def steps_to_go_loss(model: EFM, observations: Sequence[Observation], steps_to_go) -> LossOutput:

@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from sefm_policy.losses import bc_loss, instruction_loss, reinforce_loss, steps_to_go_loss
+from sefm_policy.losses import bc_loss, images_rolled, instruction_loss, reinforce_loss, steps_to_go_loss
 from sefm_policy.prompts import Observation, Task
 from sefm_policy.testing import aloha_observations, table_observations
 
@@ -106,6 +108,27 @@ def test_overfitting_eight_examples_reaches_full_bc_and_steps_accuracy(tiny):
     greedy = tiny.sample_actions(obs, greedy=True)
     assert np.array_equal(greedy.tokens, tokens)
     assert np.abs(greedy.actions - actions).max() <= 0.005 + 1e-9
+
+
+def test_rolled_images_cost_nothing_when_frames_agree_and_much_once_actions_depend_on_them(tiny):
+    # One instruction for all: only the frames tell the eight random actions apart.
+    obs = [replace(o, instruction="push the red moon to the blue cube") for o in table_observations(8, seed=4)]
+    tokens = tiny.embodiment.action.encode(np.random.default_rng(4).uniform(-0.1, 0.1, (8, 2)))
+    same = [replace(o, images=obs[0].images) for o in obs]
+    with torch.no_grad():
+        assert bc_loss(tiny, images_rolled(same), tokens).loss.item() == bc_loss(tiny, same, tokens).loss.item()
+    opt = torch.optim.AdamW(tiny.parameters(), lr=2e-3)
+    tiny.train()
+    for _ in range(300):
+        out = bc_loss(tiny, obs, tokens)
+        if out.metrics["bc/exact"] == 1.0:
+            break
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    with torch.no_grad():
+        gain = bc_loss(tiny, images_rolled(obs), tokens).loss - bc_loss(tiny, obs, tokens).loss
+    assert gain.item() > 1.0
 
 
 def test_instruction_loss_is_finite_when_instructions_differ_in_length(tiny):

@@ -2,8 +2,11 @@
 
 ``lockstep`` steps as soon as the command answering the newest frame arrives (or holds
 after ``step_timeout_s``), for fast practice; ``realtime`` steps at a fixed rate with the
-latest command, as a real rig does. Episodes are driven by the episode manager: ``sim/reset``
-lays out the next seeded task, the ``start`` event makes the first frame, ``end`` stops stepping.
+latest command, as a real rig does: a velocity command (LanguageTable) is repeated while fresh;
+each newly arrived ALOHA chunk of k joint targets takes k periods to execute, and the joints
+then hold their last target until the next chunk arrives. Episodes are driven by the episode
+manager: ``sim/reset`` lays out the next seeded task, the ``start`` event makes the first frame,
+``end`` stops stepping.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class SimBridgeNode(Node):
         self.frame_stamp = 0
         self.frame_time = 0.0
         self.resent = False  # lockstep: the newest frame was published a second time
+        self.busy_until = 0.0  # realtime: when the executing action (an ALOHA chunk) is done
+        self.executed: int | None = None  # realtime ALOHA: the frame stamp the last executed chunk answered
         self.last_observation: list = []  # (publisher, message) of the newest frame, to resend
         self.latest: tuple[int, float, np.ndarray] | None = None  # (answers stamp, received at, action)
         # ALOHA: its four cameras by name and the joints; LanguageTable: one camera and the effector pose.
@@ -83,6 +88,7 @@ class SimBridgeNode(Node):
         event = json.loads(msg.data)
         if event.get("event") == "start":
             self.running, self.actions, self.stop_after, self.latest = True, 0, None, None
+            self.busy_until, self.executed = 0.0, None
             self.publish_observation()
         elif event.get("event") == "end":
             # Lockstep: the command for the episode's last action may still be on its way; execute
@@ -109,8 +115,19 @@ class SimBridgeNode(Node):
         if not self.running:
             return
         if self.params.mode == "realtime":
-            fresh = self.latest is not None and time.monotonic() - self.latest[1] < 2 * self.period
-            self.step(self.latest[2] if fresh else self.hold())
+            now = time.monotonic()
+            if now < self.busy_until:
+                return
+            if self.aloha:  # a trajectory controller runs each newly arrived chunk once, as a real one does
+                new = self.latest is not None and self.latest[0] != self.executed
+                action = self.latest[2] if new else self.hold()
+                self.executed = self.latest[0] if new else self.executed
+            else:
+                fresh = self.latest is not None and now - self.latest[1] < 2 * self.period
+                action = self.latest[2] if fresh else self.hold()
+            # Half a period of slack keeps the timer's phase from skipping a whole tick.
+            self.busy_until = now + (len(action) if self.aloha else 1) * self.period - self.period / 2
+            self.step(action)
         elif time.monotonic() - self.frame_time > self.params.step_timeout_s:
             if self.stop_after is not None:  # the episode is over and its last command is not coming
                 self.running = False

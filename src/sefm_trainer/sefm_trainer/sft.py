@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig, StrictModel
-from sefm_policy.losses import bc_loss, instruction_loss, steps_to_go_loss
+from sefm_policy.losses import bc_loss, images_rolled, instruction_loss, steps_to_go_loss
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
 from sefm_policy.tokenizers import JointTokenizer
@@ -216,7 +216,7 @@ def train_sft(cfg: SFTConfig) -> dict:
                 for key, value in val.items():
                     writer.add_scalar(f"val/{key}", value, step)
                 metrics_file.write(json.dumps({"step": step, "val": val}) + "\n")
-                bar.set_postfix({k: f"{v:.3f}" for k, v in val.items() if k.endswith("loss")})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in val.items() if k.endswith(("loss", "image_gain"))})
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             metrics_file.flush()
             # Optimizer state first, then the weights (an atomic rename): ``last`` always has its state.
@@ -243,7 +243,10 @@ def validate(model: EFM, data: Data, cfg: SFTConfig) -> dict[str, float]:
         metrics = []
         for chunk in np.array_split(picks, max(1, len(picks) // 64)):
             obs, target = data.batch(objective, data.val, chunk)
-            metrics.append((len(chunk), LOSSES[objective](model, obs, target).metrics))
+            m = LOSSES[objective](model, obs, target).metrics
+            if objective == "bc":
+                m["bc/image_gain"] = bc_loss(model, images_rolled(obs), target).metrics["bc/loss"] - m["bc/loss"]
+            metrics.append((len(chunk), m))
         total = sum(n for n, _ in metrics)
         for key in metrics[0][1]:
             result[key] = sum(n * m[key] for n, m in metrics) / total

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,6 +34,8 @@ def test_stage1_keeps_best_checkpoints_per_objective_and_logs(demo_episodes, tmp
         assert meta["step"] == best[objective]["step"] and meta["val_loss"] == pytest.approx(best[objective]["loss"])
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "val" not in x] == list(range(1, 7))
+    # How much BC loss rises when each validation step sees another step's frames.
+    assert all(np.isfinite(x["val"]["bc/image_gain"]) for x in lines if "val" in x)
     assert list((tmp_path / "run" / "tensorboard").iterdir())
 
 
