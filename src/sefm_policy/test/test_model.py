@@ -14,6 +14,20 @@ def push_logits(model, bonus):
     return model.backbone.lm_head.register_forward_hook(lambda mod, inp, out: out + bonus)
 
 
+def fit(model, batch_loss, done: str, lr: float):
+    """Train on one fixed batch until metric ``done`` reaches 1.0 (at most 300 steps); its last output."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(300):
+        out = batch_loss()
+        if out.metrics[done] == 1.0:
+            break
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    return out
+
+
 def test_constrained_decoding_never_emits_an_invalid_token(tiny):
     # Make every token the slots must not use overwhelmingly likely: loc tokens past each
     # slot's range, text tokens, the image token.
@@ -117,15 +131,7 @@ def test_rolled_images_cost_nothing_when_frames_agree_and_much_once_actions_depe
     same = [replace(o, images=obs[0].images) for o in obs]
     with torch.no_grad():
         assert bc_loss(tiny, images_rolled(same), tokens).loss.item() == bc_loss(tiny, same, tokens).loss.item()
-    opt = torch.optim.AdamW(tiny.parameters(), lr=2e-3)
-    tiny.train()
-    for _ in range(300):
-        out = bc_loss(tiny, obs, tokens)
-        if out.metrics["bc/exact"] == 1.0:
-            break
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
+    fit(tiny, lambda: bc_loss(tiny, obs, tokens), "bc/exact", lr=2e-3)
     with torch.no_grad():
         gain = bc_loss(tiny, images_rolled(obs), tokens).loss - bc_loss(tiny, obs, tokens).loss
     assert gain.item() > 1.0
@@ -142,15 +148,7 @@ def test_instruction_loss_is_finite_when_instructions_differ_in_length(tiny):
 def test_instruction_prediction_learns_to_name_the_task(tiny):
     obs = table_observations(4, seed=5)
     texts = [o.instruction for o in obs]
-    opt = torch.optim.AdamW(tiny.parameters(), lr=3e-3)
-    tiny.train()
-    for _ in range(300):
-        out = instruction_loss(tiny, obs, texts)
-        if out.metrics["instr/exact"] == 1.0:
-            break
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
+    fit(tiny, lambda: instruction_loss(tiny, obs, texts), "instr/exact", lr=3e-3)
     tiny.eval()
     assert tiny.predict_instruction(obs) == [t.lower() for t in texts]
 
