@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from sefm_policy.checkpoint import load_checkpoint
-from sefm_policy.losses import bc_loss, images_rolled
-from sefm_trainer.sft import Data, SFTConfig
+from sefm_trainer.sft import Data, SFTConfig, validate
 
 
 def slot_entropy(tokens: np.ndarray) -> float:
@@ -35,24 +34,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     model = load_checkpoint(args.checkpoint).eval()
-    data = Data(SFTConfig(data=args.data, out="-", objectives=["bc"], model=model.config))
+    cfg = SFTConfig(data=args.data, out="-", objectives=["bc"], val_samples=args.samples, model=model.config)
+    data = Data(cfg)
     data.tokenizer = model.embodiment.action
-    picks = np.random.default_rng(0).permutation(len(data.val))[: args.samples]
-    own, rolled = [], []
-    with torch.no_grad():
-        for chunk in np.array_split(picks, max(1, len(picks) // 64)):
-            obs, tokens = data.batch("bc", data.val, chunk)
-            own.append(bc_loss(model, obs, tokens).loss.item() * len(chunk))
-            rolled.append(bc_loss(model, images_rolled(obs), tokens).loss.item() * len(chunk))
+    val = validate(model, data, cfg)  # Stage 1's own validation: held-out steps, bc/image_gain
     train_tokens = np.concatenate([data.tokenizer.encode(e.actions) for e in data.train.episodes])
-    loss, loss_rolled = sum(own) / len(picks), sum(rolled) / len(picks)
     print(json.dumps({
         "benchmark": "image_reliance",
         "checkpoint": args.checkpoint,
-        "validation_steps": len(picks),
-        "bc_loss": round(loss, 4),
-        "bc_loss_rolled_images": round(loss_rolled, 4),
-        "image_gain": round(loss_rolled - loss, 4),
+        "validation_steps": min(args.samples, len(data.val)),
+        "bc_loss": round(val["bc/loss"], 4),
+        "bc_loss_rolled_images": round(val["bc/loss"] + val["bc/image_gain"], 4),
+        "image_gain": round(val["bc/image_gain"], 4),
         "blind_floor": round(slot_entropy(train_tokens), 4),
     }, indent=2))  # fmt: skip
 

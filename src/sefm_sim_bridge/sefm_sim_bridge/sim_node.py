@@ -119,9 +119,9 @@ class SimBridgeNode(Node):
             if now < self.busy_until:
                 return
             if self.aloha:  # a trajectory controller runs each newly arrived chunk once, as a real one does
-                new = self.latest is not None and self.latest[0] != self.executed
-                action = self.latest[2] if new else self.hold()
-                self.executed = self.latest[0] if new else self.executed
+                action = self.hold()
+                if self.latest is not None and self.latest[0] != self.executed:
+                    self.executed, action = self.latest[0], self.latest[2]
             else:
                 fresh = self.latest is not None and now - self.latest[1] < 2 * self.period
                 action = self.latest[2] if fresh else self.hold()
