@@ -10,6 +10,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -38,7 +39,7 @@ class DemoStage1(StrictModel):
 
 
 class DemoConfig(StrictModel):
-    task_family: str = "block2block"
+    task_family: Literal["block2block", "block2location", "banana"] = "block2block"
     graph: str = Field(..., description="graph YAML of the practising fleet (relative to this file)")
     stage1: DemoStage1
     stage2: dict = Field(default_factory=dict, description="Stage2Config keys (policy, reward_model, out: the demo's)")
@@ -104,7 +105,7 @@ def run_demo(config_path: str | Path, runs_dir: str | Path = "runs", from_scratc
         raise ValueError(f"{cfg.graph}: the demo needs simulated robots (nodes.sim_bridge) and nodes.recorder")
     nodes = {  # practice seeds apart from the demonstrations' (0..) and evaluation's (HELD_OUT_SEED..)
         "recorder": graph.nodes.recorder.model_copy(update={"out_dir": str(run / "practice")}),
-        "sim_bridge": graph.nodes.sim_bridge.model_copy(update={"seed": PRACTICE_SEED}),
+        "sim_bridge": graph.nodes.sim_bridge.model_copy(update={"seed": PRACTICE_SEED, "task_family": cfg.task_family}),
     }
     graph = graph.model_copy(update={"nodes": graph.nodes.model_copy(update=nodes)})
     result = practise_on_fleet(st2, graph, base, log_dir=run / "logs", on_checkpoint=keep_for_curve)

@@ -25,6 +25,7 @@ from .model import EFM
 FORMAT = "sefm-efm/1"
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
+BACKGROUND = "background.safetensors"  # the per-pixel scene mean of "background" pixel normalisation
 EFM_CONFIG = "efm_config.json"
 BACKBONE_CONFIG = "backbone_config.json"
 
@@ -57,6 +58,7 @@ def save_checkpoint(model: EFM, path: str | Path, metadata: dict | None = None) 
     tmp.mkdir()
     try:
         safetensors.torch.save_model(model.backbone, str(tmp / WEIGHTS))
+        safetensors.torch.save_file({"background": model.background.detach().cpu().contiguous()}, str(tmp / BACKGROUND))
         (tmp / EFM_CONFIG).write_text(model.config.model_dump_json(indent=2))
         (tmp / BACKBONE_CONFIG).write_text(json.dumps(model.backbone.config.to_dict(), indent=2, default=str))
         model.tokenizer.save_pretrained(str(tmp))
@@ -131,4 +133,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> EFM:
             f"{path / WEIGHTS}: does not match the config (missing {missing}, unexpected {unexpected})"
         )
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
-    return EFM(config, backbone, tokenizer).to(device).eval()
+    model = EFM(config, backbone, tokenizer)
+    if (path / BACKGROUND).is_file():
+        model.background.copy_(safetensors.torch.load_file(str(path / BACKGROUND))["background"])
+    elif config.pixel_normalization == "background":
+        raise CheckpointError(
+            f"{path}: no {BACKGROUND}, but pixel_norm is 'background' (a checkpoint from before background "
+            "normalisation: retrain it, or set pixel_norm: siglip in its efm_config.json)"
+        )
+    return model.to(device).eval()

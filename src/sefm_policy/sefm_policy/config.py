@@ -53,6 +53,12 @@ class EFMConfig(StrictModel):
         None, description="local PaliGemma checkpoint directory; None builds the tiny model in code"
     )
     image_size: int = Field(64, gt=0, description="model image side in pixels (tiny backbone only)")
+    pixel_norm: Literal["background", "siglip"] | None = Field(
+        None,
+        description="background: subtract the training frames' per-pixel mean (the static scene), so what moves "
+        "dominates a random-init tower's input; siglip: pixels to [-1, 1] as PaliGemma was trained. "
+        "None: background for the tiny backbone, siglip with pretrained_path",
+    )
     vision: VisionConfig = VisionConfig()
     text: TextConfig = TextConfig()
     seed: int = 0
@@ -74,6 +80,10 @@ class EFMConfig(StrictModel):
             if value is not None and len(value) != ALOHA_JOINTS:
                 raise ValueError(f"{key} must list {ALOHA_JOINTS} values, got {len(value)}")
         return self
+
+    @property
+    def pixel_normalization(self) -> str:
+        return self.pixel_norm or ("siglip" if self.pretrained_path else "background")
 
     def joint_stats(self) -> tuple[list[float], list[float]]:
         return (self.joint_low or ALOHA_DEFAULT_LOW, self.joint_high or ALOHA_DEFAULT_HIGH)

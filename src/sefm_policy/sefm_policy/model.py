@@ -25,6 +25,9 @@ from .vocab import TokenLayout
 
 MAX_PROMPT_TOKENS = 32
 MAX_INSTRUCTION_TOKENS = 24
+# Background-normalised pixels: the scene's residual over 127.5 / BACKGROUND_GAIN, so an object
+# on the board spans about ±2 while the unchanged board is 0.
+BACKGROUND_GAIN = 2.0
 
 
 @dataclass
@@ -59,6 +62,11 @@ class EFM(nn.Module):
         self.register_buffer("loc_ids", self.layout.loc.clone(), persistent=False)
         self.register_buffer("text_mask", self.layout.text_mask(), persistent=False)
         self.register_buffer(
+            "background",
+            torch.full((self.embodiment.num_model_images, 3, self.image_size, self.image_size), 127.5),
+            persistent=False,  # saved beside the weights (checkpoint.BACKGROUND)
+        )
+        self.register_buffer(
             "steps_centres", torch.tensor(self.embodiment.steps.centres, dtype=torch.float32), persistent=False
         )
         self.action_slot_sizes = torch.tensor(self.embodiment.action.slot_sizes)
@@ -79,11 +87,31 @@ class EFM(nn.Module):
 
     # ----- inputs -------------------------------------------------------------------------
 
-    def _pixels(self, image: np.ndarray) -> torch.Tensor:
-        s = self.image_size
-        if image.shape[:2] != (s, s):
-            image = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA)
-        return torch.from_numpy(image).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    def _raw_pixels(self, obs: Observation) -> torch.Tensor:
+        """The observation's model images as (images, 3, S, S) floats in [0, 255]."""
+        s, images = self.image_size, []
+        for image in self.embodiment.model_images(obs):
+            if image.shape[:2] != (s, s):
+                image = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA)
+            images.append(torch.from_numpy(image).permute(2, 0, 1))
+        return torch.stack(images).float()
+
+    def _normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.config.pixel_normalization == "background":
+            return (raw - self.background).div_(127.5 / BACKGROUND_GAIN)
+        return raw.div_(127.5).sub_(1.0)
+
+    @torch.no_grad()
+    def fit_background(self, observations: Sequence[Observation]) -> None:
+        """Set the per-pixel mean of the model images over ``observations`` (training frames):
+        what "background" normalisation subtracts. A random-init tower fed the raw board learns to
+        ignore the few pixels that differ between frames, and the policy goes blind."""
+        if not observations:
+            raise ValueError("need at least one observation to fit the background")
+        total = torch.zeros_like(self.background, device="cpu", dtype=torch.float64)
+        for obs in observations:
+            total += self._raw_pixels(obs)
+        self.background.copy_((total / len(observations)).float())
 
     def prefix(self, task: Task, observations: Sequence[Observation]) -> Prefix:
         if not observations:
@@ -91,10 +119,9 @@ class EFM(nn.Module):
         lay, emb = self.layout, self.embodiment
         images, rows = [], []
         for obs in observations:
-            model_images = emb.model_images(obs)
-            images.extend(self._pixels(im) for im in model_images)
+            images.append(self._raw_pixels(obs))
             text = self.tokenizer.encode(prompt_text(task, obs.instruction), add_special_tokens=False)
-            ids = [lay.image] * (self.tokens_per_image * len(model_images)) + [lay.bos] + text[:MAX_PROMPT_TOKENS]
+            ids = [lay.image] * (self.tokens_per_image * emb.num_model_images) + [lay.bos] + text[:MAX_PROMPT_TOKENS]
             if emb.state is not None and task is not Task.INSTRUCTION:
                 if obs.state is None:
                     raise ValueError(f"{emb.name} observations need the joint state for the prompt")
@@ -108,7 +135,8 @@ class EFM(nn.Module):
             mask[i, width - len(r) :] = 1
         position_ids = (mask.cumsum(-1)).clamp(min=1)  # PaliGemma positions start at 1
         dev = self.device
-        return Prefix(input_ids.to(dev), mask.to(dev), position_ids.to(dev), torch.stack(images).to(dev))
+        pixels = self._normalise(torch.stack(images).to(dev)).flatten(0, 1)
+        return Prefix(input_ids.to(dev), mask.to(dev), position_ids.to(dev), pixels)
 
     # ----- forward passes -------------------------------------------------------------
 

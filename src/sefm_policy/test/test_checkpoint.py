@@ -43,6 +43,23 @@ def test_aloha_round_trip_keeps_joint_normalisation(tmp_path):
     assert loaded.embodiment.action.low == [-1.0] * 14
 
 
+def test_round_trip_keeps_the_fitted_background(tiny, tmp_path):
+    tiny.fit_background(table_observations(4))
+    save_checkpoint(tiny, tmp_path / "ckpt")
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    assert torch.equal(loaded.background, tiny.background) and not loaded.background.eq(127.5).all()
+
+
+def test_checkpoint_from_before_background_normalisation_is_refused_with_the_fix(tiny, tmp_path):
+    path = save_checkpoint(tiny, tmp_path / "old")
+    (path / "background.safetensors").unlink()
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"]["background.safetensors"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"background\.safetensors.*pixel_norm: siglip"):
+        load_checkpoint(path)
+
+
 def test_checkpoint_holds_no_pickle(tiny, tmp_path):
     save_checkpoint(tiny, tmp_path / "ckpt")
     names = {p.name for p in (tmp_path / "ckpt").iterdir()}

@@ -32,3 +32,11 @@ def test_yaml_section_loads_and_errors_name_the_file(tmp_path):
     path.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path, EFMConfig)
+
+
+def test_pixel_normalisation_defaults_to_background_when_tiny_and_siglip_when_pretrained():
+    assert EFMConfig().pixel_normalization == "background"
+    assert EFMConfig(pretrained_path="/models/paligemma").pixel_normalization == "siglip"
+    assert EFMConfig(pretrained_path="/models/paligemma", pixel_norm="background").pixel_normalization == "background"
+    with pytest.raises(ConfigError, match="pixel_norm"):
+        parse_config({"pixel_norm": "imagenet"}, EFMConfig)

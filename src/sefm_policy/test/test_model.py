@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from sefm_policy.config import EFMConfig
 from sefm_policy.losses import bc_loss, images_rolled, instruction_loss, reinforce_loss, steps_to_go_loss
+from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation, Task
 from sefm_policy.testing import aloha_observations, table_observations
 
@@ -135,6 +137,25 @@ def test_rolled_images_cost_nothing_when_frames_agree_and_much_once_actions_depe
     with torch.no_grad():
         gain = bc_loss(tiny, images_rolled(obs), tokens).loss - bc_loss(tiny, obs, tokens).loss
     assert gain.item() > 1.0
+
+
+def test_background_normalisation_zeroes_the_fitted_scene_and_keeps_what_moves(tiny):
+    board = table_observations(1, seed=5)[0]
+    tiny.fit_background([board] * 3)
+    frame = board.images[0].copy()
+    frame[10:14, 20:24] = (220, 40, 40)  # a block appears in the current frame
+    moved = replace(board, images=(frame, board.images[1]))
+    pixels = tiny.prefix(Task.ACT, [board, moved]).pixel_values  # (observations × 2 images, 3, S, S)
+    assert [pixels[i].abs().max().item() for i in (0, 1, 3)] == [0.0, 0.0, 0.0]
+    changed = pixels[2].abs().sum(0) > 0
+    assert changed[10:14, 20:24].all() and changed.sum().item() == 16
+
+
+def test_siglip_normalisation_maps_pixels_to_minus_one_to_one():
+    model = EFM.build(EFMConfig(pixel_norm="siglip"))
+    white, black = np.full((64, 64, 3), 255, np.uint8), np.zeros((64, 64, 3), np.uint8)
+    pixels = model.prefix(Task.ACT, [Observation(images=(white, black), instruction="push")]).pixel_values
+    assert pixels[0].eq(1.0).all() and pixels[1].eq(-1.0).all()
 
 
 def test_instruction_loss_is_finite_when_instructions_differ_in_length(tiny):

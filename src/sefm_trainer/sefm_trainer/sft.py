@@ -36,6 +36,7 @@ from .bag_reader import load_episodes, select_fraction
 from .dataset import StepIndex
 
 Objective = Literal["bc", "steps", "instruction"]
+BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
 
 
 class SFTConfig(StrictModel):
@@ -87,6 +88,11 @@ class Data:
         values += [e.joint_states for e in self.train.episodes if e.joint_states is not None]
         stats = JointTokenizer.from_data(np.concatenate(values), margin=0.01)
         return list(stats.low), list(stats.high)
+
+    def background_sample(self, seed: int, size: int = BACKGROUND_SAMPLE) -> list[Observation]:
+        """Training observations to fit the model's background on; the same on every DDP rank."""
+        picks = np.random.default_rng([seed, 7]).permutation(len(self.train))[:size]
+        return [self.train[int(i)].observation for i in picks]
 
     def batch(self, objective: Objective, index: StepIndex, picks: np.ndarray):
         if objective == "instruction":
@@ -158,18 +164,21 @@ def train_sft(cfg: SFTConfig) -> dict:
     last = out / "last"
     torch.manual_seed(cfg.seed)
     data = Data(cfg)
-    if (last / "manifest.json").exists():
+    resuming = (last / "manifest.json").exists()
+    if resuming:
         model = load_checkpoint(last)
-    elif cfg.model.embodiment == "aloha" and cfg.model.joint_low is None:
-        low, high = data.joint_stats()
-        model = EFM.build(cfg.model.model_copy(update={"joint_low": low, "joint_high": high}))
     else:
-        model = EFM.build(cfg.model)
+        model_cfg = cfg.model
+        if model_cfg.embodiment == "aloha" and model_cfg.joint_low is None:
+            low, high = data.joint_stats()
+            model_cfg = model_cfg.model_copy(update={"joint_low": low, "joint_high": high})
+        model = EFM.build(model_cfg)
+        model.fit_background(data.background_sample(cfg.seed))
     data.tokenizer = model.embodiment.action
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, best = 0, {o: {"loss": float("inf"), "step": None} for o in cfg.objectives}
-    if (last / "manifest.json").exists():
+    if resuming:
         saved = read_manifest(last)["metadata"]["step"]
         step, best = _load_state(optimizer, state_path(out, saved))
         print(f"sft: resuming {out} at step {step}")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest
-from sefm_trainer.sft import SFTConfig, objective_split, shard, train_sft
+from sefm_trainer.sft import Data, SFTConfig, objective_split, shard, train_sft
 
 
 def config(data, out, **kw):
@@ -37,6 +37,11 @@ def test_stage1_keeps_best_checkpoints_per_objective_and_logs(demo_episodes, tmp
     # How much BC loss rises when each validation step sees another step's frames.
     assert all(np.isfinite(x["val"]["bc/image_gain"]) for x in lines if "val" in x)
     assert list((tmp_path / "run" / "tensorboard").iterdir())
+    # The policy subtracts the mean of its training frames, the board without what moves on it.
+    sample = Data(config(demo_episodes, tmp_path / "run")).background_sample(seed=0)
+    frames = np.stack([o.images for o in sample]).astype(np.float64).mean(0)  # (2 images, S, S, 3)
+    background = load_checkpoint(tmp_path / "run" / "best_bc").background.permute(0, 2, 3, 1).numpy()
+    assert np.abs(background - frames).max() < 1e-3
 
 
 def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(demo_episodes, tmp_path):
