@@ -24,6 +24,7 @@ def test_demo_runs_the_whole_story_and_writes_the_report(repo_root, tmp_path, mo
         "curve_every": 1,
         "curve_episodes": 2,
         "workers": 1,
+        "calibration": {"episodes": 3},
     }
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
     report = run_demo(tmp_path / "demo.yaml", tmp_path / "runs", from_scratch=True)
@@ -34,8 +35,13 @@ def test_demo_runs_the_whole_story_and_writes_the_report(repo_root, tmp_path, mo
     assert [c["loop"] for c in summary["curve"]] == [0, 1, 2]
     assert [h["loop"] for h in summary["history"]] == [1, 2]
     assert (run / "success_vs_extra_episodes.png").read_bytes()[:4] == b"\x89PNG"
+    calibration = summary["calibration"]
+    assert calibration["episodes"] == 3 and (run / calibration["figure"]).read_bytes()[:4] == b"\x89PNG"
+    s = summary["config"]["stage2"]["success_threshold"]
+    assert s == (calibration["recommended_threshold"] or 0.0)  # measured s, else the configured one
     text = report.read_text()
     assert "| Stage 1 (BC) |" in text and "extra episodes" in text.lower()
+    assert "calibration/calibration.png" in text
     bags = [p for p in (run / "practice").iterdir() if not p.name.startswith(".")]
     assert len(bags) >= summary["history"][-1]["extra_episodes"]
 

@@ -129,6 +129,25 @@ def train_stage2_cmd(args: argparse.Namespace) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "history"} | {"out": cfg.out}, indent=2))
 
 
+def reward_calibrate(args: argparse.Namespace) -> int | None:
+    from sefm_trainer.threshold import calibrate_threshold
+
+    model = load_checkpoint(args.checkpoint)
+    result = calibrate_threshold(
+        model, args.data, args.out, args.max_threshold, args.step, args.tolerance, args.min_precision
+    )
+    summary = {k: v for k, v in result.items() if k != "scores"}
+    print(json.dumps({"checkpoint": str(args.checkpoint)} | summary | {"out": str(args.out)}, indent=2))
+    if result["recommended_threshold"] is None:
+        print(
+            f"sefm: no threshold reaches precision {args.min_precision}: this reward model does not tell "
+            "success apart on these episodes",
+            file=sys.stderr,
+        )
+        return 1
+    return None
+
+
 def demo_cmd(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -195,6 +214,17 @@ def parser() -> argparse.ArgumentParser:
     st2.add_argument("--fleet", help="graph YAML: practise on its robots through ROS (default: in-process sim)")
     st2.add_argument("--log-dir", help="with --fleet: folder for the nodes' logs")
     st2.set_defaults(run=train_stage2_cmd)
+
+    reward = sub.add_parser("reward", help="the steps-to-go reward model").add_subparsers(dest="action", required=True)
+    cal = reward.add_parser("calibrate", help="choose the success threshold s on episodes whose outcome is known")
+    cal.add_argument("--checkpoint", required=True, help="reward model (Stage 1 best_steps)")
+    cal.add_argument("--data", required=True, help="folder of episode bags not trained on, e.g. fresh demonstrations")
+    cal.add_argument("--out", required=True, help="folder for calibration.json and calibration.png")
+    cal.add_argument("--tolerance", type=int, default=2, help="firing this many steps before the goal still counts")
+    cal.add_argument("--min-precision", type=float, default=0.9)
+    cal.add_argument("--max-threshold", type=float, default=20.0)
+    cal.add_argument("--step", type=float, default=0.5, help="spacing of the thresholds tried")
+    cal.set_defaults(run=reward_calibrate)
 
     demo = sub.add_parser("demo", help="the whole story: demonstrations, Stage 1, Stage 2 on a ROS fleet, report")
     demo.add_argument("--config", default="config/demo.yaml")

@@ -1,7 +1,8 @@
 """``make demo``: the whole story on sim LanguageTable, with the fleet practising through ROS.
 
-demonstrations -> Stage 1 (or the shipped Stage 1 checkpoint) -> evaluate -> Stage 2 on the
-robots of the graph -> evaluate the chosen checkpoint and the curve -> ``runs/<time>/report.md``.
+demonstrations -> Stage 1 (or the shipped Stage 1 checkpoint) -> measure s on fresh
+demonstrations -> evaluate -> Stage 2 on the robots of the graph -> evaluate the chosen
+checkpoint and the curve -> ``runs/<time>/report.md``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from sefm_trainer.datagen import DatagenConfig, generate
 from sefm_trainer.evaluate import evaluate
 from sefm_trainer.sft import SFTConfig, train_sft
 from sefm_trainer.stage2 import Stage2Config
+from sefm_trainer.threshold import calibrate_threshold
 
 from .fleet_practice import practise_on_fleet
 from .graph import load_graph, resolve
 from .report import write_report
 
 PRACTICE_SEED = 500_000
+CALIBRATION_SEED = 900_000  # fresh demonstrations for measuring s: after practice's seeds, before evaluation's
 STAGE1_RECORD = "stage1.json"  # beside a Stage 1 run: how many demonstrations, and the command
 
 
@@ -38,6 +41,14 @@ class DemoStage1(StrictModel):
     sft_config: str = Field(..., description="YAML of SFTConfig keys (data and out are the demo's)")
 
 
+class DemoCalibration(StrictModel):
+    """Measure s on fresh demonstrations (``sefm reward calibrate``) instead of trusting a number."""
+
+    episodes: int = Field(100, gt=0, description="fresh demonstrations the reward model never saw")
+    tolerance: int = Field(2, ge=0, description="firing this many steps before the goal still counts")
+    min_precision: float = Field(0.9, gt=0, le=1, description="s is the highest-recall threshold at this precision")
+
+
 class DemoConfig(StrictModel):
     task_family: Literal["block2block", "block2location", "banana"] = "block2block"
     graph: str = Field(..., description="graph YAML of the practising fleet (relative to this file)")
@@ -47,6 +58,31 @@ class DemoConfig(StrictModel):
     curve_every: int = Field(4, gt=0, description="evaluate every this many Stage 2 loops for the curve")
     curve_episodes: int = Field(100, gt=0)
     workers: int = Field(2, gt=0, description="processes generating demonstrations")
+    calibration: DemoCalibration | None = Field(
+        DemoCalibration(), description="measure s before Stage 2; null keeps stage2.success_threshold"
+    )
+
+
+def measure_threshold(cfg: DemoConfig, st2: Stage2Config, run: Path) -> tuple[Stage2Config, dict | None]:
+    """Stage 2's settings with s as measured (the configured s stays when no threshold is precise)."""
+    if cfg.calibration is None:
+        return st2, None
+    data = run / "calibration_demonstrations"
+    generate(cfg.calibration.episodes, data, DatagenConfig(task_family=cfg.task_family), CALIBRATION_SEED, cfg.workers)
+    result = calibrate_threshold(
+        load_checkpoint(st2.reward_model),
+        data,
+        run / "calibration",
+        tolerance=cfg.calibration.tolerance,
+        min_precision=cfg.calibration.min_precision,
+    )
+    s = result["recommended_threshold"]
+    print(
+        f"demo: success threshold s = {s if s is not None else st2.success_threshold}"
+        + ("" if s is not None else f" (configured: no threshold reaches precision {result['min_precision']})")
+    )
+    summary = {k: v for k, v in result.items() if k != "scores"} | {"figure": "calibration/calibration.png"}
+    return (st2 if s is None else st2.model_copy(update={"success_threshold": s})), summary
 
 
 def stage1(cfg: DemoConfig, base: Path, run: Path, from_scratch: bool) -> tuple[Path, dict]:
@@ -89,6 +125,8 @@ def run_demo(config_path: str | Path, runs_dir: str | Path = "runs", from_scratc
             "out": str(run / "stage2"),
         }
     )
+    st2, calibration = measure_threshold(cfg, st2, run)
+    clock["calibrate"] = time.monotonic()
     detector = StepsToGoDetector(load_checkpoint(st2.reward_model), st2.success_threshold)
     before = evaluate(load_checkpoint(st2.policy), detector, cfg.evaluation_episodes, cfg.task_family)
     print(f"demo: Stage 1 success {before['success_rate']:.1%} {before['wilson95']}")
@@ -132,10 +170,12 @@ def run_demo(config_path: str | Path, runs_dir: str | Path = "runs", from_scratc
         "best_loop": result["best_loop"],
         "history": result["history"],
         "curve": curve,
+        "calibration": calibration,
         "config": {"stage2": st2.model_dump(), "robots": graph.fleet.robots},
         "minutes": {
             "stage1": (clock["stage1"] - clock["start"]) / 60,
-            "evaluate_stage1": (clock["eval1"] - clock["stage1"]) / 60,
+            "calibrate_threshold": (clock["calibrate"] - clock["stage1"]) / 60,
+            "evaluate_stage1": (clock["eval1"] - clock["calibrate"]) / 60,
             "stage2": (clock["stage2"] - clock["eval1"]) / 60,
             "evaluate_stage2_and_curve": (clock["eval2"] - clock["stage2"]) / 60,
             "total": (clock["eval2"] - clock["start"]) / 60,

@@ -73,6 +73,28 @@ def stopping_rule(summary: dict) -> dict:
     }
 
 
+def threshold_lines(calibration: dict | None, s: float) -> list[str]:
+    """Where s came from: measured on fresh demonstrations, or the configured value and why."""
+    if calibration is None:
+        return [f"s = {s} as configured (calibration off).", ""]
+    before = calibration["d_before_goal_p5"]
+    where = (
+        f"on {calibration['episodes']} fresh demonstrations ({calibration['successful']} successful; d at the goal: "
+        f"median {calibration['d_at_goal_median']:.1f}; d earlier in the episodes: 5th percentile "
+        + ("n/a)" if before is None else f"{before:.1f})")
+    )
+    if calibration["recommended_threshold"] is None:
+        verdict = (
+            f"No threshold reached precision {pct(calibration['min_precision'])} {where}: the reward model does not "
+            f"tell success apart, so s = {s} as configured."
+        )
+    else:
+        verdict = (
+            f"s = {s}: the highest-recall threshold with precision >= {pct(calibration['min_precision'])} {where}."
+        )
+    return [verdict, "", f"![detector precision and recall against s]({calibration['figure']})", ""]
+
+
 def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:.1f}%"
 
@@ -113,6 +135,7 @@ def write_report(summary: dict, run: Path) -> Path:
         "",
         "## Success detector (frozen Stage 1 steps-to-go, s = " + f"{cfg['success_threshold']})",
         "",
+        *threshold_lines(summary.get("calibration"), cfg["success_threshold"]),
         f"On the Stage 1 evaluation: precision {pct(s1['detector_precision'])}, recall {pct(s1['detector_recall'])}; "
         f"on the Stage 2 evaluation: precision {pct(s2['detector_precision'])}, recall {pct(s2['detector_recall'])}.",
         "",

@@ -46,3 +46,16 @@ def test_datagen_then_episodes_summarises_the_folder(tmp_path, capsys):
 def test_episodes_on_a_missing_folder_exits_2(tmp_path, capsys):
     assert main(["episodes", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_reward_calibrate_writes_the_sweep_and_fails_when_no_threshold_is_precise(tmp_path, capsys):
+    demos, ckpt, out = tmp_path / "demos", tmp_path / "ckpt", tmp_path / "cal"
+    assert main(["datagen", "--episodes", "3", "--out", str(demos), "--seed", "11"]) == 0
+    assert main(["model", "init", "--out", str(ckpt)]) == 0
+    capsys.readouterr()
+    # an untrained reward model cannot separate success: exit 1 and say so, but keep the figures
+    code = main(["reward", "calibrate", "--checkpoint", str(ckpt), "--data", str(demos), "--out", str(out)])
+    captured = capsys.readouterr()
+    result = json.loads((out / "calibration.json").read_text())
+    assert code == 1 and "does not tell success apart" in captured.err
+    assert result["episodes"] == 3 and len(result["scores"]) == 40 and (out / "calibration.png").exists()

@@ -17,6 +17,8 @@ from .bag_writer import EpisodeWriter
 from .episode import EpisodeMeta
 
 EPOCH_NS = 1_700_000_000 * 1_000_000_000  # fixed start time: identical seeds give identical bags
+SEED_SPACING_NS = 100 * 1_000_000_000  # each seed's episode starts 100 s after the previous seed's
+MAX_SEED = (2**31 - 1 - 1_000 - EPOCH_NS // 1_000_000_000) * 1_000_000_000 // SEED_SPACING_NS  # int32 header seconds
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def record_demonstration(env, demo, seed: int, out_dir: Path, cfg: DatagenConfig
     topics = (JointTopics if embodiment_of(cfg.task_family) == "aloha" else PlanarTopics)(env, demo)
     obs, info = env.reset(seed=seed)
     demo.reset(seed)
-    t0 = EPOCH_NS + seed * 1_000_000_000_000
+    t0 = EPOCH_NS + seed * SEED_SPACING_NS
     with EpisodeWriter(out_dir, episode_name(cfg.task_family, seed), cfg.namespace) as writer:
         writer.event(t0, {"event": "start", "instruction": obs["instruction"], "seed": seed})
         writer.instruction(t0, obs["instruction"])
@@ -142,6 +144,11 @@ def _worker(args) -> tuple[int, bool, int]:
 def generate(episodes: int, out_dir: str | Path, cfg: DatagenConfig, seed: int = 0, workers: int = 1) -> dict:
     """Write ``episodes`` demonstrations (seeds ``seed``..``seed+episodes-1``); already written
     episodes are kept, so an interrupted run continues where it stopped."""
+    if seed < 0 or seed + episodes - 1 > MAX_SEED:
+        raise ValueError(
+            f"demonstration seeds must lie in [0, {MAX_SEED}] (ROS stamps count seconds in int32); "
+            f"asked for {seed}..{seed + episodes - 1}"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [s for s in range(seed, seed + episodes) if not (out_dir / episode_name(cfg.task_family, s)).exists()]

@@ -70,15 +70,20 @@ class GymSource:
         self.cfg, self.next_seed = cfg, first_seed + cfg.seed * 100_000
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
+    end_on = "detector"
+
+    def rollout(self, policy, detector, seeds: list[int]) -> list[PracticeEpisode]:
+        return run_episodes(
+            policy, detector, seeds, task_family=self.cfg.task_family, max_steps=self.cfg.max_steps,
+            temperature=self.cfg.temperature, end_on=self.end_on, envs=self.cfg.envs, generator=self.generator,
+        )  # fmt: skip
+
     def collect(self, policy, detector, min_steps, loop):
         episodes, steps = [], 0
         while steps < min_steps:
             seeds = list(range(self.next_seed, self.next_seed + self.cfg.envs))
             self.next_seed += self.cfg.envs
-            batch = run_episodes(
-                policy, detector, seeds, task_family=self.cfg.task_family, max_steps=self.cfg.max_steps,
-                temperature=self.cfg.temperature, end_on="detector", envs=self.cfg.envs, generator=self.generator,
-            )  # fmt: skip
+            batch = self.rollout(policy, detector, seeds)
             episodes += batch
             steps += sum(ep.length for ep in batch)
         return episodes

@@ -164,3 +164,15 @@ def test_datagen_in_parallel_resumes_without_rewriting(tmp_path):
     assert all(tmp_path.joinpath(n).stat().st_mtime_ns == m for n, m in before.items())
     metas = [json.loads(e.meta.to_json()) for e in load_episodes(tmp_path, progress=False).episodes]
     assert sorted(m["seed"] for m in metas) == [10, 11, 12, 13]
+
+
+def test_demonstrations_from_held_out_seeds_fit_ros_stamps_and_out_of_range_seeds_are_refused(tmp_path):
+    from sefm_trainer.datagen import MAX_SEED
+
+    summary = generate(1, tmp_path, DatagenConfig(), seed=1_000_000)  # where evaluation seeds start
+    assert summary["written"] == 1
+    ep = read_episode(tmp_path / "block2block_1000000")
+    assert ep.meta.seed == 1_000_000 and ep.stamps_ns[-1] // 1_000_000_000 < 2**31
+    with pytest.raises(ValueError, match=r"seeds must lie in \[0, "):
+        generate(2, tmp_path / "late", DatagenConfig(), seed=MAX_SEED)
+    assert not (tmp_path / "late").exists()

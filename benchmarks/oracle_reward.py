@@ -1,0 +1,128 @@
+"""Stage 2 with a reward model that sees perfectly: does REINFORCE improve a policy on CPU?
+
+A diagnostic, not the method. The learned steps-to-go model of the tiny default does not read
+its frames (`sefm reward calibrate` shows d flat at every step), so a null Stage 2 result cannot
+tell a broken loop from a blind reward. Here d(o, g) comes from the simulator's true state: a
+least-squares fit (non-negative weights) of the demonstrator's steps-to-go on the
+(effector-to-object, object-to-goal) distances. Practice runs through the real Stage 2 library
+(``self_improve``); only the source relabels each episode by replaying its actions from its
+seed. Episodes end on ground-truth success (a perfect detector). Prints JSON: the fit, and greedy
+success before and after (Wilson 95%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sefm_policy.checkpoint import load_checkpoint
+from sefm_reward.detector import StepsToGoDetector
+from sefm_sim_bridge.demonstrator import PushDemonstrator
+from sefm_sim_bridge.envs import make_env
+from sefm_trainer.evaluate import evaluate
+from sefm_trainer.stage2 import GymSource, Stage2Config, self_improve
+
+
+def state_features(env) -> np.ndarray:
+    positions = env.object_positions()
+    obj = positions[env.task.obj]
+    return np.array([np.linalg.norm(env.effector - obj), np.linalg.norm(obj - env.task.goal_point(positions)), 1.0])
+
+
+def fit_oracle(family: str, episodes: int) -> tuple[np.ndarray, float]:
+    """Weights of steps-to-go ~ features over successful demonstrations; and their mean abs. error."""
+    env, demo, X, y = make_env(family, render_images=False), PushDemonstrator(), [], []
+    for seed in range(800_000, 800_000 + episodes):
+        env.reset(seed=seed)
+        demo.reset(seed)
+        feats, done = [state_features(env)], False
+        while not done:
+            *_, terminated, truncated, _ = env.step(demo.act(env))
+            feats.append(state_features(env))
+            done = terminated or truncated
+        if env.success():
+            X += feats
+            y += list(range(len(feats) - 1, -1, -1))
+    X, y = np.array(X), np.array(y, dtype=np.float64)
+    # Least squares with non-negative distance weights (further away never means fewer steps to go):
+    # the best fit over the subsets of features, dropping a distance whose weight would go negative.
+    best = None
+    for used in ([0, 1, 2], [0, 2], [1, 2]):
+        w = np.zeros(3)
+        w[used], *_ = np.linalg.lstsq(X[:, used], y, rcond=None)
+        err = float(np.abs(X @ w - y).mean())
+        if (w[:2] >= 0).all() and (best is None or err < best[1]):
+            best = (w, err)
+    if best is None:
+        raise RuntimeError("no fit with non-negative distance weights; fit on more episodes")
+    return best
+
+
+class OracleSource(GymSource):
+    """Practice in simulation; every frame's d read off the true state of a replay of the episode."""
+
+    end_on = "ground_truth"
+
+    def __init__(self, cfg: Stage2Config, weights: np.ndarray) -> None:
+        super().__init__(cfg)
+        self.weights = weights
+        self.replay = make_env(cfg.task_family, render_images=False, max_steps=cfg.max_steps)
+
+    def distances(self, policy, ep) -> list[float]:
+        self.replay.reset(seed=ep.seed)
+        d = [float(state_features(self.replay) @ self.weights)]
+        for tokens in ep.tokens:
+            self.replay.step(policy.embodiment.action.decode(tokens))
+            d.append(float(state_features(self.replay) @ self.weights))
+        if self.replay.success() != ep.ground_truth_success:
+            raise RuntimeError(f"replaying seed {ep.seed} did not reproduce the episode's outcome")
+        return [max(x, 0.0) for x in d]
+
+    def rollout(self, policy, detector, seeds):
+        episodes = super().rollout(policy, detector, seeds)
+        for ep in episodes:
+            ep.distances = self.distances(policy, ep)
+            ep.detected_success = ep.ground_truth_success
+        return episodes
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stage1", required=True, help="Stage 1 run folder (best_bc, best_steps)")
+    p.add_argument("--task", default="banana")
+    p.add_argument("--loops", type=int, default=20)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--fit-episodes", type=int, default=100)
+    p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--out", help="Stage 2 run folder (default: a temporary one)")
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    weights, fit_err = fit_oracle(args.task, args.fit_episodes)
+    stage1 = Path(args.stage1)
+    detector = StepsToGoDetector(load_checkpoint(stage1 / "best_steps"), 3.0)
+    before = evaluate(load_checkpoint(stage1 / "best_bc"), detector, args.eval_episodes, args.task)
+    out = Path(args.out or tempfile.mkdtemp(prefix="oracle_stage2_"))
+    cfg = Stage2Config(
+        policy=str(stage1 / "best_bc"), reward_model=str(stage1 / "best_steps"), out=str(out), loops=args.loops,
+        lr=args.lr, temperature=args.temperature, task_family=args.task, patience=0,
+    )  # fmt: skip
+    result = self_improve(cfg, source=OracleSource(cfg, weights))
+    after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
+    keep = ("success_rate", "wilson95", "mean_length")
+    print(json.dumps({
+        "task": args.task, "oracle_fit_abs_err": fit_err, "oracle_weights": weights.tolist(),
+        "loops": len(result["history"]), "extra_episodes": result["history"][-1]["extra_episodes"],
+        "lr": args.lr, "temperature": args.temperature,
+        "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
+        "stage1": {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep}, "out": str(out),
+    }, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Choosing the success threshold s by measurement, on episodes whose outcome is known.
+
+Practice ends an episode at the first frame with d <= s, so a threshold is judged the way
+practice uses it: where does the detector first fire? In a successful episode (the goal is
+reached at its last frame, as in demonstrations) firing within ``tolerance`` steps of the end is
+right, firing earlier ends practice on a false success, never firing misses it; in a failed
+episode any firing is false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ThresholdScore:
+    threshold: float
+    precision: float | None  # right firings / episodes where it fired (None: it never fired)
+    recall: float  # right firings / successful episodes
+    early: float  # successful episodes ended before their goal, as a fraction of them
+    false_on_failures: float | None  # failed episodes where it fired (None: no failed episodes)
+
+
+def first_firing(distances: np.ndarray, threshold: float) -> int | None:
+    hits = np.flatnonzero(np.asarray(distances) <= threshold)
+    return int(hits[0]) if hits.size else None
+
+
+def score_threshold(
+    episodes: Sequence[np.ndarray], successes: Sequence[bool], threshold: float, tolerance: int = 2
+) -> ThresholdScore:
+    """``episodes``: each episode's d for its frames 0..T; ``successes``: reached its goal at T."""
+    if len(episodes) != len(successes) or not episodes:
+        raise ValueError(f"need one success flag per episode, got {len(episodes)} episodes, {len(successes)} flags")
+    right = early = fired = false_fail = 0
+    for d, success in zip(episodes, successes, strict=True):
+        first = first_firing(d, threshold)
+        if first is None:
+            continue
+        fired += 1
+        if not success:
+            false_fail += 1
+        elif first >= len(d) - 1 - tolerance:
+            right += 1
+        else:
+            early += 1
+    n_success = int(np.sum(successes))
+    n_fail = len(successes) - n_success
+    if n_success == 0:
+        raise ValueError("need at least one successful episode to score a success threshold")
+    return ThresholdScore(
+        threshold=float(threshold),
+        precision=right / fired if fired else None,
+        recall=right / n_success,
+        early=early / n_success,
+        false_on_failures=false_fail / n_fail if n_fail else None,
+    )
+
+
+def sweep(
+    episodes: Sequence[np.ndarray],
+    successes: Sequence[bool],
+    thresholds: Sequence[float],
+    tolerance: int = 2,
+    min_precision: float = 0.9,
+) -> dict:
+    """Score every threshold; recommend the one with the highest recall among those whose
+    precision reaches ``min_precision`` (None when none does: then d does not tell success apart)."""
+    scores = [score_threshold(episodes, successes, s, tolerance) for s in sorted(thresholds)]
+    good = [s for s in scores if s.precision is not None and s.precision >= min_precision and s.recall > 0]
+    best = max(good, key=lambda s: (s.recall, -s.threshold), default=None)
+    final = np.array([d[-1] for d, ok in zip(episodes, successes, strict=True) if ok])
+    before = np.concatenate([d[: max(len(d) - 1 - tolerance, 0)] for d in episodes])
+    return {
+        "episodes": len(episodes),
+        "successful": int(np.sum(successes)),
+        "tolerance": tolerance,
+        "min_precision": min_precision,
+        "recommended_threshold": None if best is None else best.threshold,
+        "d_at_goal_median": float(np.median(final)),
+        "d_before_goal_p5": float(np.percentile(before, 5)) if before.size else None,
+        "scores": [asdict(s) for s in scores],
+    }
+
+
+def plot_sweep(result: dict, path) -> None:
+    """Precision, recall and early firings against s: the PNG to choose s from."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = result["scores"]
+    s = [x["threshold"] for x in scores]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(s, [np.nan if x["precision"] is None else x["precision"] for x in scores], "o-", label="precision")
+    ax.plot(s, [x["recall"] for x in scores], "s-", label="recall")
+    ax.plot(s, [x["early"] for x in scores], "^-", label="early firing (successful eps)")
+    if result["recommended_threshold"] is not None:
+        ax.axvline(result["recommended_threshold"], color="grey", ls="--", label="recommended s")
+    ax.axhline(result["min_precision"], color="grey", lw=0.5)
+    ax.set_xlabel("success threshold s (steps to go)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"detector on {result['episodes']} episodes ({result['successful']} successful)")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from sefm_reward.calibration import plot_sweep, score_threshold, sweep
+
+
+def _ramp(length: int, end: float) -> np.ndarray:
+    """d falling from 20 to 10 over frames 0..length-1, then ``end`` at the goal (frame length)."""
+    return np.r_[np.linspace(20.0, 10.0, length), end]
+
+
+def test_a_detector_firing_only_at_the_goal_is_precise_and_complete():
+    episodes = [_ramp(10, 1.0), _ramp(15, 0.5), np.full(12, 12.0)]
+    score = score_threshold(episodes, [True, True, False], threshold=2.0)
+    assert (score.precision, score.recall, score.early, score.false_on_failures) == (1.0, 1.0, 0.0, 0.0)
+
+
+def test_firing_before_the_goal_and_on_failures_counts_against_precision():
+    early = np.r_[20.0, 1.0, 15.0, 12.0, 9.0, 6.0, 3.0, 1.0]  # dips to 1 at t=1, goal at t=7
+    failed = np.r_[20.0, 10.0, 1.5, 10.0]
+    score = score_threshold([early, _ramp(10, 1.0), failed], [True, True, False], threshold=2.0, tolerance=2)
+    assert score.early == 0.5 and score.recall == 0.5 and score.false_on_failures == 1.0
+    assert score.precision == pytest.approx(1 / 3)
+
+
+def test_tolerance_accepts_firing_just_before_the_goal():
+    d = np.r_[20.0, 10.0, 2.0, 1.8, 1.0]  # fires at t=2, goal at t=4
+    assert score_threshold([d], [True], 2.0, tolerance=2).recall == 1.0
+    assert score_threshold([d], [True], 2.0, tolerance=1).early == 1.0
+
+
+def test_sweep_recommends_the_smallest_threshold_with_best_recall_at_the_precision_asked():
+    # goals read 1.0 and 3.0; the failure never drops below 6
+    episodes = [_ramp(10, 1.0), _ramp(10, 3.0), np.full(8, 6.0)]
+    result = sweep(episodes, [True, True, False], thresholds=[0.5, 1.0, 2.0, 3.0, 4.0, 7.0], tolerance=0)
+    assert result["recommended_threshold"] == 3.0
+    by_s = {s["threshold"]: s for s in result["scores"]}
+    assert by_s[1.0]["recall"] == 0.5 and by_s[7.0]["precision"] < 0.9 and by_s[0.5]["precision"] is None
+
+
+def test_sweep_recommends_nothing_when_d_does_not_tell_success_apart(tmp_path):
+    rng = np.random.default_rng(0)
+    episodes = [rng.uniform(5, 20, size=30) for _ in range(40)]
+    result = sweep(episodes, [i % 2 == 0 for i in range(40)], thresholds=np.arange(1, 21, 1.0))
+    assert result["recommended_threshold"] is None
+    plot_sweep(result, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_scoring_needs_a_successful_episode_and_matching_flags():
+    with pytest.raises(ValueError, match="successful"):
+        score_threshold([_ramp(5, 1.0)], [False], 2.0)
+    with pytest.raises(ValueError, match="one success flag per episode"):
+        score_threshold([_ramp(5, 1.0)], [True, False], 2.0)
