@@ -66,11 +66,11 @@ class EpisodeSource(Protocol):
 class GymSource:
     """Practice in simulation, in this process: fast sweeps, same numbers for the same seeds."""
 
+    end_on = "detector"  # practice ends where the learned detector fires
+
     def __init__(self, cfg: Stage2Config, first_seed: int = 500_000) -> None:
         self.cfg, self.next_seed = cfg, first_seed + cfg.seed * 100_000
         self.generator = torch.Generator().manual_seed(cfg.seed)
-
-    end_on = "detector"
 
     def rollout(self, policy, detector, seeds: list[int]) -> list[PracticeEpisode]:
         return run_episodes(
