@@ -162,9 +162,11 @@ class EpisodeManagerNode(Node):
         return response
 
     def on_pause(self, request, response):
-        """The reply (JSON) says whether pausing cut an episode short, so a learner can wait for its bag."""
+        """The reply (JSON) says whether pausing cut an episode short, so a learner can wait for its bag
+        (none for an episode without a step: there is nothing to record)."""
         self.paused = bool(request.data)
-        aborted = self.tracker.episode_id if self.paused and self.tracker.running else None
+        cut = self.paused and self.tracker.running and self.tracker.steps > 0
+        aborted = self.tracker.episode_id if cut else None
         if self.paused:
             self.end_episode("abort")
         else:

@@ -103,9 +103,10 @@ class RecorderNode(Node):
         timer.cancel()
         self.destroy_timer(timer)
         commands = writer.counts.get(ifc.COMMAND, 0)
-        if commands < meta.length:
-            # Commands published before DDS matched this recorder (a graph's first moments) are lost;
-            # an episode missing actions is not training data, so it is not saved as one.
+        if meta.length == 0 or commands < meta.length:
+            # Commands published before DDS matched this recorder (a graph's first moments) are lost,
+            # and an episode paused or aborted before its first step has none: neither is training
+            # data, so neither is saved as an episode.
             writer.abort()
             self.get_logger().warning(f"dropped an episode of {meta.length} steps: recorded {commands} commands")
             return
