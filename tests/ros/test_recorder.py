@@ -2,29 +2,55 @@ import json
 
 import pytest
 import rclpy
+from geometry_msgs.msg import TwistStamped
 from rclpy.serialization import serialize_message
+from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from sefm.harness import fresh_domain
+from sefm_policy import interfaces as ifc
 from sefm_trainer.recorder_node import RecorderNode
 
 pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    rclpy.init(args=["--ros-args", "-p", f"out_dir:={tmp_path}"], domain_id=fresh_domain())
+    node = RecorderNode()
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
 
 
 def _event(kind: str, **fields) -> bytes:
     return serialize_message(String(data=json.dumps({"event": kind, **fields})))
 
 
-def test_an_episode_ended_before_its_first_step_is_not_saved(tmp_path):
-    rclpy.init(args=["--ros-args", "-p", f"out_dir:={tmp_path}"], domain_id=fresh_domain())
-    try:
-        node = RecorderNode()
-        meta = {"instruction": "push the red moon to the blue cube", "embodiment": "language_table", "length": 0,
-                "success": False, "termination": "abort"}  # fmt: skip
-        node.on_event(_event("start", episode_id=1))
-        node.on_event(_event("end", metadata=meta))
-        node.flush()
-        assert node.committed == 0 and not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
-        node.destroy_node()
-    finally:
-        rclpy.shutdown()
+def _end(length: int) -> bytes:
+    meta = {"instruction": "push the red moon to the blue cube", "embodiment": "language_table", "length": length,
+            "success": False, "termination": "abort"}  # fmt: skip
+    return _event("end", metadata=meta)
+
+
+def _saved(folder) -> list:
+    return [p for p in folder.iterdir() if not p.name.startswith(".")]
+
+
+def test_an_episode_ended_before_its_first_step_is_not_saved(recorder, tmp_path):
+    recorder.on_event(_event("start", episode_id=1))
+    recorder.on_event(_end(0))
+    recorder.flush()
+    assert recorder.committed == 0 and not _saved(tmp_path)
+
+
+def test_an_episode_missing_the_frame_after_its_last_action_is_not_saved(recorder, tmp_path):
+    frame = recorder._recorder(ifc.camera_topic("front"), "sensor_msgs/msg/Image")
+    command = recorder._recorder(ifc.COMMAND, "geometry_msgs/msg/TwistStamped")
+    recorder.on_event(_event("start", episode_id=1))
+    for _ in range(2):  # two frames and two actions: the frame after the last action never came
+        frame(serialize_message(Image(height=1, width=1, encoding="rgb8", step=3, data=bytes(3))))
+        command(serialize_message(TwistStamped()))
+    recorder.on_event(_end(2))
+    recorder.flush()
+    assert recorder.committed == 0 and not _saved(tmp_path)

@@ -103,12 +103,16 @@ class RecorderNode(Node):
         timer.cancel()
         self.destroy_timer(timer)
         commands = writer.counts.get(ifc.COMMAND, 0)
-        if meta.length == 0 or commands < meta.length:
+        frames = min(writer.counts.get(ifc.camera_topic(c), 0) for c in self.params.cameras)
+        if meta.length == 0 or commands < meta.length or frames <= meta.length:
             # Commands published before DDS matched this recorder (a graph's first moments) are lost,
-            # and an episode paused or aborted before its first step has none: neither is training
-            # data, so neither is saved as an episode.
+            # an episode paused or aborted before its first step has none, and one committed at
+            # shutdown may lack the frame after its last action: none of these is training data, so
+            # none is saved as an episode.
             writer.abort()
-            self.get_logger().warning(f"dropped an episode of {meta.length} steps: recorded {commands} commands")
+            self.get_logger().warning(
+                f"dropped an episode of {meta.length} steps: recorded {commands} commands, {frames} frames"
+            )
             return
         path = writer.commit(meta, end_ns)
         self.committed += 1
