@@ -77,10 +77,12 @@ def measure_threshold(cfg: DemoConfig, st2: Stage2Config, run: Path) -> tuple[St
         min_precision=cfg.calibration.min_precision,
     )
     s = result["recommended_threshold"]
-    print(
-        f"demo: success threshold s = {s if s is not None else st2.success_threshold}"
-        + ("" if s is not None else f" (configured: no threshold reaches precision {result['min_precision']})")
-    )
+    if s is None:
+        print(
+            f"demo: no threshold reaches precision {result['min_precision']}; s = {st2.success_threshold} as configured"
+        )
+    else:
+        print(f"demo: success threshold s = {s}, measured")
     summary = {k: v for k, v in result.items() if k != "scores"} | {"figure": "calibration/calibration.png"}
     return (st2 if s is None else st2.model_copy(update={"success_threshold": s})), summary
 

@@ -14,6 +14,8 @@ import torch
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
 
+DISTANCE_BATCH = 64
+
 
 @dataclass
 class Reading:
@@ -39,7 +41,11 @@ class StepsToGoDetector:
 
     @torch.no_grad()
     def distances(self, observations: list[Observation]) -> np.ndarray:
-        return self.model.expected_steps_to_go(observations).cpu().numpy()
+        """d of each observation, in batches of DISTANCE_BATCH (a whole episode's frames at once)."""
+        starts = range(0, max(len(observations), 1), DISTANCE_BATCH)
+        return np.concatenate(
+            [self.model.expected_steps_to_go(observations[i : i + DISTANCE_BATCH]).cpu().numpy() for i in starts]
+        )
 
     def update(self, observation: Observation) -> Reading:
         (d,) = self.distances([observation])

@@ -57,9 +57,7 @@ def practice_episode(episode: Episode, detector: StepsToGoDetector) -> PracticeE
         termination=episode.meta.termination,
     )
     observations = [practice.observation(t) for t in range(len(frames))]
-    practice.distances = [
-        float(d) for i in range(0, len(observations), 64) for d in detector.distances(observations[i : i + 64])
-    ]
+    practice.distances = [float(d) for d in detector.distances(observations)]
     fired = np.flatnonzero(np.asarray(practice.distances[1:]) <= detector.threshold)
     practice.detector_fired_at = int(fired[0]) + 1 if fired.size else None
     return practice

@@ -27,7 +27,7 @@ def episode_distances(detector: StepsToGoDetector, data: str | Path, progress: b
     for ep in tqdm(loaded.episodes, desc="d(o,g)", unit="ep", disable=not progress):
         frames, states = timeline(ep)
         obs = [observation_at(ep.meta.embodiment, frames, t, ep.meta.instruction, states) for t in range(len(frames))]
-        distances.append(np.concatenate([detector.distances(obs[i : i + 64]) for i in range(0, len(obs), 64)]))
+        distances.append(detector.distances(obs))
     return distances, [ep.meta.success for ep in loaded.episodes]
 
 
