@@ -4,7 +4,6 @@ config/sim_aloha.yaml, then Stage 1 on scripted demonstrations and Stage 2 on th
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
-from trajectory_msgs.msg import JointTrajectory
 
 from sefm.fleet_practice import practise_on_fleet
 from sefm.graph import load_graph
@@ -20,6 +19,7 @@ from sefm_trainer.stage2 import Stage2Config
 
 pytestmark = pytest.mark.ros
 CAMERAS = ["top", "angle", "left_wrist", "right_wrist"]
+CHUNK_RUN = 6  # consecutive chunk executions the realtime test waits for
 
 
 def one_robot(graph, **updates):
@@ -69,13 +69,16 @@ def test_realtime_aloha_executes_each_chunk_over_its_five_control_periods(repo_r
         episode_manager={"max_steps": 10_000},
     )
     with running(graph, tmp_path / "logs") as (bringup, probe, executor):
-        frames, answered = [], set()
+        frames = []
         probe.create_subscription(Image, "/robot_0/camera/top/image_raw", lambda m: frames.append(stamp_ns(m)),
                                   SIM_CAMERA_QOS)  # fmt: skip
-        probe.create_subscription(JointTrajectory, "/robot_0/policy/command", lambda m: answered.add(stamp_ns(m)), 10)
-        # The probe may match the command topic a little after the cameras: wait for both.
-        flowing = lambda: len(frames) >= 10 and len(answered & set(frames)) >= 6  # noqa: E731
-        spin_until(executor, bringup, flowing, 120, "frames answered by chunks")
-    gaps = np.diff(frames[-7:]) / 1e9
-    # A chunk runs 5 x 0.1 s before the next frame; a hold (no new chunk) would be 0.1 s.
-    assert np.all(gaps > 0.4) and np.all(gaps < 0.7), gaps
+        # Until the first chunks arrive (the policy warms up: 0.25-1.3 s) the joints hold, one
+        # 0.1 s period at a time; once the policy keeps up, every chunk runs 5 x 0.1 s.
+        steady = lambda: len(frames) > CHUNK_RUN and np.all(np.diff(frames[-CHUNK_RUN - 1 :]) > 0.4e9)  # noqa: E731
+        spin_until(executor, bringup, steady, 120, f"{CHUNK_RUN} chunks in a row")
+    gaps = np.diff(frames) / 1e9
+    # The old bug (a whole chunk per 0.1 s tick) never gives gaps over 0.4 s, so `steady` is the test;
+    # here: no chunk overruns its five periods, and the start-up holds are counted, not forbidden.
+    assert np.all(gaps[-CHUNK_RUN:] < 0.7), gaps
+    holds = int((gaps < 0.4).sum())
+    print(f"{holds} holds before the policy kept up, then {CHUNK_RUN} chunks of {gaps[-CHUNK_RUN:]} s")

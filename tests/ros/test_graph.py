@@ -65,7 +65,7 @@ def test_two_robot_fleet_records_whole_episodes_and_stops_cleanly(tiny_checkpoin
     assert {e.meta.namespace for e in loaded.episodes} == {"/robot_0", "/robot_1"}
     for ep in loaded.episodes:
         assert ep.meta.length == 15 and ep.meta.termination == "max_steps"
-        assert ep.frames["front"].shape == (16, 64, 64, 3) and ep.actions.shape == (15, 2)
+        assert ep.frames["front"].shape == (16, 96, 96, 3) and ep.actions.shape == (15, 2)
         assert ep.action_tokens.shape == (15, 4) and ep.effector.shape == (16, 2)
         assert ep.meta.seed is not None and ep.meta.instruction and ep.meta.extra["ground_truth_success"] is not None
     seeds = sorted(e.meta.seed for e in loaded.episodes)

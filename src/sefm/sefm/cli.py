@@ -10,6 +10,8 @@ from pathlib import Path
 from sefm_policy.checkpoint import CheckpointError, load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import ConfigError, EFMConfig, load_config, parse_config
 from sefm_policy.model import EFM
+from sefm_sim_bridge.envs import TASK_FAMILIES
+from sefm_trainer.evaluate import HELD_OUT_SEED
 
 
 def model_init(args: argparse.Namespace) -> None:
@@ -104,8 +106,16 @@ def train_sft_cmd(args: argparse.Namespace) -> None:
     from sefm_trainer.sft import SFTConfig, train_sft
 
     overrides = {"data": args.data, "out": args.out, "steps": args.steps, "batch_size": args.batch_size}
-    cfg = config_with_overrides(args.config, overrides, SFTConfig)
+    cfg = config_with_overrides(args.config, overrides | {"init": args.init}, SFTConfig)
     print(json.dumps({"out": cfg.out, "best": train_sft(cfg)}, indent=2))
+
+
+def pretrain_cmd(args: argparse.Namespace) -> None:
+    from sefm_trainer.pretrain import PretrainConfig, pretrain
+
+    overrides = {"out": args.out, "steps": args.steps, "batch_size": args.batch_size, "unimodal": args.unimodal}
+    cfg = config_with_overrides(args.config, overrides, PretrainConfig)
+    print(json.dumps({"out": cfg.out, "best": pretrain(cfg)}, indent=2))
 
 
 def config_with_overrides(path: str | None, overrides: dict, cls):
@@ -148,6 +158,32 @@ def reward_calibrate(args: argparse.Namespace) -> int | None:
     return None
 
 
+def eval_cmd(args: argparse.Namespace) -> None:
+    from sefm_reward.detector import StepsToGoDetector
+    from sefm_trainer.evaluate import evaluate
+
+    policy = load_checkpoint(args.checkpoint)
+    detector = None
+    if args.reward_model:
+        detector = StepsToGoDetector(load_checkpoint(args.reward_model), args.success_threshold)
+    kept: list = []
+    result = evaluate(policy, detector, args.episodes, args.task, seed=args.seed, keep=kept, max_steps=args.max_steps)
+    summary = {
+        "checkpoint": str(args.checkpoint),
+        "task": args.task,
+        "seeds": [args.seed, args.seed + args.episodes - 1],
+    }
+    summary |= result
+    if args.video:
+        from sefm_trainer.episode_video import episode_grid_gif
+
+        summary["video"] = str(episode_grid_gif(kept[: args.video_episodes], args.video))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
 def demo_cmd(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -174,10 +210,10 @@ def parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("datagen", help="write scripted demonstration episodes as rosbag2 bags")
     gen.add_argument("--episodes", type=int, required=True)
     gen.add_argument("--out", required=True, help="folder to write episode bags into (kept episodes are skipped)")
-    gen.add_argument("--task", default="block2block", choices=["block2block", "block2location", "banana", "insertion"])
+    gen.add_argument("--task", default="block2block", choices=TASK_FAMILIES)
     gen.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed + i")
     gen.add_argument("--workers", type=int, default=1, help="parallel processes")
-    gen.add_argument("--image-size", type=int, default=64, help="camera image side in pixels")
+    gen.add_argument("--image-size", type=int, default=96, help="camera image side in pixels")
     gen.add_argument("--max-steps", type=int, default=100)
     gen.add_argument("--noise", type=float, default=0.004, help="demonstrator action noise (m per step)")
     gen.set_defaults(run=datagen)
@@ -195,6 +231,14 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--log-dir", help="folder for the nodes' logs (default: a temporary folder)")
     up.set_defaults(run=bringup)
 
+    pre = sub.add_parser("pretrain", help="Stage 0: grounding pretraining of the base model on sim scenes; resumes")
+    pre.add_argument("--out", help="run folder (resumed if it holds a run); best/ is the base for Stage 1")
+    pre.add_argument("--steps", type=int)
+    pre.add_argument("--batch-size", type=int)
+    pre.add_argument("--unimodal", action="store_true", default=None, help="vision without words (the ablation)")
+    pre.add_argument("--config", help="YAML with any PretrainConfig keys (model: an EFM config)")
+    pre.set_defaults(run=pretrain_cmd)
+
     train = sub.add_parser("train", help="Stage 1 fine-tuning and Stage 2 self-improvement").add_subparsers(
         dest="stage", required=True
     )
@@ -203,6 +247,7 @@ def parser() -> argparse.ArgumentParser:
     sft.add_argument("--out", help="run folder (resumed if it holds a run)")
     sft.add_argument("--steps", type=int)
     sft.add_argument("--batch-size", type=int)
+    sft.add_argument("--init", help="start from this checkpoint, e.g. the Stage 0 base (checkpoints/base)")
     sft.add_argument("--config", help="YAML with any SFTConfig keys (model: an EFM config)")
     sft.set_defaults(run=train_sft_cmd)
     st2 = train.add_parser("stage2", help="Stage 2: REINFORCE on practice, rewarded by the frozen steps-to-go model")
@@ -225,6 +270,19 @@ def parser() -> argparse.ArgumentParser:
     cal.add_argument("--max-threshold", type=float, default=20.0)
     cal.add_argument("--step", type=float, default=0.5, help="spacing of the thresholds tried")
     cal.set_defaults(run=reward_calibrate)
+
+    ev = sub.add_parser("eval", help="greedy success of a policy checkpoint on seeded episodes, with Wilson 95% bounds")
+    ev.add_argument("--checkpoint", required=True, help="policy checkpoint (Stage 1 best_bc or a Stage 2 policy)")
+    ev.add_argument("--task", default="block2block", choices=[f for f in TASK_FAMILIES if f != "insertion"])
+    ev.add_argument("--episodes", type=int, default=200)
+    ev.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first seed (default: the held-out range)")
+    ev.add_argument("--max-steps", type=int, default=100)
+    ev.add_argument("--reward-model", help="also score this steps-to-go detector against ground truth")
+    ev.add_argument("--success-threshold", type=float, default=3.0, help="with --reward-model: s")
+    ev.add_argument("--out", help="also write the JSON here")
+    ev.add_argument("--video", help="GIF grid of the first episodes")
+    ev.add_argument("--video-episodes", type=int, default=8)
+    ev.set_defaults(run=eval_cmd)
 
     demo = sub.add_parser("demo", help="the whole story: demonstrations, Stage 1, Stage 2 on a ROS fleet, report")
     demo.add_argument("--config", default="config/demo.yaml")

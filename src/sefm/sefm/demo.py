@@ -50,7 +50,7 @@ class DemoCalibration(StrictModel):
 
 
 class DemoConfig(StrictModel):
-    task_family: Literal["block2block", "block2location", "banana"] = "block2block"
+    task_family: Literal["block2block", "block2block4", "block2location", "banana"] = "block2block"
     graph: str = Field(..., description="graph YAML of the practising fleet (relative to this file)")
     stage1: DemoStage1
     stage2: dict = Field(default_factory=dict, description="Stage2Config keys (policy, reward_model, out: the demo's)")

@@ -31,6 +31,8 @@ class EpisodeManagerNode(Node):
         self.namespace = self.get_namespace()
         self.instruction_pub = self.create_publisher(String, ifc.INSTRUCTION, LATCHED_QOS)
         self.events_pub = self.create_publisher(String, ifc.EVENTS, RELIABLE_QOS)
+        self.heartbeat_pub = self.create_publisher(Bool, ifc.HEARTBEAT, RELIABLE_QOS)
+        self.create_timer(1.0 / p.heartbeat_hz, self.heartbeat)
         self.create_subscription(Int32MultiArray, ifc.ACTION_TOKENS, self.on_action, RELIABLE_QOS)
         self.create_subscription(Bool, ifc.SUCCESS, self.on_success, RELIABLE_QOS)
         self.create_subscription(Bool, ifc.SIM_SUCCESS, self.on_ground_truth, RELIABLE_QOS)
@@ -103,6 +105,7 @@ class EpisodeManagerNode(Node):
         }
         self.detected = False
         episode_id = self.tracker.start(info)
+        self.heartbeat()  # before the start event: the policy may move from the first frame on
         self.instruction_pub.publish(String(data=task["instruction"]))
         self.publish_event({"event": "start", "episode_id": episode_id, **info})
         self.get_logger().info(f"episode {episode_id}: {task['instruction']!r}")
@@ -116,6 +119,7 @@ class EpisodeManagerNode(Node):
         if not self.tracker.running:
             return
         meta = self.tracker.finish(termination, self.detected)
+        self.heartbeat()
         self.finished += 1
         self.publish_event({"event": "end", "episode_id": self.tracker.episode_id, "metadata": meta})
         self.get_logger().info(
@@ -175,6 +179,10 @@ class EpisodeManagerNode(Node):
         response.success = True
         response.message = json.dumps({"paused": self.paused, "aborted_episode": aborted})
         return response
+
+    def heartbeat(self) -> None:
+        """The policy commands only while it hears this say an episode runs (no motion unsupervised)."""
+        self.heartbeat_pub.publish(Bool(data=self.tracker.running))
 
     def publish_event(self, event: dict) -> None:
         self.events_pub.publish(String(data=json.dumps(event, sort_keys=True)))

@@ -23,6 +23,9 @@ class EpisodeManagerParams(StrictModel):
         default_factory=lambda: ["policy/command", "reward/success"],
         description="the first episode starts once each of these has a publisher (models loaded)",
     )
+    heartbeat_hz: float = Field(
+        20.0, gt=0, description="rate of episode/heartbeat: the policy moves only while it hears it"
+    )
     wait_for_policy_version: bool = Field(
         True, description="start no episode before the policy node has said which checkpoint it acts with"
     )

@@ -14,6 +14,7 @@ from transformers import (
 )
 
 from .config import EFMConfig
+from .stem import install_stem
 from .vocab import TokenLayout, build_tiny_tokenizer
 
 
@@ -24,7 +25,7 @@ def tiny_backbone_config(config: EFMConfig, layout: TokenLayout) -> PaliGemmaCon
         intermediate_size=v.intermediate_size,
         num_hidden_layers=v.num_layers,
         num_attention_heads=v.num_heads,
-        image_size=config.image_size,
+        image_size=config.model_image_size,
         patch_size=v.patch_size,
     )
     text = GemmaConfig(
@@ -57,6 +58,7 @@ def build_tiny(config: EFMConfig):
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         backbone = PaliGemmaForConditionalGeneration(tiny_backbone_config(config, layout))
+        install_stem(backbone, config)
     return backbone, tokenizer
 
 

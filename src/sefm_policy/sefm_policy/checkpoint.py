@@ -21,6 +21,7 @@ from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, Pre
 
 from .config import EFMConfig, parse_config
 from .model import EFM
+from .stem import install_stem
 
 FORMAT = "sefm-efm/1"
 MANIFEST = "manifest.json"
@@ -28,6 +29,7 @@ WEIGHTS = "model.safetensors"
 BACKGROUND = "background.safetensors"  # the per-pixel scene mean of "background" pixel normalisation
 EFM_CONFIG = "efm_config.json"
 BACKBONE_CONFIG = "backbone_config.json"
+TOKENIZER = "tokenizer.json"
 
 
 class CheckpointError(RuntimeError):
@@ -124,6 +126,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> EFM:
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: config files cannot be read ({err})") from None
     backbone = PaliGemmaForConditionalGeneration(backbone_config)
+    install_stem(backbone, config)
     try:
         missing, unexpected = safetensors.torch.load_model(backbone, str(path / WEIGHTS), strict=False, device=device)
     except (safetensors.SafetensorError, RuntimeError) as err:
@@ -132,7 +135,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> EFM:
         raise CheckpointError(
             f"{path / WEIGHTS}: does not match the config (missing {missing}, unexpected {unexpected})"
         )
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+    if not (path / TOKENIZER).is_file():
+        raise CheckpointError(f"{path / TOKENIZER}: missing; the checkpoint's tokenizer cannot be loaded")
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path / TOKENIZER}: cannot be loaded ({err})") from None
     model = EFM(config, backbone, tokenizer)
     if (path / BACKGROUND).is_file():
         model.background.copy_(safetensors.torch.load_file(str(path / BACKGROUND))["background"])

@@ -26,6 +26,21 @@ class VisionConfig(StrictModel):
     num_heads: int = Field(2, gt=0)
     intermediate_size: int = Field(128, gt=0)
     patch_size: int = Field(16, gt=0)
+    stem: Literal["patch", "conv"] = Field(
+        "patch",
+        description="patch: SigLIP's linear patch embedding; conv: stride-2 convolutions down to the patch grid "
+        "(slower to start localising objects on our boards: docs/results)",
+    )
+    stem_channels: int = Field(16, gt=0, description="conv stem: channels of its first layer, doubled per layer")
+    coordinates: bool = Field(
+        False, description="add each colour channel times the pixel's x and y as input channels (sefm_policy.stem)"
+    )
+
+    @model_validator(mode="after")
+    def _check_stem(self) -> VisionConfig:
+        if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
+            raise ValueError(f"the conv stem needs a power-of-two patch_size, got {self.patch_size}")
+        return self
 
 
 class TextConfig(StrictModel):
@@ -39,6 +54,7 @@ class TextConfig(StrictModel):
     intermediate_size: int = Field(256, gt=0)
 
 
+DEFAULT_IMAGE_SIZE = {"language_table": 96, "aloha": 64}
 ALOHA_JOINTS = 14
 # ALOHA joint-position range used until a dataset's stats replace it (radians; covers the grippers too).
 ALOHA_DEFAULT_LOW = [-math.pi] * ALOHA_JOINTS
@@ -52,7 +68,9 @@ class EFMConfig(StrictModel):
     pretrained_path: str | None = Field(
         None, description="local PaliGemma checkpoint directory; None builds the tiny model in code"
     )
-    image_size: int = Field(64, gt=0, description="model image side in pixels (tiny backbone only)")
+    image_size: int | None = Field(
+        None, gt=0, description="model image side in pixels (tiny backbone only); None: 96 LanguageTable, 64 ALOHA"
+    )
     pixel_norm: Literal["background", "siglip"] | None = Field(
         None,
         description="background: subtract the training frames' per-pixel mean (the static scene), so what moves "
@@ -69,9 +87,10 @@ class EFMConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> EFMConfig:
-        if self.pretrained_path is None and self.image_size % self.vision.patch_size:
+        if self.pretrained_path is None and self.model_image_size % self.vision.patch_size:
             raise ValueError(
-                f"image_size ({self.image_size}) must be a multiple of vision.patch_size ({self.vision.patch_size})"
+                f"image_size ({self.model_image_size}) must be a multiple of vision.patch_size "
+                f"({self.vision.patch_size})"
             )
         if self.text.num_heads % self.text.num_kv_heads:
             raise ValueError("text.num_heads must be a multiple of text.num_kv_heads")
@@ -80,6 +99,11 @@ class EFMConfig(StrictModel):
             if value is not None and len(value) != ALOHA_JOINTS:
                 raise ValueError(f"{key} must list {ALOHA_JOINTS} values, got {len(value)}")
         return self
+
+    @property
+    def model_image_size(self) -> int:
+        """LanguageTable's top-down board at 96 px (a block 6 px); ALOHA's packed 64 px camera pairs."""
+        return self.image_size or DEFAULT_IMAGE_SIZE[self.embodiment]
 
     @property
     def pixel_normalization(self) -> str:
@@ -117,7 +141,10 @@ def load_config(path: str | Path, cls: type[M], section: str | None = None, over
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     source = str(path)

@@ -11,6 +11,7 @@ REWARD = "reward/reward"
 SUCCESS = "reward/success"
 MARKERS = "reward/markers"
 EVENTS = "episode/events"
+HEARTBEAT = "episode/heartbeat"  # std_msgs/Bool, a few times a period: the supervisor lives; data: an episode runs
 RESET = "episode/reset"
 ABORT = "episode/abort"
 PAUSE = "episode/pause"

@@ -60,12 +60,52 @@ def steps_to_go_loss(model: EFM, observations: Sequence[Observation], steps_to_g
 
 def instruction_loss(model: EFM, observations: Sequence[Observation], instructions: Sequence[str]) -> LossOutput:
     """Cross-entropy of the instruction given the episode's first and last frame."""
-    logp, ids, mask = model.instruction_log_probs(observations, instructions)
+    nll, exact = _sequence_nll(*model.instruction_log_probs(observations, instructions))
+    return LossOutput(nll, {"instr/loss": nll.item(), "instr/exact": exact.float().mean().item()})
+
+
+def answer_loss(
+    model: EFM,
+    observations: Sequence[Observation],
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    loc_sigma: float = 0.0,
+) -> LossOutput:
+    """Cross-entropy of Stage 0's grounding answers (words and loc tokens). ``loc_sigma`` > 0 spreads
+    each loc target over its neighbouring bins (a Gaussian of that many bins, as HL-Gauss does for
+    regression by classification): a one-hot loc says nothing about near misses, so a model that
+    points one bin off learns as little as one that points at the far corner."""
+    logp, ids, mask = model.answer_log_probs(observations, prompts, answers)
+    nll, exact = _sequence_nll(logp, ids, mask)
+    metrics = {"answer/loss": nll.item(), "answer/exact": exact.float().mean().item()}
+    if loc_sigma > 0:
+        nll = _soft_loc_nll(model, logp, ids, mask, loc_sigma)
+    return LossOutput(nll, metrics)
+
+
+def _soft_loc_nll(model: EFM, logp, ids, mask, sigma: float) -> torch.Tensor:
+    """Mean NLL with every loc target replaced by a Gaussian over the loc bins around it."""
+    locs = model.loc_ids
+    bin_of = torch.full((logp.shape[-1],), -1, dtype=torch.long, device=logp.device)
+    bin_of[locs] = torch.arange(len(locs), device=logp.device)
+    target_bin = bin_of[ids]  # (B, L): -1 where the target is not a loc
+    is_loc = (target_bin >= 0) & mask
+    hard = torch.where(mask & ~is_loc, -logp.gather(-1, ids[..., None])[..., 0], 0.0)
+    offsets = torch.arange(-int(3 * sigma) - 1, int(3 * sigma) + 2, device=logp.device)
+    near = (target_bin[..., None] + offsets).clamp(0, len(locs) - 1)  # (B, L, K) bins around the target
+    weights = torch.exp(-0.5 * (offsets.float() / sigma) ** 2)
+    weights = weights / weights.sum()
+    near_logp = logp.gather(-1, locs[near])  # (B, L, K)
+    soft = torch.where(is_loc, -(near_logp * weights).sum(-1), 0.0)
+    return (hard + soft).sum() / mask.sum()
+
+
+def _sequence_nll(logp: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean token NLL over the unmasked targets, and whether each row's greedy tokens all match."""
     # Padding targets sit outside the constrained vocabulary (log p = -inf): select, don't multiply.
     nll = torch.where(mask, -logp.gather(-1, ids[..., None])[..., 0], 0.0)
-    nll = nll.sum() / mask.sum()
     hit = (logp.argmax(-1) == ids) | ~mask
-    return LossOutput(nll, {"instr/loss": nll.item(), "instr/exact": hit.all(-1).float().mean().item()})
+    return nll.sum() / mask.sum(), hit.all(-1)
 
 
 def reinforce_loss(

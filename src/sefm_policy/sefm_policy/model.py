@@ -9,6 +9,7 @@ differentiates is the one the robot samples from.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from .vocab import TokenLayout
 
 MAX_PROMPT_TOKENS = 32
 MAX_INSTRUCTION_TOKENS = 24
+LOC_PATTERN = re.compile(r"<loc(\d{4})>")
 # Background-normalised pixels: the scene's residual over 127.5 / BACKGROUND_GAIN, so an object
 # on the board spans about ±2 while the unchanged board is 0.
 BACKGROUND_GAIN = 2.0
@@ -61,6 +63,7 @@ class EFM(nn.Module):
         self.tokens_per_image = int(backbone.config.text_config.num_image_tokens)
         self.register_buffer("loc_ids", self.layout.loc.clone(), persistent=False)
         self.register_buffer("text_mask", self.layout.text_mask(), persistent=False)
+        self.register_buffer("answer_mask", self.layout.answer_mask(), persistent=False)
         self.register_buffer(
             "background",
             torch.full((self.embodiment.num_model_images, 3, self.image_size, self.image_size), 127.5),
@@ -113,16 +116,29 @@ class EFM(nn.Module):
             total += self._raw_pixels(obs)
         self.background.copy_((total / len(observations)).float())
 
-    def prefix(self, task: Task, observations: Sequence[Observation]) -> Prefix:
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of ``text``, where ``<locNNNN>`` stands for that loc token (PaliGemma's notation)."""
+        ids = []
+        for i, piece in enumerate(LOC_PATTERN.split(text)):
+            if i % 2:
+                ids.append(int(self.layout.loc[int(piece)]))
+            elif piece.strip():
+                ids += self.tokenizer.encode(piece, add_special_tokens=False)
+        return ids
+
+    def prefix(self, task: Task, observations: Sequence[Observation], prompts: Sequence[str] | None = None) -> Prefix:
+        """``prompts`` replaces the task's prompt per row (Stage 0's grounding questions)."""
         if not observations:
             raise ValueError("need at least one observation")
+        if prompts is not None and len(prompts) != len(observations):
+            raise ValueError(f"{len(prompts)} prompts for {len(observations)} observations")
         lay, emb = self.layout, self.embodiment
         images, rows = [], []
-        for obs in observations:
+        for i, obs in enumerate(observations):
             images.append(self._raw_pixels(obs))
-            text = self.tokenizer.encode(prompt_text(task, obs.instruction), add_special_tokens=False)
+            text = self.encode_text(prompt_text(task, obs.instruction) if prompts is None else prompts[i])
             ids = [lay.image] * (self.tokens_per_image * emb.num_model_images) + [lay.bos] + text[:MAX_PROMPT_TOKENS]
-            if emb.state is not None and task is not Task.INSTRUCTION:
+            if emb.state is not None and task in (Task.ACT, Task.STEPS):
                 if obs.state is None:
                     raise ValueError(f"{emb.name} observations need the joint state for the prompt")
                 ids += self.layout.loc[torch.from_numpy(emb.state.encode(obs.state))].tolist()
@@ -198,25 +214,32 @@ class EFM(nn.Module):
     def instruction_log_probs(self, observations: Sequence[Observation], instructions: Sequence[str]):
         """Teacher-forced log-probs over text tokens for the instruction (+eos), the target ids
         and their mask; observations carry the first and last frame."""
-        targets = [
-            [*self.tokenizer.encode(s, add_special_tokens=False)[:MAX_INSTRUCTION_TOKENS], self.layout.eos]
-            for s in instructions
-        ]
+        targets = [self.tokenizer.encode(s, add_special_tokens=False) for s in instructions]
+        return self._answer_log_probs(self.prefix(Task.INSTRUCTION, observations), targets, self.text_mask)
+
+    def answer_log_probs(self, observations: Sequence[Observation], prompts: Sequence[str], answers: Sequence[str]):
+        """Teacher-forced log-probs of free answers (words and ``<locNNNN>``, + eos) to free prompts:
+        Stage 0's grounding questions, over the whole vocabulary as PaliGemma answers."""
+        targets = [self.encode_text(a) for a in answers]
+        return self._answer_log_probs(self.prefix(Task.ANSWER, observations, prompts), targets, self.answer_mask)
+
+    def _answer_log_probs(self, prefix: Prefix, targets: list[list[int]], allowed: torch.Tensor):
+        targets = [[*t[:MAX_INSTRUCTION_TOKENS], self.layout.eos] for t in targets]
         width = max(len(t) for t in targets)
         ids = torch.full((len(targets), width), self.layout.pad, dtype=torch.long, device=self.device)
         mask = torch.zeros_like(ids, dtype=torch.bool)
         for i, t in enumerate(targets):
             ids[i, : len(t)] = torch.tensor(t)
             mask[i, : len(t)] = True
-        prefix = self.prefix(Task.INSTRUCTION, observations)
         logits = self._teacher_forced_logits(prefix, ids[:, :-1], mask[:, :-1])
-        logp = logits.masked_fill(~self.text_mask, float("-inf")).log_softmax(-1)
+        logp = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)
         return logp, ids, mask
 
     # ----- decoding --------------------------------------------------------------------
 
-    def _decode_steps(self, prefix: Prefix, steps: int, choose) -> list[torch.Tensor]:
-        """Autoregressive decoding with a KV cache; ``choose(k, logits) -> vocab ids`` picks slot k."""
+    def _decode_steps(self, prefix: Prefix, steps: int, choose, done=None) -> list[torch.Tensor]:
+        """Autoregressive decoding with a KV cache; ``choose(k, logits) -> vocab ids`` picks slot k;
+        stops early once ``done(chosen)`` says every row has finished."""
         out = self.backbone(
             input_ids=prefix.input_ids,
             pixel_values=prefix.pixel_values,
@@ -231,7 +254,7 @@ class EFM(nn.Module):
         for k in range(steps):
             ids = choose(k, out.logits[:, -1])
             chosen.append(ids)
-            if k + 1 == steps:
+            if k + 1 == steps or (done is not None and done(chosen)):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
             pos = pos + 1
@@ -274,10 +297,20 @@ class EFM(nn.Module):
     @torch.no_grad()
     def predict_instruction(self, observations: Sequence[Observation]) -> list[str]:
         """Greedy instruction from (first, last) frames, stopped at eos."""
+        return self._greedy_text(self.prefix(Task.INSTRUCTION, observations), self.text_mask)
+
+    @torch.no_grad()
+    def answer(self, observations: Sequence[Observation], prompts: Sequence[str]) -> list[str]:
+        """Greedy answers to Stage 0 questions; loc tokens come back as ``<locNNNN>``."""
+        return self._greedy_text(self.prefix(Task.ANSWER, observations, prompts), self.answer_mask)
+
+    def _greedy_text(self, prefix: Prefix, allowed: torch.Tensor) -> list[str]:
+        eos = self.layout.eos
         chosen = self._decode_steps(
-            self.prefix(Task.INSTRUCTION, observations),
+            prefix,
             MAX_INSTRUCTION_TOKENS + 1,
-            lambda k, logits: logits.masked_fill(~self.text_mask, float("-inf")).argmax(-1),
+            lambda k, logits: logits.masked_fill(~allowed, float("-inf")).argmax(-1),
+            done=lambda chosen: bool((torch.stack(chosen, 1) == eos).any(1).all()),
         )
         texts = []
         for row in torch.stack(chosen, 1).tolist():

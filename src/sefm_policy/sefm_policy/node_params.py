@@ -18,7 +18,11 @@ class PolicyParams(StrictModel):
     greedy: bool = False
     command_type: Literal["twist", "joint_trajectory", "float64_array"] = "twist"
     control_hz: float = Field(10.0, gt=0)
-    stale_after_s: float = Field(0.5, gt=0)
+    stale_after_s: float = Field(0.5, gt=0, description="a command answering a frame older than this is a stop")
+    require_episode: bool = Field(
+        True, description="command only while the episode manager's heartbeat says an episode is running"
+    )
+    supervisor_timeout_s: float = Field(0.5, gt=0, description="heartbeat silence after which the policy holds")
     max_command: float = Field(0.1, gt=0, description="planar: per-axis limit of a delta (m per step)")
     max_change: float = Field(
         0.2, gt=0, description="per-value bound on the change between consecutive commands (m or rad)"

@@ -50,6 +50,9 @@ class PolicyNode(Node):
         self.waiting: Snapshot | None = None
         self.prev_frame: np.ndarray | None = None
         self.last_frame_time = 0.0
+        self.heartbeat_time: float | None = None  # when the episode manager was last heard
+        self.episode_running = False
+        self.holding: str | None = None  # why the policy is not commanding, once it has said so
         self._reload_lock = threading.Lock()
 
         self.tokens_pub = self.create_publisher(Int32MultiArray, ifc.ACTION_TOKENS, RELIABLE_QOS)
@@ -60,6 +63,7 @@ class PolicyNode(Node):
         subscribe_moments(self, self.sync, self.act)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(Bool, ifc.ESTOP, self.on_estop, RELIABLE_QOS)
+        self.create_subscription(Bool, ifc.HEARTBEAT, self.on_heartbeat, RELIABLE_QOS)
         self.create_subscription(String, ifc.CHECKPOINT, self.on_checkpoint, LATCHED_QOS)
         self.create_timer(self.period, self.watchdog)
         self.get_logger().info(
@@ -91,6 +95,26 @@ class PolicyNode(Node):
             snapshot, self.waiting = self.waiting, None
             self.act(snapshot)
 
+    def on_heartbeat(self, msg: Bool) -> None:
+        self.heartbeat_time, self.episode_running = time.monotonic(), bool(msg.data)
+        if self.supervised() and self.waiting is not None:  # a first frame can beat the heartbeat here
+            snapshot, self.waiting = self.waiting, None
+            self.act(snapshot)
+
+    def unsupervised_reason(self) -> str | None:
+        """Why the policy must not command now (None: it may)."""
+        if not self.params.require_episode:
+            return None
+        if self.heartbeat_time is None:
+            return "no episode manager heard yet"
+        silent = time.monotonic() - self.heartbeat_time
+        if silent > self.params.supervisor_timeout_s:
+            return f"episode manager silent for {silent:.2f} s"
+        return None if self.episode_running else "no episode running"
+
+    def supervised(self) -> bool:
+        return self.unsupervised_reason() is None
+
     def on_estop(self, msg: Bool) -> None:
         self.safety.set_estop(msg.data)
         if msg.data:
@@ -107,14 +131,17 @@ class PolicyNode(Node):
             prev = frame if self.prev_frame is None else self.prev_frame
             self.prev_frame = frame
             obs = Observation(images=(frame, prev), instruction=self.instruction or "")
-        if self.instruction is None:
+        if self.instruction is None or not self.supervised():
             self.waiting = snapshot
             return
+        self.holding = None
         model = self.model  # a hot reload swaps this reference between frames
         sample = model.sample_actions(
             [obs], temperature=self.params.temperature, greedy=self.params.greedy, generator=self.generator
         )
-        command, why = self.safety.filter(sample.actions[0].reshape(-1), frame_age_s=0.0)
+        # The age of the frame this command answers, on the node's clock: slow inference makes it stale.
+        age = (self.get_clock().now().nanoseconds - snapshot.stamp_ns) / 1e9
+        command, why = self.safety.filter(sample.actions[0].reshape(-1), frame_age_s=age)
         if why:
             self.get_logger().warning(f"command replaced by stop: {why}", throttle_duration_sec=2.0)
         tokens = Int32MultiArray(data=[int(t) for t in sample.tokens[0]])
@@ -124,6 +151,13 @@ class PolicyNode(Node):
     def watchdog(self) -> None:
         if self.last_frame_time and self.safety.is_stale(time.monotonic() - self.last_frame_time):
             self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds)
+        reason = self.unsupervised_reason()
+        if reason is not None and self.holding is None and self.last_frame_time:
+            # Once per lapse: stop the robot, then answer no frame until an episode runs again.
+            self.holding = reason
+            self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds)
+            if reason.startswith("episode manager silent"):
+                self.get_logger().warning(f"holding: {reason}")
 
     # ----- outputs ----------------------------------------------------------------------
 

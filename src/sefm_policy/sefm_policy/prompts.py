@@ -12,6 +12,7 @@ class Task(str, Enum):
     ACT = "act"
     STEPS = "steps"
     INSTRUCTION = "instruction"
+    ANSWER = "answer"  # Stage 0: the prompt is the question itself
 
 
 @dataclass(frozen=True)
@@ -33,4 +34,6 @@ def prompt_text(task: Task, instruction: str) -> str:
         return f"act: {instruction}"
     if task is Task.STEPS:
         return f"steps to go: {instruction}"
+    if task is Task.ANSWER:
+        return instruction
     return "what did the robot do ?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -27,6 +28,7 @@ SIM_CAMERA_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # drop data. Images best-effort so it also matches real drivers' sensor QoS publishers.
 RECORD_IMAGE_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
 RECORD_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+BAD_IMAGE_LOG_PERIOD_S = 5.0  # one warning per camera and kind of fault in this time
 
 
 def declare_params(node: Node, model: type[BaseModel]):
@@ -47,11 +49,38 @@ def set_stamp(msg, ns: int) -> None:
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(ns), 1_000_000_000)
 
 
+class ImageError(ValueError):
+    """A camera message that cannot be read as a frame; the node logs it and skips the frame.
+    ``kind`` names the fault, so each kind is rate-limited on its own."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# Encodings converted to RGB as cv_bridge users expect: channels, then the source's order.
+_ENCODINGS = {"rgb8": (3, [0, 1, 2]), "bgr8": (3, [2, 1, 0]), "rgba8": (4, [0, 1, 2]), "bgra8": (4, [2, 1, 0])}
+
+
 def image_to_array(msg: Image) -> np.ndarray:
-    if msg.encoding != "rgb8":
-        raise ValueError(f"expected rgb8 images, got {msg.encoding}")
-    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    return rows[:, : 3 * msg.width].reshape(msg.height, msg.width, 3).copy()  # writable, owned by the caller
+    """An rgb8 (H, W, 3) frame from rgb8, bgr8, rgba8, bgra8 or mono8; anything else, or a message
+    whose sizes do not add up, raises ``ImageError`` saying what is wrong."""
+    h, w, step, size = int(msg.height), int(msg.width), int(msg.step), len(msg.data)
+    if msg.encoding == "mono8":
+        channels, order = 1, [0, 0, 0]
+    elif msg.encoding in _ENCODINGS:
+        channels, order = _ENCODINGS[msg.encoding]
+    else:
+        raise ImageError("encoding", f"unsupported encoding {msg.encoding!r} (rgb8, bgr8, rgba8, bgra8 or mono8)")
+    if h == 0 or w == 0:
+        raise ImageError("empty", f"empty image ({w}x{h})")
+    if step < channels * w:
+        raise ImageError("step", f"step {step} is less than width x {channels} channels ({channels * w})")
+    if size < h * step:
+        raise ImageError("size", f"{size} bytes of data, expected height x step = {h * step}")
+    rows = np.frombuffer(bytes(msg.data), np.uint8)[: h * step].reshape(h, step)
+    pixels = rows[:, : channels * w].reshape(h, w, channels)
+    return np.ascontiguousarray(pixels[:, :, order])  # writable, owned by the caller
 
 
 def array_to_image(rgb: np.ndarray, stamp: int, frame_id: str) -> Image:
@@ -65,18 +94,30 @@ def array_to_image(rgb: np.ndarray, stamp: int, frame_id: str) -> Image:
 
 def subscribe_moments(node: Node, sync: FrameSync, on_snapshot: Callable[[Snapshot], None]) -> None:
     """Subscribe to the sync's cameras (and joint states where it needs them); ``on_snapshot`` gets
-    each moment once all its parts are in."""
+    each moment once all its parts are in. An unreadable image is logged (rate-limited, naming the
+    topic and the fault) and skipped: one bad message from a driver must not take a robot down."""
 
     def deliver(snapshot: Snapshot | None) -> None:
         if snapshot is not None:
             on_snapshot(snapshot)
 
+    last_said: dict[tuple[str, str], float] = {}
+
+    def on_image(msg: Image, camera: str) -> None:
+        try:
+            frame = image_to_array(msg)
+        except ImageError as err:
+            now, key = time.monotonic(), (camera, err.kind)
+            if now - last_said.get(key, -BAD_IMAGE_LOG_PERIOD_S) >= BAD_IMAGE_LOG_PERIOD_S:
+                last_said[key] = now
+                topic = node.resolve_topic_name(ifc.camera_topic(camera))
+                node.get_logger().warning(f"{topic}: skipping a frame: {err}")
+            return
+        deliver(sync.add_image(camera, stamp_ns(msg), frame))
+
     for camera in sync.cameras:
         node.create_subscription(
-            Image,
-            ifc.camera_topic(camera),
-            lambda msg, cam=camera: deliver(sync.add_image(cam, stamp_ns(msg), image_to_array(msg))),
-            SENSOR_QOS,
+            Image, ifc.camera_topic(camera), lambda msg, cam=camera: on_image(msg, cam), SENSOR_QOS
         )
     if sync.needs_state:
         node.create_subscription(

@@ -14,7 +14,7 @@ def _frame(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def table_observations(n: int, seed: int = 0, size: int = 64) -> list[Observation]:
+def table_observations(n: int, seed: int = 0, size: int = 96) -> list[Observation]:
     """LanguageTable steps with distinct frames and instructions of different lengths (so batches pad)."""
     rng = np.random.default_rng(seed)
     return [

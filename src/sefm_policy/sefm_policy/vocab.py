@@ -25,6 +25,9 @@ BASE_WORDS = [
     *"red blue green yellow cube moon star pentagon block blocks banana peg socket".split(),
     *"table left right top bottom center centre middle corner side upper lower".split(),
     *", . : ; - ' ?".split(),
+    # Stage 0's grounding questions and the colours of its varied scenes.
+    *"point name nearest is yes no above below goal effector where which list objects".split(),
+    *"orange purple pink white black cyan brown grey".split(),
 ]
 
 
@@ -83,6 +86,12 @@ class TokenLayout:
             loc=torch.tensor([vocab[loc_token(i)] for i in range(NUM_LOC_TOKENS)], dtype=torch.long),
             vocab_size=max(len(tok), max(vocab.values()) + 1),
         )
+
+    def answer_mask(self) -> torch.Tensor:
+        """Tokens a grounding answer may use: words, locs and eos."""
+        mask = torch.ones(self.vocab_size, dtype=torch.bool)
+        mask[[self.image, self.pad, self.bos, self.sep]] = False
+        return mask
 
     def text_mask(self) -> torch.Tensor:
         """Tokens an instruction may be decoded into: words and eos, not locs, images or pad."""

@@ -152,3 +152,13 @@ def test_garbled_manifest_is_reported(tiny, tmp_path):
     (tmp_path / "ckpt" / "manifest.json").write_text(json.dumps({"format": "other/9", "files": {}}))
     with pytest.raises(CheckpointError, match="unknown format"):
         load_checkpoint(tmp_path / "ckpt")
+
+
+def test_tokenizer_missing_from_files_and_manifest_names_the_file(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path / "ckpt")
+    manifest = json.loads((tmp_path / "ckpt" / "manifest.json").read_text())
+    del manifest["files"]["tokenizer.json"]
+    (tmp_path / "ckpt" / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "ckpt" / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json: missing"):
+        load_checkpoint(tmp_path / "ckpt")

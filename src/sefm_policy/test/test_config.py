@@ -30,8 +30,20 @@ def test_yaml_section_loads_and_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml", EFMConfig)
     path.write_text("model: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML") as err:
         load_config(path, EFMConfig)
+    assert "\n" not in str(err.value) and "line 2" in str(err.value)  # one line, saying where
+
+
+def test_conv_stem_needs_a_power_of_two_patch():
+    with pytest.raises(ConfigError, match="power-of-two patch_size"):
+        parse_config({"image_size": 96, "vision": {"patch_size": 12, "stem": "conv"}}, EFMConfig)
+    assert parse_config({"image_size": 96, "vision": {"patch_size": 12, "stem": "patch"}}, EFMConfig)
+
+
+def test_image_size_defaults_to_the_embodiments_view():
+    assert EFMConfig().model_image_size == 96 and EFMConfig(embodiment="aloha").model_image_size == 64
+    assert EFMConfig(image_size=128).model_image_size == 128
 
 
 def test_pixel_normalisation_defaults_to_background_when_tiny_and_siglip_when_pretrained():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sefm_policy.config import EFMConfig
-from sefm_policy.losses import bc_loss, images_rolled, instruction_loss, reinforce_loss, steps_to_go_loss
+from sefm_policy.losses import answer_loss, bc_loss, images_rolled, instruction_loss, reinforce_loss, steps_to_go_loss
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation, Task
 from sefm_policy.testing import aloha_observations, table_observations
@@ -172,6 +172,34 @@ def test_instruction_prediction_learns_to_name_the_task(tiny):
     fit(tiny, lambda: instruction_loss(tiny, obs, texts), "instr/exact", lr=3e-3)
     tiny.eval()
     assert tiny.predict_instruction(obs) == [t.lower() for t in texts]
+
+
+def test_grounding_answers_mix_words_and_loc_tokens_and_are_learned(tiny):
+    obs = table_observations(4, seed=7)
+    prompts = ["point to the red star", "name <loc0003><loc0040>", "is the red moon left of the blue cube ?", "x"]
+    answers = ["<loc0012><loc0033>", "green cube", "yes", "<loc0063><loc0000> blue"]
+    assert tiny.encode_text("name <loc0003><loc0040>")[-2:] == tiny.layout.loc[[3, 40]].tolist()
+    fit(tiny, lambda: answer_loss(tiny, obs, prompts, answers), "answer/exact", lr=3e-3)
+    tiny.eval()
+    assert tiny.answer(obs, prompts) == ["<loc0012> <loc0033>", "green cube", "yes", "<loc0063> <loc0000> blue"]
+
+
+def test_soft_loc_targets_reward_a_near_miss_over_a_far_one(tiny):
+    obs = table_observations(2, seed=3)
+    prompts, answers = ["point to the red star"] * 2, ["<loc0030><loc0030>"] * 2
+    losses = {}
+    for guess in (31, 50):
+        bonus = torch.zeros(tiny.layout.vocab_size)
+        bonus[tiny.layout.loc[guess]] = 8.0
+        handle = push_logits(tiny, bonus)
+        with torch.no_grad():
+            losses[guess] = (
+                answer_loss(tiny, obs, prompts, answers, loc_sigma=2.0).loss.item(),
+                answer_loss(tiny, obs, prompts, answers).loss.item(),
+            )
+        handle.remove()
+    soft_gain, hard_gain = losses[50][0] - losses[31][0], abs(losses[50][1] - losses[31][1])
+    assert soft_gain > 0.5 and soft_gain > 4 * hard_gain  # hard targets: both guesses are simply wrong
 
 
 def test_one_reinforce_update_raises_a_positive_return_action_and_lowers_a_negative_one(tiny):

@@ -75,6 +75,7 @@ class RewardNode(Node):
                 self.cond.notify()
 
     def work(self) -> None:
+        """The worker never dies silently: a frame that fails is logged and the next one is read."""
         last_episode = None
         while True:
             with self.cond:
@@ -83,10 +84,14 @@ class RewardNode(Node):
                     return
                 observation, episode = self.pending
                 self.pending = None
-            if episode != last_episode:
-                self.detector.reset()
-                last_episode = episode
-            reading = self.detector.update(observation)
+            try:
+                if episode != last_episode:
+                    self.detector.reset()
+                    last_episode = episode
+                reading = self.detector.update(observation)
+            except Exception as err:
+                self.get_logger().error(f"steps-to-go failed on a frame, skipped: {err!r}", throttle_duration_sec=5.0)
+                continue
             with self.cond:
                 if episode != self.episode:
                     continue  # the episode ended while we computed; its verdict is moot

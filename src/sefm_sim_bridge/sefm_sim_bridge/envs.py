@@ -14,7 +14,7 @@ def embodiment_of(task_family: str) -> str:
     return "aloha" if task_family in ALOHA_FAMILIES else "language_table"
 
 
-def make_env(task_family: str, image_size: tuple[int, int] = (64, 64), max_steps: int = 100, render_images=True):
+def make_env(task_family: str, image_size: tuple[int, int] = (96, 96), max_steps: int = 100, render_images=True):
     """LanguageTable renders ``image_size`` frames; ALOHA its four cameras at their default size."""
     if embodiment_of(task_family) == "aloha":
         from .aloha import AlohaInsertionEnv

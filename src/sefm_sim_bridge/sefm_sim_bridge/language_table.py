@@ -11,11 +11,22 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
+import cv2
 import gymnasium as gym
 import numpy as np
 
 from .gl import ensure_offscreen_gl
-from .scene import BLOCK_HALF, BOARD_MARGIN, EFFECTOR_RADIUS, X_RANGE, Y_RANGE, build_mjcf
+from .scene import (
+    BLOCK_HALF,
+    BOARD_MARGIN,
+    EFFECTOR_RADIUS,
+    FOUR_BLOCKS,
+    OFF_BOARD,
+    VIEW_HALF,
+    X_RANGE,
+    Y_RANGE,
+    build_mjcf,
+)
 from .tasks import FAMILIES, Task, sample_task
 
 ensure_offscreen_gl()
@@ -24,7 +35,7 @@ import mujoco  # noqa: E402  (MUJOCO_GL must be set first)
 CONTROL_HZ = 10
 PHYSICS_STEPS = 20  # x 0.005 s = one 0.1 s control period
 MAX_DELTA = 0.1
-DEFAULT_IMAGE_SIZE = (64, 64)  # (height, width): the tiny EFM's input, no resize needed
+DEFAULT_IMAGE_SIZE = (96, 96)  # (height, width): the tiny EFM's input, no resize needed
 MIN_SPACING = 0.075
 EFFECTOR_LOW = np.array([X_RANGE[0], Y_RANGE[0]]) - BOARD_MARGIN + EFFECTOR_RADIUS
 EFFECTOR_HIGH = np.array([X_RANGE[1], Y_RANGE[1]]) + BOARD_MARGIN - EFFECTOR_RADIUS
@@ -53,11 +64,14 @@ class LanguageTableEnv(gym.Env):
         self.image_size = tuple(int(s) for s in image_size)
         self.max_steps = max_steps
         self.render_mode = "rgb_array"
-        xml, self.objects = build_mjcf("banana" if task_family == "banana" else "blocks")
+        xml, objects = build_mjcf("banana" if task_family == "banana" else "blocks")
+        # The 4-block set keeps the other four bodies in the model, parked off the board.
+        self.unused = [o for o in objects if task_family == "block2block4" and tuple(o.name.split()) not in FOUR_BLOCKS]
+        self.objects = [o for o in objects if o not in self.unused]
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         self._effector_mocap = self.model.body("effector").mocapid[0]
-        self._qpos = {o.name: self.model.joint(self.model.body(o.body).jntadr[0]).qposadr[0] for o in self.objects}
+        self._qpos = {o.name: self.model.joint(self.model.body(o.body).jntadr[0]).qposadr[0] for o in objects}
         self._body = {o.name: self.model.body(o.body).id for o in self.objects}
         self._renderer = None
         self._render_images = render_images
@@ -106,7 +120,10 @@ class LanguageTableEnv(gym.Env):
             raise RuntimeError("could not place objects without overlap")
 
         self.data.mocap_pos[self._effector_mocap, :2] = free_spot()
-        for adr in self._qpos.values():
+        for o in self.unused:
+            self.data.qpos[self._qpos[o.name] : self._qpos[o.name] + 3] = OFF_BOARD
+        for o in self.objects:
+            adr = self._qpos[o.name]
             xy, yaw = free_spot(), rng.uniform(-np.pi, np.pi)
             self.data.qpos[adr : adr + 3] = [xy[0], xy[1], self.data.qpos[adr + 2]]
             self.data.qpos[adr + 3 : adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
@@ -138,12 +155,17 @@ class LanguageTableEnv(gym.Env):
     def render(self):
         return self._frame
 
+    def render_now(self) -> np.ndarray:
+        """A frame of the current state after changing it from outside (Stage 0's varied scenes)."""
+        mujoco.mj_forward(self.model, self.data)
+        return self._render()
+
     def render_camera(self, height: int, width: int) -> np.ndarray:
         """A frame at another size (figures, benchmarks), leaving the observation size alone."""
-        renderer = mujoco.Renderer(self.model, height, width)
+        renderer = mujoco.Renderer(self.model, *_board_shape(width))
         try:
             renderer.update_scene(self.data, camera="front")
-            return renderer.render().copy()
+            return _stretch(renderer.render(), height, width)
         finally:
             renderer.close()
 
@@ -159,7 +181,7 @@ class LanguageTableEnv(gym.Env):
             return np.zeros((*self.image_size, 3), np.uint8)
         if self._renderer is None:
             try:
-                self._renderer = mujoco.Renderer(self.model, *self.image_size)
+                self._renderer = mujoco.Renderer(self.model, *_board_shape(self.image_size[1]))
             except Exception as err:
                 raise RuntimeError(
                     f"MuJoCo offscreen rendering failed (MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}): {err}. "
@@ -167,7 +189,7 @@ class LanguageTableEnv(gym.Env):
                     "sefm_sim_bridge before mujoco"
                 ) from err
         self._renderer.update_scene(self.data, camera="front")
-        return self._renderer.render().copy()
+        return _stretch(self._renderer.render(), *self.image_size)
 
     def _observation(self) -> dict:
         return {
@@ -184,3 +206,14 @@ class LanguageTableEnv(gym.Env):
             "objects": self.object_positions(),
             "steps": self._steps,
         }
+
+
+def _board_shape(width: int) -> tuple[int, int]:
+    """(height, width) of a render at the board's own aspect: square pixels, nothing but board."""
+    return max(1, round(width * VIEW_HALF[1] / VIEW_HALF[0])), width
+
+
+def _stretch(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    if frame.shape[:2] == (height, width):
+        return frame.copy()
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)

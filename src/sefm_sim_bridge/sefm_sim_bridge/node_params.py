@@ -10,10 +10,10 @@ from sefm_policy.config import StrictModel
 
 
 class SimBridgeParams(StrictModel):
-    task_family: Literal["block2block", "block2location", "banana", "insertion"] = Field(
+    task_family: Literal["block2block", "block2block4", "block2location", "banana", "insertion"] = Field(
         "block2block", description="insertion: bimanual ALOHA (four cameras, joint_states, JointTrajectory commands)"
     )
-    image_size: int = Field(64, gt=0, description="LanguageTable camera side; ALOHA renders its cameras at 32x64")
+    image_size: int = Field(96, gt=0, description="LanguageTable camera side; ALOHA renders its cameras at 32x64")
     mode: Literal["lockstep", "realtime"] = "lockstep"
     control_hz: float = Field(10.0, gt=0)
     step_timeout_s: float = Field(

@@ -1,6 +1,6 @@
 """The LanguageTable / BananaTable scene as MJCF built in code.
 
-A flat board seen by a fixed camera from the robot's side, a round end effector moved
+A flat board seen by a fixed camera straight from above, a round end effector moved
 kinematically (mocap), and free-moving objects: blocks in four colours × four shapes
 (every shape is a union of convex prisms, so it collides as it looks) or a banana made
 of capsules along an arc (curved, so an off-centre push spins it).
@@ -23,6 +23,22 @@ BOARD_MARGIN = 0.06
 EFFECTOR_RADIUS = 0.018
 BLOCK_HALF = 0.022  # half-extent of a block's footprint
 BLOCK_HEIGHT = 0.03
+# The camera looks straight down and frames the board exactly (x, y half extents): every pixel of
+# the model image is board. Frames are rendered at the board's aspect and stretched to square, so
+# a block spans 6 x 8 px at 96 px where the old angled view gave it 3-4 px at 64.
+VIEW_HALF = ((X_RANGE[1] - X_RANGE[0]) / 2 + BOARD_MARGIN, (Y_RANGE[1] - Y_RANGE[0]) / 2 + BOARD_MARGIN)
+CAMERA_HEIGHT = 1.0
+
+
+def image_point(xy) -> tuple[float, float]:
+    """Board (x, y) in metres -> (column, row) in [0, 1] of the camera image (row 0: the far edge)."""
+    return (xy[0] + VIEW_HALF[0]) / (2 * VIEW_HALF[0]), (VIEW_HALF[1] - xy[1]) / (2 * VIEW_HALF[1])
+
+
+def board_point(column: float, row: float) -> tuple[float, float]:
+    """Inverse of ``image_point``."""
+    return column * 2 * VIEW_HALF[0] - VIEW_HALF[0], VIEW_HALF[1] - row * 2 * VIEW_HALF[1]
+
 
 COLORS = {
     "red": (0.86, 0.15, 0.15),
@@ -42,7 +58,10 @@ BLOCKS = [
     ("yellow", "star"),
     ("yellow", "pentagon"),
 ]
+# LanguageTable's 4-block set: one block per colour, so a colour word alone names it.
+FOUR_BLOCKS = [("red", "moon"), ("blue", "cube"), ("green", "star"), ("yellow", "pentagon")]
 BANANA_COLOR = (0.98, 0.85, 0.25)
+OFF_BOARD = (5.0, 0.0, -1.0)  # where an unused block waits, far outside the camera's view
 
 
 @dataclass(frozen=True)
@@ -94,7 +113,7 @@ def _object_body(name: str, geoms: str) -> str:
 def build_mjcf(objects: str) -> tuple[str, list[SceneObject]]:
     """``objects`` is "blocks" (the 8 LanguageTable blocks) or "banana"."""
     assets, bodies, scene_objects = [], [], []
-    common = 'condim="4" friction="0.5 0.02 0.001" density="400" solref="0.01 1"'
+    common = 'material="matte" condim="4" friction="0.5 0.02 0.001" density="400" solref="0.01 1"'
     if objects == "blocks":
         meshes = shape_meshes()
         for shape, parts in meshes.items():
@@ -129,24 +148,28 @@ def build_mjcf(objects: str) -> tuple[str, list[SceneObject]]:
 
     (x0, x1), (y0, y1) = X_RANGE, Y_RANGE
     hx, hy = (x1 - x0) / 2 + BOARD_MARGIN, (y1 - y0) / 2 + BOARD_MARGIN
+    fovy = math.degrees(2 * math.atan(VIEW_HALF[1] / CAMERA_HEIGHT))
     xml = f"""
 <mujoco model="language_table">
   <option timestep="0.005" integrator="implicitfast"/>
-  <visual><quality shadowsize="0"/><global offwidth="640" offheight="640"/></visual>
+  <visual>
+    <quality shadowsize="0"/><global offwidth="640" offheight="640"/><headlight diffuse="0.25 0.25 0.25"/>
+  </visual>
   <asset>
     <texture name="board" type="2d" builtin="flat" rgb1="0.93 0.93 0.90" width="8" height="8"/>
     <material name="board" texture="board" reflectance="0"/>
+    <material name="matte" specular="0" shininess="0"/>
     {"".join(assets)}
   </asset>
   <worldbody>
-    <light pos="0 -0.2 1.2" dir="0 0.15 -1" diffuse="0.8 0.8 0.8" castshadow="false"/>
-    <light pos="0 0 2" dir="0 0 -1" diffuse="0.3 0.3 0.3" castshadow="false"/>
+    <light pos="0 -0.2 1.2" dir="0 0.15 -1" diffuse="0.45 0.45 0.45" castshadow="false"/>
+    <light pos="0 0 2" dir="0 0 -1" diffuse="0.2 0.2 0.2" castshadow="false"/>
     <geom name="board" type="box" size="{hx} {hy} 0.01" pos="0 0 -0.01" material="board" friction="0.4 0.02 0.001"/>
     <geom type="box" size="{hx} 0.01 0.02" pos="0 {hy + 0.01} 0.01" rgba="0.3 0.3 0.35 1"/>
     <geom type="box" size="{hx} 0.01 0.02" pos="0 {-hy - 0.01} 0.01" rgba="0.3 0.3 0.35 1"/>
     <geom type="box" size="0.01 {hy} 0.02" pos="{hx + 0.01} 0 0.01" rgba="0.3 0.3 0.35 1"/>
     <geom type="box" size="0.01 {hy} 0.02" pos="{-hx - 0.01} 0 0.01" rgba="0.3 0.3 0.35 1"/>
-    <camera name="front" pos="0 -0.30 0.78" xyaxes="1 0 0 0 0.94 0.342" fovy="50"/>
+    <camera name="front" pos="0 0 {CAMERA_HEIGHT}" xyaxes="1 0 0 0 1 0" fovy="{fovy:.4f}"/>
     <body name="effector" mocap="true" pos="0 {y0} 0.02">
       <geom type="cylinder" size="{EFFECTOR_RADIUS} 0.02" rgba="0.2 0.2 0.2 1" friction="0.1 0.005 0.0001"/>
     </body>

@@ -11,7 +11,8 @@ from .scene import BLOCK_HALF, X_RANGE, Y_RANGE
 VERBS = ("push", "move", "slide", "put")
 PREPOSITIONS = ("to", "towards", "close to", "next to")
 BLOCK2BLOCK_DISTANCE = 0.05  # start block within this of the target block (paper: Block2Block)
-FAMILIES = ("block2block", "block2location", "banana")
+# block2block4: LanguageTable's 4-block set (one block per colour), the rung below the 8 blocks.
+FAMILIES = ("block2block", "block2block4", "block2location", "banana")
 
 # The nine regions of the board, a 3×3 grid; rows from the far ("top") edge of the image.
 LOCATIONS = {
@@ -82,7 +83,7 @@ def sample_task(family: str, positions: dict[str, np.ndarray], rng: np.random.Ge
     verb = VERBS[rng.integers(len(VERBS))]
     names = list(positions)
     for _ in range(100):
-        if family == "block2block":
+        if family in ("block2block", "block2block4"):
             start, target = rng.choice(len(names), 2, replace=False)
             prep = PREPOSITIONS[rng.integers(len(PREPOSITIONS))]
             task = Task(family, f"{verb} the {names[start]} {prep} the {names[target]}", names[start], names[target])

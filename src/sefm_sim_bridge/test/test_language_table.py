@@ -8,6 +8,7 @@ from sefm_policy.vocab import build_tiny_tokenizer
 from sefm_sim_bridge.demonstrator import PushDemonstrator
 from sefm_sim_bridge.envs import run_demonstration
 from sefm_sim_bridge.language_table import EFFECTOR_HIGH, MAX_DELTA, MIN_SPACING, LanguageTableEnv
+from sefm_sim_bridge.scene import board_point, image_point
 from sefm_sim_bridge.tasks import LOCATIONS, Task, region_centre
 
 
@@ -65,7 +66,7 @@ def test_actions_are_clipped_per_step_and_to_the_workspace(env):
 
 def test_observation_holds_current_and_previous_frame(env):
     obs, _ = env.reset(seed=3)
-    assert obs["rgb"].shape == (64, 64, 3) and obs["rgb"].dtype == np.uint8 and obs["rgb"].std() > 10
+    assert obs["rgb"].shape == (96, 96, 3) and obs["rgb"].dtype == np.uint8 and obs["rgb"].std() > 10
     first = obs["rgb"]
     obs, *_ = env.step([0.08, 0.0])
     assert np.array_equal(obs["prev_rgb"], first) and not np.array_equal(obs["rgb"], first)
@@ -131,3 +132,32 @@ def test_every_instruction_word_is_in_the_tiny_model_vocabulary():
 def test_unknown_task_family_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown task_family 'stack'"):
         LanguageTableEnv("stack")
+
+
+def test_the_top_down_view_shows_each_block_where_image_point_puts_it(env):
+    env.reset(seed=5)
+    frame = env.render()
+    h, w = frame.shape[:2]
+    for name, xy in env.object_positions().items():
+        colour, shape = name.split()
+        if shape == "moon":  # a crescent's centre is not on the block
+            continue
+        col, row = image_point(xy)
+        r, g, b = frame[int(row * h), int(col * w)].astype(int)
+        seen = {"red": r > g + 60 and r > b + 60, "blue": b > r + 60, "green": g > r + 40 and g > b + 40}
+        seen["yellow"] = r > b + 80 and g > b + 80
+        assert seen[colour], (name, (r, g, b))
+    assert board_point(*image_point((0.1, -0.2))) == pytest.approx((0.1, -0.2))
+
+
+def test_the_four_block_set_puts_one_block_of_each_colour_on_the_board():
+    env = LanguageTableEnv("block2block4")
+    try:
+        env.reset(seed=2)
+        assert sorted(env.object_positions()) == ["blue cube", "green star", "red moon", "yellow pentagon"]
+        assert env.task.obj in env.object_positions() and env.task.target_obj in env.object_positions()
+        parked = [n for n in env._qpos if n not in env.object_positions()]
+        assert len(parked) == 4 and all(env.data.qpos[env._qpos[n]] > 1.0 for n in parked)
+        assert run_demonstration(env, PushDemonstrator(), 2)["success"]
+    finally:
+        env.close()

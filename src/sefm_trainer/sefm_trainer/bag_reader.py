@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, JOINT_STATES
 
-from .bag_writer import TYPESTORE
+from .bag_writer import CHECKSUMS, TYPESTORE, file_sha256
 from .episode import METADATA_KEY, Episode, EpisodeMeta
 
 CAMERA = re.compile(r"^(?P<ns>.*)/camera/(?P<cam>[^/]+)/image_raw$")
@@ -113,7 +113,23 @@ def peek_episode(path: str | Path) -> EpisodeMeta:
 
 
 def read_episode(path: str | Path) -> Episode:
+    verify_checksums(Path(path))
     return _with_bag(path, _read)
+
+
+def verify_checksums(path: Path) -> None:
+    """A bag we recorded carries SHA256SUMS; one whose bytes changed since is not an episode.
+    Bags from elsewhere (``ros2 bag record``) have none and are read as they are."""
+    sums = path / CHECKSUMS
+    if not sums.is_file():
+        return
+    for line in sums.read_text(errors="replace").splitlines():
+        digest, _, name = line.partition("  ")
+        f = path / name
+        if not f.is_file():
+            raise NotAnEpisode(path, f"{name} is listed in {CHECKSUMS} but missing")
+        if file_sha256(f) != digest:
+            raise NotAnEpisode(path, f"{name} does not match its SHA-256 in {CHECKSUMS}: its bytes changed")
 
 
 def _read(reader: Reader, path: Path) -> Episode:

@@ -2,13 +2,16 @@
 
 The bag is written inside a hidden ``.<name>.partial-*`` directory and renamed to ``<name>``
 only when complete, so a crash never leaves a partial episode that looks complete; readers
-skip hidden entries. Messages go in either as rosbags message objects or as raw CDR bytes
-(what a ``raw=True`` rclpy subscription delivers, as ``ros2 bag record`` stores it).
+skip hidden entries. A ``SHA256SUMS`` file beside the MCAP (``sha256sum -c`` reads it) lets the
+reader refuse a bag whose bytes changed after recording: rosbags writes MCAP chunks without CRCs.
+Messages go in either as rosbags message objects or as raw CDR bytes (what a ``raw=True`` rclpy
+subscription delivers, as ``ros2 bag record`` stores it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import uuid
@@ -32,6 +35,23 @@ from .episode import METADATA_KEY, EpisodeMeta
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 T = TYPESTORE.types
+CHECKSUMS = "SHA256SUMS"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(bag: Path) -> None:
+    """``sha256sum``-format digests of a closed bag's storage files; not of metadata.yaml, which
+    ``ros2 bag reindex`` may rewrite and which the reader does not trust for the data anyway."""
+    skip = {CHECKSUMS, "metadata.yaml"}
+    lines = [f"{file_sha256(f)}  {f.name}\n" for f in sorted(bag.iterdir()) if f.is_file() and f.name not in skip]
+    (bag / CHECKSUMS).write_text("".join(lines))
 
 
 def ros_time(ns: int):
@@ -163,6 +183,7 @@ class EpisodeWriter:
         self.event(end_ns, {"event": "end", "metadata": json.loads(meta.to_json())})
         self._writer.set_custom_data(METADATA_KEY, meta.to_json())
         self._writer.close()
+        write_checksums(self._staging / self.final.name)
         (self._staging / self.final.name).rename(self.final)
         shutil.rmtree(self._staging)
         return self.final

@@ -24,7 +24,7 @@ MAX_SEED = (2**31 - 1 - 1_000 - EPOCH_NS // 1_000_000_000) * 1_000_000_000 // SE
 @dataclass(frozen=True)
 class DatagenConfig:
     task_family: str = "block2block"  # a LanguageTable family, or "insertion" (ALOHA)
-    image_size: tuple[int, int] = (64, 64)  # LanguageTable frames; ALOHA renders each camera at camera_size
+    image_size: tuple[int, int] = (96, 96)  # LanguageTable frames; ALOHA renders each camera at camera_size
     camera_size: tuple[int, int] = (32, 64)
     max_steps: int = 100
     noise_std: float = 0.004

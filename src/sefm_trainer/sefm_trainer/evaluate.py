@@ -34,6 +34,8 @@ def summarise(episodes: Sequence[PracticeEpisode]) -> dict:
     return {
         "episodes": n,
         "success_rate": float(truth.mean()),
+        "wilson_low": round(low, 4),
+        "wilson_high": round(high, 4),
         "wilson95": [round(low, 4), round(high, 4)],
         "mean_length": float(np.mean([ep.length for ep in episodes])),
         "detector_precision": tp / int(fired.sum()) if fired.any() else None,
@@ -42,22 +44,23 @@ def summarise(episodes: Sequence[PracticeEpisode]) -> dict:
 
 
 def evaluate(
-    policy: EFM, detector: StepsToGoDetector, episodes: int = 100, task_family: str = "block2block", **kw
+    policy: EFM,
+    detector: StepsToGoDetector | None,
+    episodes: int = 100,
+    task_family: str = "block2block",
+    seed: int = HELD_OUT_SEED,
+    keep: list | None = None,
+    **kw,
 ) -> dict:
-    """Greedy policy on ``episodes`` held-out seeds; ground truth ends episodes and scores them,
-    the detector is scored against it (did it fire in successful episodes, and only in them)."""
+    """Greedy policy on seeds ``seed .. seed + episodes - 1``; ground truth ends episodes and scores
+    them, the detector (if any) is scored against it (did it fire in successful episodes, and only
+    in them). ``keep`` receives the episodes themselves (for a video)."""
     if episodes < 1:
         raise ValueError("evaluate at least one episode")
-    seeds = range(HELD_OUT_SEED, HELD_OUT_SEED + episodes)
-    return summarise(
-        run_episodes(
-            policy,
-            detector,
-            seeds,
-            task_family=task_family,
-            greedy=True,
-            end_on="ground_truth",
-            progress="evaluate",
-            **kw,
-        )
+    seeds = range(seed, seed + episodes)
+    done = run_episodes(
+        policy, detector, seeds, task_family=task_family, greedy=True, end_on="ground_truth", progress="evaluate", **kw
     )
+    if keep is not None:
+        keep.extend(done)
+    return summarise(done)

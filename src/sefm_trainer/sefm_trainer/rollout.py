@@ -44,7 +44,7 @@ class PracticeEpisode:
 
 def run_episodes(
     policy: EFM,
-    detector: StepsToGoDetector,
+    detector: StepsToGoDetector | None,
     seeds: Sequence[int],
     *,
     task_family: str = "block2block",
@@ -54,14 +54,17 @@ def run_episodes(
     end_on: str = "detector",
     envs: int = 8,
     generator: torch.Generator | None = None,
-    image_size: tuple[int, int] = (64, 64),
+    image_size: tuple[int, int] = (96, 96),
     progress: str | None = None,
 ) -> list[PracticeEpisode]:
     """One episode per seed, ``envs`` at a time. ``end_on``: "detector" (practice) or
     "ground_truth" (evaluation); the other verdict is recorded alongside. ``progress``: label of a
-    progress bar over episodes (none if not given)."""
+    progress bar over episodes (none if not given). Without a ``detector`` (evaluation of a policy
+    alone) no d is computed and nothing fires."""
     if end_on not in ("detector", "ground_truth"):
         raise ValueError(f"end_on must be 'detector' or 'ground_truth', got {end_on!r}")
+    if detector is None and end_on == "detector":
+        raise ValueError("practice that ends on the detector needs a detector")
     embodiment = embodiment_of(task_family)
     pool = [make_env(task_family, image_size=image_size, max_steps=max_steps) for _ in range(envs)]
     free, todo, done, live = list(pool), list(seeds), [], []
@@ -75,13 +78,16 @@ def run_episodes(
                 states = None if state is None else [state]
                 live.append((env, PracticeEpisode(seed, obs["instruction"], [frame], states, embodiment)))
             # Score the newest frame of every live episode, decide who ends, act for the rest.
-            d = detector.distances([ep.observation(len(ep.frames) - 1) for _, ep in live])
+            if detector is None:
+                d = [None] * len(live)
+            else:
+                d = detector.distances([ep.observation(len(ep.frames) - 1) for _, ep in live])
             acting = []
             for (env, ep), dist in zip(live, d, strict=True):
-                ep.distances.append(float(dist))
-                fired = dist <= detector.threshold
-                if fired and ep.detector_fired_at is None:
-                    ep.detector_fired_at = ep.length
+                if dist is not None:
+                    ep.distances.append(float(dist))
+                    if dist <= detector.threshold and ep.detector_fired_at is None:
+                        ep.detector_fired_at = ep.length
                 ep.ground_truth_success = env.success()
                 ends_by = ep.detector_fired_at is not None if end_on == "detector" else ep.ground_truth_success
                 if (ends_by and ep.length > 0) or ep.length >= max_steps:

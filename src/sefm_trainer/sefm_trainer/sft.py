@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import safetensors.torch
 import torch
 import torch.distributed as dist
 from pydantic import Field
@@ -34,6 +33,7 @@ from sefm_policy.tokenizers import JointTokenizer
 
 from .bag_reader import load_episodes, select_fraction
 from .dataset import StepIndex
+from .trainer_state import load_trainer_state, prune_trainer_states, save_trainer_state, state_path
 
 Objective = Literal["bc", "steps", "instruction"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
@@ -53,6 +53,9 @@ class SFTConfig(StrictModel):
     checkpoint_every: int = Field(100, gt=0)
     data_fraction: float | None = Field(None, gt=0, le=1, description="train on this share of episodes")
     seed: int = 0
+    init: str | None = Field(
+        None, description="checkpoint to start from (the Stage 0 base); its config and background replace model"
+    )
     model: EFMConfig = EFMConfig()
 
 
@@ -121,38 +124,6 @@ def shard(n: int, rank: int, world: int) -> slice:
     return slice(rank * per, min(n, (rank + 1) * per))
 
 
-def state_path(out: Path, step: int) -> Path:
-    return out / f"trainer_state_{step:08d}.safetensors"
-
-
-def _save_state(optimizer: torch.optim.Optimizer, path: Path, step: int, best: dict) -> None:
-    tensors, meta = {}, {"step": step, "best": best, "param_groups": []}
-    for g, group in enumerate(optimizer.param_groups):
-        meta["param_groups"].append({k: v for k, v in group.items() if k != "params"})
-        for i, p in enumerate(group["params"]):
-            for key, value in optimizer.state.get(p, {}).items():
-                tensors[f"{g}.{i}.{key}"] = value.detach().clone().reshape(value.shape or (1,))
-    tmp = path.with_name(path.name + ".tmp")
-    safetensors.torch.save_file(tensors, str(tmp), metadata={"trainer": json.dumps(meta)})
-    os.replace(tmp, path)
-
-
-def _load_state(optimizer: torch.optim.Optimizer, path: Path) -> tuple[int, dict]:
-    with safetensors.safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["trainer"])
-        for g, group in enumerate(optimizer.param_groups):
-            for i, p in enumerate(group["params"]):
-                state = {}
-                for key in ("step", "exp_avg", "exp_avg_sq"):
-                    name = f"{g}.{i}.{key}"
-                    if name in f.keys():  # noqa: SIM118 - safe_open has no __contains__
-                        value = f.get_tensor(name)
-                        state[key] = value.reshape(()) if key == "step" else value
-                if state:
-                    optimizer.state[p] = state
-    return meta["step"], meta["best"]
-
-
 def train_sft(cfg: SFTConfig) -> dict:
     """Run (or resume) Stage 1; returns the best validation losses and their steps."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -167,6 +138,11 @@ def train_sft(cfg: SFTConfig) -> dict:
     resuming = (last / "manifest.json").exists()
     if resuming:
         model = load_checkpoint(last)
+    elif cfg.init is not None:
+        model = load_checkpoint(cfg.init)
+        if model.config.embodiment != cfg.model.embodiment:
+            kind = model.config.embodiment
+            raise ValueError(f"init {cfg.init} is a {kind} model; model.embodiment is {cfg.model.embodiment}")
     else:
         model_cfg = cfg.model
         if model_cfg.embodiment == "aloha" and model_cfg.joint_low is None:
@@ -180,7 +156,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     step, best = 0, {o: {"loss": float("inf"), "step": None} for o in cfg.objectives}
     if resuming:
         saved = read_manifest(last)["metadata"]["step"]
-        step, best = _load_state(optimizer, state_path(out, saved))
+        step, best = load_trainer_state(optimizer, state_path(out, saved))
         print(f"sft: resuming {out} at step {step}")
     split = objective_split(cfg.batch_size, cfg.objectives)
     writer = None
@@ -229,11 +205,9 @@ def train_sft(cfg: SFTConfig) -> dict:
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             metrics_file.flush()
             # Optimizer state first, then the weights (an atomic rename): ``last`` always has its state.
-            _save_state(optimizer, state_path(out, step), step, best)
+            save_trainer_state(optimizer, state_path(out, step), step, best)
             save_checkpoint(model, last, {"step": step})
-            for old in out.glob("trainer_state_*.safetensors"):
-                if old != state_path(out, step):
-                    old.unlink()
+            prune_trainer_states(out, step)
     bar.close()
     if rank == 0:
         writer.close()

@@ -176,3 +176,17 @@ def test_demonstrations_from_held_out_seeds_fit_ros_stamps_and_out_of_range_seed
     with pytest.raises(ValueError, match=r"seeds must lie in \[0, "):
         generate(2, tmp_path / "late", DatagenConfig(), seed=MAX_SEED)
     assert not (tmp_path / "late").exists()
+
+
+@pytest.mark.parametrize("where", [0.02, 0.5, 0.98])
+def test_a_bag_whose_bytes_changed_is_skipped_with_its_path(episode_folder, where):
+    victim = sorted(episode_folder.iterdir())[0]
+    assert (victim / "SHA256SUMS").is_file()
+    mcap = next(victim.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    at = int(len(data) * where)
+    data[at : at + 16] = bytes(b ^ 0x5A for b in data[at : at + 16])
+    mcap.write_bytes(bytes(data))
+    loaded = load_episodes(episode_folder, progress=False)
+    assert len(loaded.episodes) == 2
+    assert loaded.skipped == [(victim, f"{mcap.name} does not match its SHA-256 in SHA256SUMS: its bytes changed")]

@@ -91,7 +91,8 @@ def test_fleet_episodes_give_the_learner_the_same_numbers_as_in_process_practice
         assert np.allclose(mine.distances, theirs.distances, atol=1e-5)
         _, mine_returns = label_episode(mine.distances, 0.9)
         _, their_returns = label_episode(theirs.distances, 0.9)
-        assert np.allclose(mine_returns, their_returns, atol=1e-5)
+        # d agrees to 1e-5 (batched vs one-episode forward passes); a return sums 2 such errors per step.
+        assert np.allclose(mine_returns, their_returns, atol=2e-4)
 
 
 def test_fleet_source_times_out_with_the_version_it_waited_for(models, tmp_path):

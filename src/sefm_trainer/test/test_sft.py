@@ -93,4 +93,7 @@ def test_two_data_parallel_processes_match_one(demo_episodes, tmp_path):
     assert one["bc/loss"] == pytest.approx(two["bc/loss"], rel=1e-4)
     assert one["steps/loss"] == pytest.approx(two["steps/loss"], rel=1e-4)
     a, b = weights(tmp_path / "one" / "last"), weights(tmp_path / "two" / "last")
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    # A key bias has an exactly zero gradient (softmax ignores what it adds to every logit), so AdamW
+    # moves it by float noise, differently in each reduction order: it is compared loosely.
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-4 if k.endswith("k_proj.bias") else 1e-5), k

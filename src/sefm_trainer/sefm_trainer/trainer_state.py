@@ -1,0 +1,51 @@
+"""Resumable training state beside a ``last`` checkpoint: AdamW moments, step and best scores in
+safetensors (no pickle), written atomically; Stage 0 and Stage 1 share it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+
+
+def state_path(out: Path, step: int) -> Path:
+    return out / f"trainer_state_{step:08d}.safetensors"
+
+
+def save_trainer_state(optimizer: torch.optim.Optimizer, path: Path, step: int, best: dict) -> None:
+    tensors, meta = {}, {"step": step, "best": best, "param_groups": []}
+    for g, group in enumerate(optimizer.param_groups):
+        meta["param_groups"].append({k: v for k, v in group.items() if k != "params"})
+        for i, p in enumerate(group["params"]):
+            for key, value in optimizer.state.get(p, {}).items():
+                tensors[f"{g}.{i}.{key}"] = value.detach().clone().reshape(value.shape or (1,))
+    tmp = path.with_name(path.name + ".tmp")
+    safetensors.torch.save_file(tensors, str(tmp), metadata={"trainer": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load_trainer_state(optimizer: torch.optim.Optimizer, path: Path) -> tuple[int, dict]:
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["trainer"])
+        for g, group in enumerate(optimizer.param_groups):
+            for i, p in enumerate(group["params"]):
+                state = {}
+                for key in ("step", "exp_avg", "exp_avg_sq"):
+                    name = f"{g}.{i}.{key}"
+                    if name in f.keys():  # noqa: SIM118 - safe_open has no __contains__
+                        value = f.get_tensor(name)
+                        state[key] = value.reshape(()) if key == "step" else value
+                if state:
+                    optimizer.state[p] = state
+    return meta["step"], meta["best"]
+
+
+def prune_trainer_states(out: Path, step: int) -> None:
+    """Keep only the state that matches ``last`` (written at ``step``)."""
+    for old in out.glob("trainer_state_*.safetensors"):
+        if old != state_path(out, step):
+            old.unlink()

@@ -1,0 +1,108 @@
+"""Stage 0: grounding questions answered from the scene's ground truth, and a resumable loop."""
+
+import json
+
+import numpy as np
+import pytest
+import safetensors.torch
+
+from sefm_sim_bridge.scene import BLOCK_HALF
+from sefm_trainer.grounding import POINT_BINS, TASKS, GroundingData, parse_point, points_at
+from sefm_trainer.pretrain import PretrainConfig, pretrain
+
+TINY = {"image_size": 32, "vision": {"hidden_size": 32, "intermediate_size": 64}, "text": {"hidden_size": 64}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = GroundingData(96)
+    yield d
+    d.close()
+
+
+def test_point_answers_name_the_object_within_a_bin(data):
+    for q in data.probe("blocks8", "point", 10):
+        assert q.prompt.startswith("point to the ") and points_at(parse_point(q.answer.replace("><", "> <")), q.truth)
+        assert np.all(np.abs(parse_point(q.answer.replace("><", "> <")) - q.truth) <= 0.72 / POINT_BINS)
+
+
+def test_name_and_nearest_answers_come_from_the_scene(data):
+    scene, _ = data.scene("blocks8", 3)
+    rng = np.random.default_rng(0)
+    from sefm_trainer.grounding import QUESTION_MAKERS
+
+    names = list(scene.objects)
+    q = QUESTION_MAKERS["name"](scene, names, rng, None)
+    xy = parse_point(q.prompt.removeprefix("name ").replace("><", "> <"))
+    assert min(names, key=lambda n: np.linalg.norm(scene.objects[n] - xy)) == q.answer
+    q = QUESTION_MAKERS["nearest"](scene, names, rng, None)
+    asked = q.prompt.removeprefix("nearest to the ")
+    others = sorted((np.linalg.norm(scene.objects[n] - scene.objects[asked]), n) for n in names if n != asked)
+    assert q.answer == others[0][1]
+
+
+def test_relations_follow_the_board_axes(data):
+    from sefm_trainer.grounding import RELATIONS
+
+    asked = 0
+    for i, q in enumerate(data.probe("blocks4", "relation", 8)):
+        if q.task != "relation":
+            continue
+        scene, _ = data.scene("blocks4", 2 * i + 1)  # the probe's i-th scene
+        words = q.prompt.removeprefix("is the ").removesuffix(" ?")
+        relation = next(r for r in RELATIONS if f" {r} the " in words)
+        a, b = words.split(f" {relation} the ")
+        axis, sign = RELATIONS[relation]
+        delta = (scene.objects[a] - scene.objects[b])[axis]
+        assert q.answer == ("yes" if delta * sign > 0 else "no")
+        asked += 1
+    assert asked > 0
+
+
+def test_instruction_questions_show_the_object_moved_to_its_goal(data):
+    for q in data.probe("blocks8", "instruction", 4):
+        first, last = q.observation.images
+        assert q.answer.startswith("push the ") and not np.array_equal(first, last)
+    again = data.probe("blocks8", "instruction", 4)
+    assert [q.answer for q in again] == [q.answer for q in data.probe("blocks8", "instruction", 4)]
+
+
+def test_scenes_vary_in_kind_colour_and_count_and_batches_repeat_from_their_seed(data):
+    batch = data.batch(0, 5, 160)
+    assert {q.task for q in batch} == set(TASKS)
+    names = {n for q in batch for n in q.prompt.split("the ")[1:]}
+    assert any("banana" in n for n in names)
+    again = data.batch(0, 5, 160)
+    assert [(q.prompt, q.answer) for q in again] == [(q.prompt, q.answer) for q in batch]
+    pairs = zip(again, batch, strict=True)
+    assert all(np.array_equal(a.observation.images[0], b.observation.images[0]) for a, b in pairs)
+
+
+def test_a_point_counts_within_one_block_width():
+    truth = np.array([0.1, 0.0])
+    assert points_at(truth + np.array([1.8 * BLOCK_HALF, 0]), truth)
+    assert not points_at(truth + np.array([0, 2.1 * BLOCK_HALF]), truth)
+    assert not points_at(None, truth)
+
+
+def test_stage0_resumed_after_a_crash_ends_where_an_uninterrupted_run_does(tmp_path, monkeypatch):
+    cfg = {"steps": 4, "batch_size": 4, "probe_every": 4, "probe_scenes": 2, "checkpoint_every": 2, "model": TINY}
+    straight = pretrain(PretrainConfig(out=str(tmp_path / "a"), **cfg))
+    batch = GroundingData.batch
+
+    def crash_at_step_three(self, seed, step, *args):
+        if step == 2:  # the step-2 checkpoint is written; the process dies before step 3
+            raise KeyboardInterrupt
+        return batch(self, seed, step, *args)
+
+    monkeypatch.setattr(GroundingData, "batch", crash_at_step_three)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(PretrainConfig(out=str(tmp_path / "b"), **cfg))
+    monkeypatch.setattr(GroundingData, "batch", batch)
+    assert pretrain(PretrainConfig(out=str(tmp_path / "b"), **cfg)) == straight
+    a = safetensors.torch.load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
+    b = safetensors.torch.load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    probes = [json.loads(line) for line in (tmp_path / "a" / "probe.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in probes] == [4] and "blocks8/point" in probes[0]
+    assert (tmp_path / "a" / "best" / "manifest.json").is_file()

@@ -1,0 +1,122 @@
+"""Faults a rig meets: malformed camera messages, stale frames, a supervisor that dies."""
+
+import signal
+import time
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import TwistStamped
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32
+
+from sefm.harness import graph, log_text, running, spin_until
+from sefm_policy.ros_common import SIM_CAMERA_QOS, array_to_image, stamp_ns
+
+pytestmark = pytest.mark.ros
+TIMEOUT = 120
+DEEP = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
+CAMERA = "/robot_0/camera/front/image_raw"
+
+
+def camera_graph(ckpt):
+    """Policy, reward and an episode manager with listed instructions: the probe is the camera."""
+    return graph(
+        {
+            "policy": {"checkpoint": str(ckpt), "actuation_enabled": True},
+            "reward": {"checkpoint": str(ckpt)},
+            "episode_manager": {"source": "list", "max_steps": 10_000},
+        }
+    )
+
+
+def frame(stamp_ns: int, value: int = 120) -> Image:
+    return array_to_image(np.full((96, 96, 3), value, np.uint8), stamp_ns, "camera_front")
+
+
+def spin_for(executor, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.02)
+
+
+def test_malformed_camera_messages_are_skipped_and_the_next_good_frame_is_answered(tiny_checkpoints, tmp_path):
+    with running(camera_graph(tiny_checkpoints[0]), tmp_path / "logs") as (bringup, probe, executor):
+        answered, distances = set(), []
+        probe.create_subscription(TwistStamped, "/robot_0/policy/command", lambda m: answered.add(stamp_ns(m)), DEEP)
+        probe.create_subscription(Float32, "/robot_0/reward/steps_to_go", lambda m: distances.append(m.data), DEEP)
+        camera = probe.create_publisher(Image, CAMERA, SIM_CAMERA_QOS)
+        now = lambda: probe.get_clock().now().nanoseconds  # noqa: E731
+        sent = []
+        answering = lambda: (sent.append(now()), camera.publish(frame(sent[-1])), bool(answered))[-1]  # noqa: E731
+        spin_until(executor, bringup, answering, TIMEOUT, "a command")
+        bad = []
+        for change in ({"encoding": "yuv422"}, {"data": b"\x00" * 10}, {"height": 0, "width": 0, "data": b""}):
+            msg = frame(now())
+            for key, value in change.items():
+                setattr(msg, key, value)
+            bad.append(stamp_ns(msg))
+            camera.publish(msg)
+        bgr = frame(now())
+        bgr.encoding = "bgr8"
+        camera.publish(bgr)
+        spin_until(executor, bringup, lambda: stamp_ns(bgr) in answered, 30, "the bgr8 frame's command")
+        before = len(distances)
+        good = frame(now())
+        camera.publish(good)
+        spin_until(executor, bringup, lambda: stamp_ns(good) in answered and len(distances) > before, 30, "answers")
+        assert not set(bad) & answered
+        for node in ("policy", "reward"):
+            log = log_text(bringup, node)
+            assert "unsupported encoding 'yuv422'" in log and "bytes of data, expected" in log, log
+            assert "empty image" in log
+
+
+def test_commands_answering_stale_frames_are_stops(tiny_checkpoints, tmp_path):
+    nodes = {
+        "policy": {"checkpoint": str(tiny_checkpoints[0]), "actuation_enabled": True, "temperature": 3.0},
+        "episode_manager": {"source": "list", "max_steps": 10_000, "wait_for_topics": ["policy/command"]},
+    }
+    with running(graph(nodes), tmp_path / "logs") as (bringup, probe, executor):
+        commands = {}
+        keep = lambda m: commands.setdefault(stamp_ns(m), m)  # noqa: E731
+        probe.create_subscription(TwistStamped, "/robot_0/policy/command", keep, DEEP)
+        camera = probe.create_publisher(Image, CAMERA, SIM_CAMERA_QOS)
+        sent = []
+
+        def lagging_camera() -> bool:  # every frame reaches the policy two seconds after it was taken
+            sent.append(probe.get_clock().now().nanoseconds - 2_000_000_000)
+            camera.publish(frame(sent[-1]))
+            return len(set(sent) & set(commands)) >= 3
+
+        spin_until(executor, bringup, lagging_camera, TIMEOUT, "answers to three late frames")
+        spin_until(executor, bringup, lambda: "stale observation" in log_text(bringup, "policy"), 10, "the log")
+    answers = [commands[s].twist.linear for s in set(sent) & set(commands)]
+    assert all(a.x == 0.0 and a.y == 0.0 for a in answers)
+
+
+def test_the_policy_holds_when_the_episode_manager_dies(tiny_checkpoints, tmp_path):
+    nodes = {
+        "sim_bridge": {"mode": "realtime", "control_hz": 10.0},
+        "policy": {"checkpoint": str(tiny_checkpoints[0]), "actuation_enabled": True, "temperature": 3.0},
+        "episode_manager": {"max_steps": 10_000, "wait_for_topics": ["policy/command"]},
+    }
+    with running(graph(nodes), tmp_path / "logs") as (bringup, probe, executor):
+        received = []
+        probe.create_subscription(
+            TwistStamped, "/robot_0/policy/command", lambda m: received.append((time.monotonic(), m)), DEEP
+        )
+        moving = lambda: sum(abs(m.twist.linear.x) + abs(m.twist.linear.y) > 0 for _, m in received) >= 5  # noqa: E731
+        spin_until(executor, bringup, moving, TIMEOUT, "the policy to move the robot")
+        (manager,) = [p for spec, p in bringup.procs if spec.name == "episode_manager"]
+        killed = time.monotonic()
+        manager.send_signal(signal.SIGKILL)
+        spin_for(executor, 3.0)
+        log = log_text(bringup, "policy")
+    timeout = 0.5  # PolicyParams.supervisor_timeout_s; the watchdog then acts within a control period
+    zero = lambda m: m.twist.linear.x == 0 and m.twist.linear.y == 0  # noqa: E731
+    moving_after = [t - killed for t, m in received if t > killed and not zero(m)]
+    stops = [t - killed for t, m in received if t > killed and zero(m)]
+    assert not moving_after or max(moving_after) < timeout + 0.15, moving_after
+    assert stops and min(stops) < timeout + 0.25, stops
+    assert "holding: episode manager silent" in log
