@@ -36,7 +36,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or altered; the message names the file."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -67,7 +67,7 @@ def save_checkpoint(model: EFM, path: str | Path, metadata: dict | None = None) 
         files = {}
         for f in sorted(p for p in tmp.iterdir() if p.is_file()):
             _fsync(f)
-            files[f.name] = {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+            files[f.name] = {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
         manifest = {"format": FORMAT, "files": files, "metadata": metadata or {}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _fsync(tmp / MANIFEST)
@@ -112,7 +112,7 @@ def read_manifest(path: str | Path) -> dict:
         size = f.stat().st_size
         if size != info["bytes"]:
             raise CheckpointError(f"{f}: truncated or altered ({size} bytes, manifest says {info['bytes']})")
-        if _sha256(f) != info["sha256"]:
+        if file_sha256(f) != info["sha256"]:
             raise CheckpointError(f"{f}: contents do not match the manifest's SHA-256 (tampered or corrupt)")
     return manifest
 

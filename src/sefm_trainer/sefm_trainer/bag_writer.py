@@ -11,7 +11,6 @@ subscription delivers, as ``ros2 bag record`` stores it).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import uuid
@@ -21,6 +20,7 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from sefm_policy.checkpoint import file_sha256
 from sefm_policy.interfaces import (
     ACTION_TOKENS,
     COMMAND,
@@ -36,14 +36,6 @@ from .episode import METADATA_KEY, EpisodeMeta
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 T = TYPESTORE.types
 CHECKSUMS = "SHA256SUMS"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_checksums(bag: Path) -> None:

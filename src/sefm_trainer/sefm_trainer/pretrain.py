@@ -29,7 +29,7 @@ from sefm_policy.losses import answer_loss
 from sefm_policy.model import EFM
 
 from .grounding import TASKS, GroundingData, kind_weights, parse_point, points_at
-from .trainer_state import load_trainer_state, prune_trainer_states, save_trainer_state, state_path
+from .trainer_state import load_trainer_state, save_resume_point, state_path
 
 BACKGROUND_SCENES = 512
 PROBE_KINDS = ("single", "blocks8", "blocks4", "varied", "banana")
@@ -139,9 +139,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                     save_checkpoint(model, out / "best", {"stage": 0, "step": step, "probe": scores})
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 metrics.flush()
-                save_trainer_state(optimizer, state_path(out, step), step, best)
-                save_checkpoint(model, last, {"stage": 0, "step": step})
-                prune_trainer_states(out, step)
+                save_resume_point(out, model, optimizer, step, best, {"stage": 0})
         bar.close()
     writer.close()
     data.close()

@@ -33,7 +33,7 @@ from sefm_policy.tokenizers import JointTokenizer
 
 from .bag_reader import load_episodes, select_fraction
 from .dataset import StepIndex
-from .trainer_state import load_trainer_state, prune_trainer_states, save_trainer_state, state_path
+from .trainer_state import load_trainer_state, save_resume_point, state_path
 
 Objective = Literal["bc", "steps", "instruction"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
@@ -204,10 +204,7 @@ def train_sft(cfg: SFTConfig) -> dict:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in val.items() if k.endswith(("loss", "image_gain"))})
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             metrics_file.flush()
-            # Optimizer state first, then the weights (an atomic rename): ``last`` always has its state.
-            save_trainer_state(optimizer, state_path(out, step), step, best)
-            save_checkpoint(model, last, {"step": step})
-            prune_trainer_states(out, step)
+            save_resume_point(out, model, optimizer, step, best, {})
     bar.close()
     if rank == 0:
         writer.close()

@@ -11,6 +11,8 @@ import safetensors
 import safetensors.torch
 import torch
 
+from sefm_policy.checkpoint import save_checkpoint
+
 
 def state_path(out: Path, step: int) -> Path:
     return out / f"trainer_state_{step:08d}.safetensors"
@@ -44,8 +46,11 @@ def load_trainer_state(optimizer: torch.optim.Optimizer, path: Path) -> tuple[in
     return meta["step"], meta["best"]
 
 
-def prune_trainer_states(out: Path, step: int) -> None:
-    """Keep only the state that matches ``last`` (written at ``step``)."""
+def save_resume_point(out: Path, model, optimizer: torch.optim.Optimizer, step: int, best: dict, metadata: dict):
+    """Optimizer state first, then the weights as ``last`` (an atomic rename): ``last`` always has
+    its state; older states are removed."""
+    save_trainer_state(optimizer, state_path(out, step), step, best)
+    save_checkpoint(model, out / "last", {**metadata, "step": step})
     for old in out.glob("trainer_state_*.safetensors"):
         if old != state_path(out, step):
             old.unlink()
