@@ -48,7 +48,7 @@ def test_malformed_camera_messages_are_skipped_and_the_next_good_frame_is_answer
         camera = probe.create_publisher(Image, CAMERA, SIM_CAMERA_QOS)
         now = lambda: probe.get_clock().now().nanoseconds  # noqa: E731
         sent = []
-        answering = lambda: (sent.append(now()), camera.publish(frame(sent[-1])), bool(answered))[-1]  # noqa: E731
+        answering = lambda: (sent.append(now()), camera.publish(frame(sent[-1])), bool(answered & set(sent)))[-1]  # noqa: E731
         spin_until(executor, bringup, answering, TIMEOUT, "a command")
         bad = []
         for change in ({"encoding": "yuv422"}, {"data": b"\x00" * 10}, {"height": 0, "width": 0, "data": b""}):

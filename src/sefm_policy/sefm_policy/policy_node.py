@@ -97,7 +97,9 @@ class PolicyNode(Node):
 
     def on_heartbeat(self, msg: Bool) -> None:
         self.heartbeat_time, self.episode_running = time.monotonic(), bool(msg.data)
-        if self.supervised() and self.waiting is not None:  # a first frame can beat the heartbeat here
+        if not self.episode_running:
+            self.waiting = None  # a frame of an episode that has ended is never answered
+        elif self.supervised() and self.waiting is not None:  # a first frame can beat the heartbeat here
             snapshot, self.waiting = self.waiting, None
             self.act(snapshot)
 
