@@ -104,6 +104,8 @@ class RecorderNode(Node):
         self.destroy_timer(timer)
         commands = writer.counts.get(ifc.COMMAND, 0)
         frames = min(writer.counts.get(ifc.camera_topic(c), 0) for c in self.params.cameras)
+        state = ifc.EFFECTOR_POSE if self.params.command_type == "twist" else ifc.JOINT_STATES
+        frames = min(frames, writer.counts.get(state, 0))  # a frame is only whole with its state
         if meta.length == 0 or commands < meta.length or frames <= meta.length:
             # Commands published before DDS matched this recorder (a graph's first moments) are lost,
             # an episode paused or aborted before its first step has none, and one committed at
