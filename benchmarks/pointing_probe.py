@@ -16,7 +16,7 @@ import torch
 
 import sefm_trainer.grounding as grounding
 from sefm_policy.config import EFMConfig
-from sefm_policy.losses import answer_loss, bc_loss
+from sefm_policy.losses import EOS_WEIGHT, answer_loss, bc_loss
 from sefm_policy.model import EFM
 from sefm_trainer.grounding import QUESTION_MAKERS, GroundingData, parse_point, points_at
 
@@ -36,7 +36,7 @@ def sign_tokens(batch) -> np.ndarray:
 
 def run(args) -> list[dict]:
     torch.manual_seed(0)
-    grounding.POINT_BINS = args.bins
+    grounding.POINT_BASE, grounding.POINT_LEVELS = args.base, args.levels
     model = EFM.build(EFMConfig(vision={"stem": args.stem}))
     data = GroundingData(model.image_size)
     model.fit_background([q.observation for q in questions(data, args.kind, 99, 256)])
@@ -49,7 +49,9 @@ def run(args) -> list[dict]:
         if args.target == "sign":
             loss = bc_loss(model, obs, sign_tokens(batch)).loss
         else:
-            loss = answer_loss(model, obs, [q.prompt for q in batch], [q.answer for q in batch], args.loc_sigma).loss
+            loss = answer_loss(
+                model, obs, [q.prompt for q in batch], [q.answer for q in batch], args.loc_sigma, args.eos_weight
+            ).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -78,8 +80,10 @@ def main() -> None:
     ap.add_argument("--kind", default="banana", choices=["single", "banana", "blocks4", "blocks8", "varied"])
     ap.add_argument("--stem", default="patch", choices=["patch", "conv"])
     ap.add_argument("--target", default="point", choices=["point", "sign"])
-    ap.add_argument("--bins", type=int, default=grounding.POINT_BINS, help="location bins per image axis")
+    ap.add_argument("--base", type=int, default=grounding.POINT_BASE, help="a place's digits: cells per grid axis")
+    ap.add_argument("--levels", type=int, default=grounding.POINT_LEVELS, help="digits per axis (bins: base**levels)")
     ap.add_argument("--loc-sigma", type=float, default=0.0, help="soft loc targets: Gaussian width in bins")
+    ap.add_argument("--eos-weight", type=float, default=EOS_WEIGHT, help="weight of the answer's eos target")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()

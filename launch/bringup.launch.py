@@ -31,6 +31,8 @@ def nodes_from_config(context):
                 namespace=spec.namespace,
                 parameters=[spec.parameters],
                 output="screen",
+                respawn=config.fleet.respawn,
+                respawn_delay=config.fleet.respawn_delay_s,
             )
         )
     return actions

@@ -10,8 +10,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 
-from sefm.harness import graph, log_text, running, spin_until
+from sefm.harness import bags, graph, log_text, practice_nodes, running, spin_until
 from sefm_policy.ros_common import SIM_CAMERA_QOS, array_to_image, stamp_ns
+from sefm_trainer.bag_reader import load_episodes
 
 pytestmark = pytest.mark.ros
 TIMEOUT = 120
@@ -120,3 +121,23 @@ def test_the_policy_holds_when_the_episode_manager_dies(tiny_checkpoints, tmp_pa
     assert not moving_after or max(moving_after) < timeout + 0.15, moving_after
     assert stops and min(stops) < timeout + 0.25, stops
     assert "holding: episode manager silent" in log
+
+
+@pytest.mark.parametrize("victim", ["recorder", "policy"])
+def test_a_node_killed_mid_episode_is_respawned_and_every_landed_episode_is_whole(victim, tiny_checkpoints, tmp_path):
+    out = tmp_path / "episodes"
+    config = graph(practice_nodes(tiny_checkpoints[0], out, max_steps=8), respawn=True, respawn_delay_s=0.2)
+    with running(config, tmp_path / "logs") as (bringup, probe, executor):
+        steps = []
+        probe.create_subscription(TwistStamped, "/robot_0/policy/command", steps.append, DEEP)
+        spin_until(executor, bringup, lambda: len(bags(out)) >= 1 and len(steps) % 8 >= 3, TIMEOUT, "mid-episode")
+        before = len(bags(out))
+        (proc,) = [p for spec, p in bringup.procs if spec.name == victim]
+        proc.send_signal(signal.SIGKILL)
+        spin_until(executor, bringup, lambda: len(bags(out)) >= before + 2, TIMEOUT, "episodes after the respawn")
+        assert bringup.respawns == 1
+        assert f"{victim} exited with -9; respawning" in log_text(bringup, victim)
+    loaded = load_episodes(out, progress=False)
+    assert loaded.skipped == [] and len(loaded.episodes) >= before + 2  # a cut episode never lands half-written
+    assert all(ep.meta.length == 8 and ep.frames["front"].shape[0] == 9 for ep in loaded.episodes)
+    assert all(ep.meta.success is not None and not ep.meta.extra["detected_success"] for ep in loaded.episodes)

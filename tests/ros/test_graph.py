@@ -11,7 +11,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 
-from sefm.harness import graph, log_text, running, spin_until
+from sefm.harness import bags, graph, log_text, practice_nodes, running, spin_until
 from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, stamp_ns
 from sefm_trainer.bag_reader import load_episodes
 from sefm_trainer.bag_writer import TYPESTORE
@@ -19,16 +19,6 @@ from sefm_trainer.bag_writer import TYPESTORE
 pytestmark = pytest.mark.ros
 TIMEOUT = 120
 DEEP = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def practice_nodes(ckpt, out_dir, max_steps=15, threshold=0.0):
-    return {
-        "sim_bridge": {"mode": "lockstep"},
-        "recorder": {"out_dir": str(out_dir)},
-        "reward": {"checkpoint": str(ckpt), "success_threshold": threshold},
-        "policy": {"checkpoint": str(ckpt), "actuation_enabled": True},
-        "episode_manager": {"max_steps": max_steps},
-    }
 
 
 def children_of(pid: int) -> list[str]:
@@ -41,10 +31,6 @@ def children_of(pid: int) -> list[str]:
         if fields[1] == str(pid):
             kids.append(stat.parent.name)
     return kids
-
-
-def bags(folder):
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
 
 
 def test_two_robot_fleet_records_whole_episodes_and_stops_cleanly(tiny_checkpoints, tmp_path):
@@ -67,7 +53,7 @@ def test_two_robot_fleet_records_whole_episodes_and_stops_cleanly(tiny_checkpoin
         assert ep.meta.length == 15 and ep.meta.termination == "max_steps"
         assert ep.frames["front"].shape == (16, 96, 96, 3) and ep.actions.shape == (15, 2)
         assert ep.action_tokens.shape == (15, 4) and ep.effector.shape == (16, 2)
-        assert ep.meta.seed is not None and ep.meta.instruction and ep.meta.extra["ground_truth_success"] is not None
+        assert ep.meta.seed is not None and ep.meta.instruction and ep.meta.success is not None
     seeds = sorted(e.meta.seed for e in loaded.episodes)
     assert seeds[0] < 100_000 <= seeds[-1]  # robot_1's seeds are offset
 
@@ -81,6 +67,8 @@ def test_detected_success_ends_the_episode(tiny_checkpoints, tmp_path):
     episodes = load_episodes(out, progress=False).episodes
     assert episodes and all(e.meta.termination == "success" and e.meta.extra["detected_success"] for e in episodes)
     assert all(1 <= e.meta.length < 50 for e in episodes)
+    # The label is the sim's verdict on the final frame, not the detector's word.
+    assert all(e.meta.success is False for e in episodes)
 
 
 def test_estop_stops_commands_within_one_control_period(tiny_checkpoints, tmp_path):

@@ -1,5 +1,7 @@
 """``sefm bringup``: start the graph's nodes as processes (pip installs have no ``ros2 launch``),
-supervise them, and shut every one down cleanly on Ctrl-C, on a node's death or at a deadline."""
+supervise them, and shut every one down cleanly on Ctrl-C, on a node's death (unless the graph
+says ``fleet.respawn``: then the dead node is restarted, as launch's ``respawn`` does) or at a
+deadline."""
 
 from __future__ import annotations
 
@@ -65,23 +67,47 @@ class Bringup:
         self.log_dir = Path(log_dir) if log_dir else Path(self._tmp.name)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[tuple[NodeSpec, subprocess.Popen]] = []
+        self.respawns = 0
+        self._died_at: dict[int, float] = {}  # index into procs -> when its death was seen
 
     def start(self) -> None:
-        for spec in self.specs:
-            log = self.log_path(spec).open("w")
-            proc = subprocess.Popen(
-                command(spec, write_params(spec, Path(self._tmp.name))),
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us; we stop the nodes in order
-            )
-            self.procs.append((spec, proc))
+        self.procs = [(spec, self._launch(spec, "w")) for spec in self.specs]
+
+    def _launch(self, spec: NodeSpec, mode: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            command(spec, write_params(spec, Path(self._tmp.name))),
+            env=self.env,
+            stdout=self.log_path(spec).open(mode),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us; we stop the nodes in order
+        )
+
+    def respawn_dead(self) -> list[NodeSpec]:
+        """With ``fleet.respawn``: restart each node dead for ``respawn_delay_s``, its log
+        appended to; returns those restarted now."""
+        if not self.config.fleet.respawn:
+            return []
+        restarted, now = [], time.monotonic()
+        for i, (spec, proc) in enumerate(self.procs):
+            if proc.poll() is None:
+                continue
+            since = self._died_at.setdefault(i, now)
+            if now - since >= self.config.fleet.respawn_delay_s:
+                with self.log_path(spec).open("a") as log:
+                    log.write(f"\nsefm bringup: {spec.fqn} exited with {proc.returncode}; respawning\n")
+                self.procs[i] = (spec, self._launch(spec, "a"))
+                del self._died_at[i]
+                self.respawns += 1
+                restarted.append(spec)
+        return restarted
 
     def log_path(self, spec: NodeSpec) -> Path:
         return self.log_dir / f"{spec.namespace.strip('/').replace('/', '_')}_{spec.name}.log"
 
     def dead(self) -> list[tuple[NodeSpec, int]]:
+        """Nodes that exited and will not be restarted."""
+        if self.config.fleet.respawn:
+            return []
         return [(spec, p.returncode) for spec, p in self.procs if p.poll() is not None]
 
     def dead_logs(self, chars: int = 1500) -> dict[str, str]:
@@ -93,6 +119,8 @@ class Bringup:
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while deadline is None or time.monotonic() < deadline:
+                for spec in self.respawn_dead():
+                    print(f"sefm bringup: {spec.fqn} died; respawned it", file=sys.stderr)
                 gone = self.dead()
                 if gone:
                     for spec, code in gone:

@@ -58,11 +58,13 @@ def episodes(args: argparse.Namespace) -> None:
 
     loaded = load_episodes(args.folder, fraction=args.fraction, seed=args.seed)
     eps = loaded.episodes
+    known = [e for e in eps if e.meta.success is not None]
     summary = {
         "folder": str(args.folder),
         "episodes": len(eps),
         "steps": sum(e.length for e in eps),
-        "success_rate": sum(e.meta.success for e in eps) / len(eps) if eps else None,
+        "success_rate": sum(e.meta.success for e in known) / len(known) if known else None,
+        "episodes_without_ground_truth": len(eps) - len(known),
         "mean_length": sum(e.length for e in eps) / len(eps) if eps else None,
         "task_families": sorted({e.meta.task_family or "?" for e in eps}),
         "skipped": [{"path": str(p), "reason": r} for p, r in loaded.skipped],
@@ -254,7 +256,7 @@ def parser() -> argparse.ArgumentParser:
     st2.add_argument("--config", help="YAML with any Stage2Config keys")
     st2.add_argument("--policy", help="Stage 1 checkpoint to improve (best_bc)")
     st2.add_argument("--reward-model", help="frozen Stage 1 checkpoint for d(o,g) (best_steps)")
-    st2.add_argument("--out", help="run folder")
+    st2.add_argument("--out", help="run folder; a killed run there resumes after its last completed loop")
     st2.add_argument("--loops", type=int)
     st2.add_argument("--fleet", help="graph YAML: practise on its robots through ROS (default: in-process sim)")
     st2.add_argument("--log-dir", help="with --fleet: folder for the nodes' logs")

@@ -35,7 +35,6 @@ class EpisodeManagerNode(Node):
         self.create_timer(1.0 / p.heartbeat_hz, self.heartbeat)
         self.create_subscription(Int32MultiArray, ifc.ACTION_TOKENS, self.on_action, RELIABLE_QOS)
         self.create_subscription(Bool, ifc.SUCCESS, self.on_success, RELIABLE_QOS)
-        self.create_subscription(Bool, ifc.SIM_SUCCESS, self.on_ground_truth, RELIABLE_QOS)
         self.create_subscription(String, ifc.POLICY_VERSION, self.on_policy_version, LATCHED_QOS)
         self.create_service(Trigger, ifc.RESET, self.on_reset)
         self.create_service(Trigger, ifc.ABORT, self.on_abort)
@@ -124,7 +123,7 @@ class EpisodeManagerNode(Node):
         self.publish_event({"event": "end", "episode_id": self.tracker.episode_id, "metadata": meta})
         self.get_logger().info(
             f"episode {self.tracker.episode_id} ended: {termination} after {meta['length']} steps"
-            f" (success {meta['success']})"
+            f" (detected success {meta['extra']['detected_success']})"
         )
         if self.params.autostart:
             self.schedule_start(self.params.start_delay_s)
@@ -138,10 +137,6 @@ class EpisodeManagerNode(Node):
         if self.tracker.on_detected_success(msg.data):
             self.detected = True
             self.end_episode("success")
-
-    def on_ground_truth(self, msg: Bool) -> None:
-        if self.tracker.running:
-            self.tracker.ground_truth = bool(msg.data)
 
     def on_policy_version(self, msg: String) -> None:
         """Episodes carry the version the policy node acts with, which a learner filters on."""

@@ -16,10 +16,9 @@ class EpisodeTracker:
     episode_id: int = 0
     steps: int = 0
     info: dict = field(default_factory=dict)
-    ground_truth: bool | None = None
 
     def start(self, info: dict) -> int:
-        self.running, self.steps, self.info, self.ground_truth = True, 0, dict(info), None
+        self.running, self.steps, self.info = True, 0, dict(info)
         self.episode_id += 1
         return self.episode_id
 
@@ -35,17 +34,14 @@ class EpisodeTracker:
         return "success" if self.running and success and self.steps >= 1 else None
 
     def finish(self, termination: str, detected_success: bool) -> dict:
-        """Close the episode; the metadata of the ``end`` event."""
+        """Close the episode; the metadata of the ``end`` event. ``success`` is left unknown: only
+        the sim's verdict on the final frame may fill it, and that is the bag reader's to match
+        (the verdict often lands after this event); the detector's word is ``detected_success``."""
         self.running = False
-        success = self.ground_truth if self.ground_truth is not None else detected_success
         return {
             **self.info,
             "length": self.steps,
-            "success": bool(success),
+            "success": None,
             "termination": termination,
-            "extra": {
-                "episode_id": self.episode_id,
-                "detected_success": bool(detected_success),
-                "ground_truth_success": self.ground_truth,
-            },
+            "extra": {"episode_id": self.episode_id, "detected_success": bool(detected_success)},
         }

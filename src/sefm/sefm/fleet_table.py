@@ -16,7 +16,7 @@ class RobotRow:
     paused: bool = False
     last_end: str = ""
     episodes_done: int = 0
-    successes: int = 0
+    detections: int = 0  # episodes the detector ended as successes
 
 
 @dataclass
@@ -35,7 +35,7 @@ class FleetTable:
         elif kind == "end":
             meta = event.get("metadata", {})
             row.episodes_done += 1
-            row.successes += bool(meta.get("success"))
+            row.detections += bool(meta.get("extra", {}).get("detected_success"))
             row.last_end = f"{meta.get('termination', '?')} @ {meta.get('length', '?')}"
         elif kind in ("pause", "resume"):
             row.paused = kind == "pause"
@@ -51,10 +51,10 @@ class FleetTable:
 
     def render(self) -> Table:
         table = Table(title=f"sefm fleet  (policy version {self.policy_version})")
-        for column in ("robot", "episode", "step", "d", "success", "paused", "done", "success rate", "last end"):
+        for column in ("robot", "episode", "step", "d", "detected", "paused", "done", "detected rate", "last end"):
             table.add_column(column)
         for ns, r in sorted(self.rows.items()):
-            rate = f"{r.successes / r.episodes_done:.0%}" if r.episodes_done else "-"
+            rate = f"{r.detections / r.episodes_done:.0%}" if r.episodes_done else "-"
             table.add_row(
                 ns,
                 "-" if r.episode is None else str(r.episode),

@@ -34,6 +34,10 @@ class FleetConfig(StrictModel):
     namespace_prefix: str = Field("robot_", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     multi_host: bool = Field(False, description="let DDS discover beyond localhost (real fleets on many hosts)")
     seed_stride: int = Field(100_000, ge=1, description="robot i's sim seeds start at seed + i * seed_stride")
+    respawn: bool = Field(
+        False, description="restart a node that dies while the others keep running (launch's respawn)"
+    )
+    respawn_delay_s: float = Field(1.0, ge=0, description="wait this long before restarting a dead node")
 
 
 class NodesConfig(StrictModel):

@@ -29,8 +29,26 @@ def fresh_domain() -> int:
     return next(_domains)
 
 
-def graph(nodes: dict, robots: int = 1) -> GraphConfig:
-    return parse_config({"fleet": {"robots": robots}, "nodes": nodes}, GraphConfig)
+def graph(nodes: dict, robots: int = 1, **fleet) -> GraphConfig:
+    """A graph of ``nodes`` per robot; ``fleet`` takes any other FleetConfig keys."""
+    return parse_config({"fleet": {"robots": robots, **fleet}, "nodes": nodes}, GraphConfig)
+
+
+def practice_nodes(checkpoint, out_dir, max_steps: int = 15, threshold: float = 0.0) -> dict:
+    """One simulated robot practising in lockstep with ``checkpoint`` as policy and reward model,
+    recording to ``out_dir`` (the nodes part of a graph)."""
+    return {
+        "sim_bridge": {"mode": "lockstep"},
+        "recorder": {"out_dir": str(out_dir)},
+        "reward": {"checkpoint": str(checkpoint), "success_threshold": threshold},
+        "policy": {"checkpoint": str(checkpoint), "actuation_enabled": True},
+        "episode_manager": {"max_steps": max_steps},
+    }
+
+
+def bags(folder: Path) -> list[Path]:
+    """The episode bags landed in ``folder`` (a recorder writes into hidden folders first)."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
 
 
 @contextmanager
@@ -56,6 +74,7 @@ def spin_until(executor, bringup: Bringup, condition, timeout: float, what: str)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
+        bringup.respawn_dead()
         logs = bringup.dead_logs()
         if logs:
             raise GraphFailure(f"node(s) died while waiting for {what}: {logs}")

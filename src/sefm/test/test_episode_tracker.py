@@ -6,7 +6,7 @@ def test_episode_ends_at_max_steps_counted_in_actions():
     t.start({"instruction": "push the red moon to the blue cube"})
     assert [t.on_action() for _ in range(3)] == [None, None, "max_steps"]
     meta = t.finish("max_steps", detected_success=False)
-    assert meta["length"] == 3 and meta["termination"] == "max_steps" and not meta["success"]
+    assert meta["length"] == 3 and meta["termination"] == "max_steps" and not meta["extra"]["detected_success"]
 
 
 def test_detected_success_needs_an_action_in_this_episode():
@@ -18,11 +18,10 @@ def test_detected_success_needs_an_action_in_this_episode():
     assert t.on_detected_success(False) is None and t.on_detected_success(True) == "success"
 
 
-def test_ground_truth_wins_over_the_detector_in_the_metadata():
+def test_the_detector_never_fills_the_ground_truth_success_field():
     t = EpisodeTracker(max_steps=10)
     t.start({"seed": 4})
     t.on_action()
-    t.ground_truth = False
     meta = t.finish("success", detected_success=True)
-    assert meta["success"] is False and meta["extra"]["detected_success"] is True and meta["seed"] == 4
+    assert meta["success"] is None and meta["extra"]["detected_success"] is True and meta["seed"] == 4
     assert t.on_action() is None  # finished episodes count nothing

@@ -19,7 +19,10 @@ ESTOP = "estop"
 CHECKPOINT = "/sefm/policy_checkpoint"
 # Simulation only: the sim bridge's reset and its ground-truth success (for evaluation).
 SIM_RESET = "sim/reset"
+# std_msgs/Header per frame (std_msgs has no stamped Bool): stamp = the frame judged, frame_id
+# "success" or "failure". Recorded in the bag; the reader takes the final frame's verdict.
 SIM_SUCCESS = "sim/success"
+VERDICTS = {"success": True, "failure": False}
 
 
 def camera_topic(camera: str) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -63,7 +63,7 @@ class SimBridgeNode(Node):
             self.state_pub = self.create_publisher(JointState, ifc.JOINT_STATES, RELIABLE_QOS)
         else:
             self.state_pub = self.create_publisher(PoseStamped, ifc.EFFECTOR_POSE, RELIABLE_QOS)
-        self.success_pub = self.create_publisher(Bool, ifc.SIM_SUCCESS, RELIABLE_QOS)
+        self.success_pub = self.create_publisher(Header, ifc.SIM_SUCCESS, RELIABLE_QOS)
         command_type = JointTrajectory if self.aloha else TwistStamped
         self.create_subscription(command_type, ifc.COMMAND, self.on_command, RELIABLE_QOS)
         self.create_subscription(String, ifc.EVENTS, self.on_event, RELIABLE_QOS)
@@ -146,8 +146,7 @@ class SimBridgeNode(Node):
         return self.env.command[None] if self.aloha else np.zeros(2)
 
     def step(self, action: np.ndarray) -> None:
-        self.obs, _, _, _, info = self.env.step(np.nan_to_num(action))
-        self.success_pub.publish(Bool(data=bool(info["success"])))
+        self.obs, _, _, _, _ = self.env.step(np.nan_to_num(action))
         self.publish_observation()
 
     def publish_observation(self) -> None:
@@ -167,8 +166,12 @@ class SimBridgeNode(Node):
             set_stamp(state, self.frame_stamp)
             state.pose.position.x, state.pose.position.y = (float(v) for v in self.obs["effector"])
             state.pose.orientation.w = 1.0
+        # The sim's verdict on this very frame, stamped like it: a recorder matches it to the
+        # episode's final frame however late it arrives (ifc.SIM_SUCCESS).
+        verdict = Header(frame_id="success" if self.env.success() else "failure")
+        verdict.stamp.sec, verdict.stamp.nanosec = divmod(self.frame_stamp, 1_000_000_000)
         # The state goes first: a policy acts the moment its last camera frame arrives.
-        self.last_observation = [(self.state_pub, state), *messages]
+        self.last_observation = [(self.state_pub, state), (self.success_pub, verdict), *messages]
         for publisher, msg in self.last_observation:
             publisher.publish(msg)
 

@@ -17,7 +17,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
-from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, JOINT_STATES
+from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, JOINT_STATES, SIM_SUCCESS, VERDICTS
 
 from .bag_writer import CHECKSUMS, TYPESTORE, file_sha256
 from .episode import METADATA_KEY, Episode, EpisodeMeta
@@ -34,7 +34,11 @@ class NotAnEpisode(ValueError):
 
 
 def _stamp(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+    return _ns(msg.header.stamp)
+
+
+def _ns(time) -> int:
+    return int(time.sec) * 1_000_000_000 + int(time.nanosec)
 
 
 def _topic(topics, suffix: str) -> str | None:
@@ -136,13 +140,17 @@ def _read(reader: Reader, path: Path) -> Episode:
     cameras = _check_topics(reader, path)
     topics = reader.topics
     meta = _metadata(reader, path, _topic(topics, EVENTS))
-    command, tokens_topic, pose_topic, joints_topic = (
-        _topic(topics, s) for s in (COMMAND, ACTION_TOKENS, EFFECTOR_POSE, JOINT_STATES)
+    command, tokens_topic, pose_topic, joints_topic, verdict_topic = (
+        _topic(topics, s) for s in (COMMAND, ACTION_TOKENS, EFFECTOR_POSE, JOINT_STATES, SIM_SUCCESS)
     )
     period = 1.0 / meta.control_hz
     frames: dict[str, list] = {c: [] for c in cameras.values()}
-    commands, tokens, poses, joints = [], [], {}, {}
-    wanted = [c for c in reader.connections if c.topic in {*cameras, command, tokens_topic, pose_topic, joints_topic}]
+    commands, tokens, poses, joints, verdicts = [], [], {}, {}, {}
+    wanted = [
+        c
+        for c in reader.connections
+        if c.topic in {*cameras, command, tokens_topic, pose_topic, joints_topic, verdict_topic}
+    ]
     for conn, _, raw in reader.messages(connections=wanted):
         msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
         if conn.topic in cameras:
@@ -156,6 +164,8 @@ def _read(reader: Reader, path: Path) -> Episode:
             tokens.append(np.asarray(msg.data, dtype=np.int64))
         elif conn.topic == joints_topic:
             joints[_stamp(msg)] = np.asarray(msg.position, dtype=np.float64)
+        elif conn.topic == verdict_topic:
+            verdicts[_ns(msg.stamp)] = VERDICTS.get(msg.frame_id)
         else:
             poses[_stamp(msg)] = (msg.pose.position.x, msg.pose.position.y)
 
@@ -194,6 +204,10 @@ def _read(reader: Reader, path: Path) -> Episode:
     joint_states = None
     if joints and all(int(s) in joints for s in kept_stamps):
         joint_states = np.stack([joints[int(s)] for s in kept_stamps])
+    if verdict_topic is not None:
+        # A live bag's ground truth is the sim's verdict on the final frame, matched by stamp; a
+        # verdict that never landed leaves it unknown rather than borrowed from another frame.
+        meta.success = verdicts.get(int(kept_stamps[-1]))
     return Episode(
         path=path,
         meta=meta,

@@ -21,7 +21,7 @@ class EpisodeMeta:
     instruction: str
     embodiment: str
     length: int  # number of actions; the bag holds length + 1 frames per camera
-    success: bool  # ground truth where known (simulation), else the detector's verdict
+    success: bool | None  # ground truth where known (the sim's verdict on the final frame), else None
     termination: str
     seed: int | None = None
     policy_version: int | str | None = None

@@ -53,7 +53,7 @@ def practice_episode(episode: Episode, detector: StepsToGoDetector) -> PracticeE
         embodiment=episode.meta.embodiment,
         tokens=list(episode.action_tokens),
         detected_success=episode.meta.termination == "success",
-        ground_truth_success=bool(episode.meta.extra.get("ground_truth_success", episode.meta.success)),
+        ground_truth_success=bool(episode.meta.success),
         termination=episode.meta.termination,
     )
     observations = [practice.observation(t) for t in range(len(frames))]
@@ -85,6 +85,12 @@ class FleetSource:
         self.stale = 0  # bags of another policy version (not used)
         self.health = health or (lambda: None)
         self.settle_s = settle_s  # longer than the recorders' end_grace_s
+
+    def state(self) -> dict:
+        return {}  # a loop's episodes are the bags of its policy version, whatever came before
+
+    def restore(self, state: dict) -> None:
+        pass
 
     def collect(self, policy: EFM, detector: StepsToGoDetector, min_steps: int, loop: int) -> list[PracticeEpisode]:
         path = save_checkpoint(policy, self.checkpoints_dir / f"actor_{loop:05d}", {"version": loop})

@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig, StrictModel
-from sefm_policy.losses import answer_loss
+from sefm_policy.losses import EOS_WEIGHT, answer_loss
 from sefm_policy.model import EFM
 
-from .grounding import TASKS, GroundingData, kind_weights, parse_point, points_at
+from .grounding import TASKS, GroundingData, kind_weights, parse_point, point_tokens, points_at
 from .trainer_state import load_trainer_state, save_resume_point, state_path
 
 BACKGROUND_SCENES = 512
@@ -47,6 +47,9 @@ class PretrainConfig(StrictModel):
     probe_every: int = Field(500, gt=0)
     probe_scenes: int = Field(100, gt=0, description="held-out scenes per (kind, task) in the probe")
     checkpoint_every: int = Field(250, gt=0)
+    eos_weight: float = Field(
+        EOS_WEIGHT, ge=0, description="weight of each answer's eos target (sefm_policy.losses.EOS_WEIGHT: why not 1)"
+    )
     unimodal: bool = Field(False, description="vision without words (every object's place in a fixed order)")
     seed: int = 0
     model: EFMConfig = EFMConfig()
@@ -115,7 +118,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 group["lr"] = learning_rate(cfg, step)
             questions = data.batch(cfg.seed, step, cfg.batch_size, kind_weights(step / cfg.steps))
             result = answer_loss(
-                model, [q.observation for q in questions], [q.prompt for q in questions], [q.answer for q in questions]
+                model,
+                [q.observation for q in questions],
+                [q.prompt for q in questions],
+                [q.answer for q in questions],
+                eos_weight=cfg.eos_weight,
             )
             optimizer.zero_grad()
             result.loss.backward()
@@ -154,7 +161,8 @@ def unimodal_probe(model: EFM, data: GroundingData, cfg: PretrainConfig) -> dict
     hits = []
     for q in questions:
         answer = model.answer([q.observation], [q.prompt])[0].split()
-        got = [parse_point(" ".join(answer[k : k + 2])) for k in range(0, 2 * len(q.truth), 2)]
+        n = point_tokens()
+        got = [parse_point(" ".join(answer[k : k + n])) for k in range(0, n * len(q.truth), n)]
         hits.append(all(points_at(g, xy) for g, xy in zip(got, q.truth, strict=True)))
     model.train()
     return {"list": float(np.mean(hits))}

@@ -17,7 +17,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Int32MultiArray, String
+from std_msgs.msg import Header, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from sefm_policy import interfaces as ifc
@@ -44,6 +44,7 @@ class RecorderNode(Node):
             (ifc.EFFECTOR_POSE, PoseStamped, "geometry_msgs/msg/PoseStamped", RECORD_QOS),
             (ifc.ACTION_TOKENS, Int32MultiArray, "std_msgs/msg/Int32MultiArray", RECORD_QOS),
             (ifc.JOINT_STATES, JointState, "sensor_msgs/msg/JointState", RECORD_QOS),
+            (ifc.SIM_SUCCESS, Header, "std_msgs/msg/Header", RECORD_QOS),
             {"twist": (ifc.COMMAND, TwistStamped, "geometry_msgs/msg/TwistStamped", RECORD_QOS),
              "joint_trajectory": (ifc.COMMAND, JointTrajectory, "trajectory_msgs/msg/JointTrajectory", RECORD_QOS),
              }[p.command_type],
@@ -118,7 +119,8 @@ class RecorderNode(Node):
             return
         path = writer.commit(meta, end_ns)
         self.committed += 1
-        self.get_logger().info(f"wrote {path} ({meta.length} steps, success {meta.success})")
+        detected = meta.extra.get("detected_success")
+        self.get_logger().info(f"wrote {path} ({meta.length} steps, detected success {detected})")
 
     def flush(self) -> None:
         """Commit episodes still in their grace period (at shutdown)."""

@@ -10,6 +10,7 @@ in-process gym rollout here; the ROS fleet through episode bags), so the algorit
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from sefm_policy.checkpoint import load_checkpoint, save_checkpoint
+from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import StrictModel
 from sefm_policy.losses import reinforce_loss
 from sefm_policy.model import EFM
@@ -28,6 +29,7 @@ from sefm_reward.detector import StepsToGoDetector, label_episode
 from sefm_sim_bridge.envs import TASK_FAMILIES
 
 from .rollout import PracticeEpisode, run_episodes
+from .trainer_state import load_trainer_state, save_resume_point, state_path
 
 
 class Stage2Config(StrictModel):
@@ -62,6 +64,11 @@ class EpisodeSource(Protocol):
     def collect(self, policy: EFM, detector: StepsToGoDetector, min_steps: int, loop: int) -> list[PracticeEpisode]:
         """Whole practice episodes totalling at least ``min_steps`` steps."""
 
+    def state(self) -> dict:
+        """What a resumed run needs to go on drawing the same episodes (JSON)."""
+
+    def restore(self, state: dict) -> None: ...
+
 
 class GymSource:
     """Practice in simulation, in this process: fast sweeps, same numbers for the same seeds."""
@@ -77,6 +84,13 @@ class GymSource:
             policy, detector, seeds, task_family=self.cfg.task_family, max_steps=self.cfg.max_steps,
             temperature=self.cfg.temperature, end_on=self.end_on, envs=self.cfg.envs, generator=self.generator,
         )  # fmt: skip
+
+    def state(self) -> dict:
+        return {"next_seed": self.next_seed, "generator": _encode_bytes(self.generator.get_state())}
+
+    def restore(self, state: dict) -> None:
+        self.next_seed = state["next_seed"]
+        self.generator.set_state(_decode_bytes(state["generator"]))
 
     def collect(self, policy, detector, min_steps, loop):
         episodes, steps = [], 0
@@ -130,58 +144,93 @@ def self_improve(
     progress: bool = True,
 ) -> dict:
     """Run the loops; keep the checkpoint with the best moving-window detected success and stop on
-    plateau. Returns the per-loop history."""
+    plateau. Returns the per-loop history.
+
+    A killed run resumes from ``out/last``: policy, optimizer, loop counter, best-window state,
+    the buffer's and the source's random state, so it goes on as the uninterrupted run would."""
     from tqdm import tqdm
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    policy = load_checkpoint(cfg.policy).train()
+    source = source or GymSource(cfg)
+    rng = np.random.default_rng(cfg.seed)
+    last = out / "last"
+    resuming = (last / "manifest.json").exists()
+    policy = load_checkpoint(last if resuming else cfg.policy).train()
     policy.freeze_vision_tower()
     detector = StepsToGoDetector(load_checkpoint(cfg.reward_model), cfg.success_threshold)
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
-    source = source or GymSource(cfg)
-    rng = np.random.default_rng(cfg.seed)
-    history, extra_episodes, best, since_best = [], 0, (-1.0, None), 0
+    run = {"best": [-1.0, None], "since_best": 0, "extra_episodes": 0}
+    history, start = [], 0
+    if resuming:
+        start, run = load_trainer_state(optimizer, state_path(out, read_manifest(last)["metadata"]["loop"]))
+        rng.bit_generator.state = run["rng"]
+        source.restore(run["source"])
+        torch.set_rng_state(_decode_bytes(run["torch"]))
+        history = [h for h in _read_jsonl(out / "stage2.jsonl") if h["loop"] <= start]
+        print(f"stage 2: resuming {out} after loop {start}")
+    with (out / "stage2.jsonl").open("w") as f:  # drops a record written after the last resume point
+        f.writelines(json.dumps(h) + "\n" for h in history)
     metrics = (out / "stage2.jsonl").open("a")
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tensorboard"))
-    for loop in tqdm(range(1, cfg.loops + 1), desc="stage 2", unit="loop", disable=not progress):
+    since_best = run["since_best"]
+    for loop in tqdm(range(start + 1, cfg.loops + 1), desc="stage 2", unit="loop", disable=not progress):
+        if cfg.patience and since_best >= cfg.patience:
+            break
         policy.eval()
         with torch.no_grad():
             episodes = source.collect(policy, detector, cfg.updates * cfg.minibatch, loop)
         policy.train()
         losses = update(policy, optimizer, buffer_steps(episodes, cfg, rng), cfg)
-        extra_episodes += len(episodes)
+        run["extra_episodes"] += len(episodes)
         record = {
             "loop": loop,
             "episodes": len(episodes),
-            "extra_episodes": extra_episodes,
+            "extra_episodes": run["extra_episodes"],
             "detected_success": float(np.mean([ep.detected_success for ep in episodes])),
             "ground_truth_success": float(np.mean([ep.ground_truth_success for ep in episodes])),
             "mean_length": float(np.mean([ep.length for ep in episodes])),
             "loss": float(np.mean(losses)),
         }
-        path = save_checkpoint(policy, out / "last", {"version": loop, "loop": loop})
         window = float(np.mean([h["detected_success"] for h in [*history, record][-cfg.window :]]))
         record["window_detected_success"] = window
-        if window > best[0]:
-            best, since_best = (window, loop), 0
+        if window > run["best"][0]:
+            run["best"], since_best = [window, loop], 0
             save_checkpoint(policy, out / "best", {"version": loop, "loop": loop, "window_detected_success": window})
         else:
             since_best += 1
         history.append(record)
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
+        run.update(
+            since_best=since_best,
+            rng=rng.bit_generator.state,
+            source=source.state(),
+            torch=_encode_bytes(torch.get_rng_state()),
+        )
+        path = save_resume_point(out, policy, optimizer, loop, run, {"version": loop, "loop": loop})
         for key, value in record.items():
             if key != "loop":
                 writer.add_scalar(f"stage2/{key}", value, record["extra_episodes"])
         writer.flush()
         if on_checkpoint is not None:
             on_checkpoint(path, loop)
-        if cfg.patience and since_best >= cfg.patience:
-            break
     metrics.close()
     writer.close()
-    return {"history": history, "best_loop": best[1], "best_window_detected_success": best[0]}
+    return {"history": history, "best_loop": run["best"][1], "best_window_detected_success": run["best"][0]}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _encode_bytes(state: torch.Tensor) -> str:
+    """A torch RNG state (uint8 tensor) as JSON-safe text."""
+    return base64.b64encode(state.numpy().tobytes()).decode()
+
+
+def _decode_bytes(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)

@@ -21,14 +21,15 @@ from .dataset import timeline
 def episode_distances(detector: StepsToGoDetector, data: str | Path, progress: bool = True) -> tuple[list, list]:
     """d(o_t, g) for frames 0..T of every episode under ``data``, and whether each succeeded."""
     loaded = load_episodes(data, progress=False)
-    if not loaded.episodes:
-        raise ValueError(f"no episodes in {data}")
+    episodes = [ep for ep in loaded.episodes if ep.meta.success is not None]
+    if not episodes:
+        raise ValueError(f"no episodes with a known outcome (ground-truth success) in {data}")
     distances = []
-    for ep in tqdm(loaded.episodes, desc="d(o,g)", unit="ep", disable=not progress):
+    for ep in tqdm(episodes, desc="d(o,g)", unit="ep", disable=not progress):
         frames, states = timeline(ep)
         obs = [observation_at(ep.meta.embodiment, frames, t, ep.meta.instruction, states) for t in range(len(frames))]
         distances.append(detector.distances(obs))
-    return distances, [ep.meta.success for ep in loaded.episodes]
+    return distances, [ep.meta.success for ep in episodes]
 
 
 def calibrate_threshold(

@@ -1,5 +1,5 @@
 """Resumable training state beside a ``last`` checkpoint: AdamW moments, step and best scores in
-safetensors (no pickle), written atomically; Stage 0 and Stage 1 share it."""
+safetensors (no pickle), written atomically; Stages 0, 1 and 2 share it."""
 
 from __future__ import annotations
 
@@ -46,11 +46,14 @@ def load_trainer_state(optimizer: torch.optim.Optimizer, path: Path) -> tuple[in
     return meta["step"], meta["best"]
 
 
-def save_resume_point(out: Path, model, optimizer: torch.optim.Optimizer, step: int, best: dict, metadata: dict):
+def save_resume_point(
+    out: Path, model, optimizer: torch.optim.Optimizer, step: int, best: dict, metadata: dict
+) -> Path:
     """Optimizer state first, then the weights as ``last`` (an atomic rename): ``last`` always has
     its state; older states are removed."""
     save_trainer_state(optimizer, state_path(out, step), step, best)
-    save_checkpoint(model, out / "last", {**metadata, "step": step})
+    path = save_checkpoint(model, out / "last", {**metadata, "step": step})
     for old in out.glob("trainer_state_*.safetensors"):
         if old != state_path(out, step):
             old.unlink()
+    return path

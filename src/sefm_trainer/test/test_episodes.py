@@ -190,3 +190,30 @@ def test_a_bag_whose_bytes_changed_is_skipped_with_its_path(episode_folder, wher
     loaded = load_episodes(episode_folder, progress=False)
     assert len(loaded.episodes) == 2
     assert loaded.skipped == [(victim, f"{mcap.name} does not match its SHA-256 in SHA256SUMS: its bytes changed")]
+
+
+def live_bag(out, verdicts: dict[int, str]):
+    """A bag as the recorder writes it: 2 actions, a frame past the episode's end, the sim's
+    verdicts for the frames in ``verdicts`` (frame index -> frame_id) and no success in the metadata."""
+    from sefm_policy.interfaces import SIM_SUCCESS
+    from sefm_trainer.bag_writer import header
+
+    stamps = [10**9 + k * 10**8 for k in range(4)]
+    with EpisodeWriter(out, "robot_0_live") as w:
+        for k, stamp in enumerate(stamps):
+            w.effector_pose(stamp, np.zeros(2))
+            w.image("front", stamp, np.full((8, 8, 3), k, np.uint8))
+            if k in verdicts:
+                w.write(SIM_SUCCESS, header(stamp, verdicts[k]), stamp + 1)
+            if k < 2:
+                w.planar_command(stamp + 2, stamp, np.array([0.01, 0.0]), 0.1)
+        meta = EpisodeMeta(instruction="push the red moon to the blue cube", embodiment="language_table", length=2,
+                           success=None, termination="success", extra={"detected_success": True})  # fmt: skip
+        return read_episode(w.commit(meta, stamps[-1] + 5))
+
+
+def test_ground_truth_is_the_sims_verdict_on_the_final_frame_matched_by_stamp(tmp_path):
+    ep = live_bag(tmp_path / "a", {0: "failure", 1: "failure", 2: "success", 3: "failure"})
+    assert ep.length == 2 and ep.meta.success is True
+    ep = live_bag(tmp_path / "b", {0: "failure", 1: "success", 3: "success"})  # the final frame's never landed
+    assert ep.meta.success is None and ep.meta.extra["detected_success"] is True

@@ -1,8 +1,10 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from sefm_policy.checkpoint import load_checkpoint, save_checkpoint
+from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_trainer import stage2
@@ -97,3 +99,47 @@ def test_gym_source_is_deterministic_from_its_seed(checkpoints, tmp_path):
     b = GymSource(cfg).collect(policy, detector, 6, loop=1)
     assert [ep.seed for ep in a] == [ep.seed for ep in b]
     assert all(np.array_equal(np.stack(x.tokens), np.stack(y.tokens)) for x, y in zip(a, b, strict=True))
+
+
+def weights(path):
+    return load_checkpoint(path).backbone.state_dict()
+
+
+def test_a_run_stopped_after_a_loop_resumes_onto_the_uninterrupted_path(checkpoints, tmp_path):
+    whole = self_improve(small(checkpoints, tmp_path / "whole", loops=3, patience=0), progress=False)
+    self_improve(small(checkpoints, tmp_path / "cut", loops=1, patience=0), progress=False)
+    # A record written after the last resume point (killed before it saved) is dropped, not kept twice.
+    with (tmp_path / "cut" / "stage2.jsonl").open("a") as f:
+        f.write('{"loop": 2, "detected_success": 1.0}\n')
+    resumed = self_improve(small(checkpoints, tmp_path / "cut", loops=3, patience=0), progress=False)
+    assert [h["loop"] for h in resumed["history"]] == [1, 2, 3]
+    assert resumed["history"] == whole["history"]
+    a, b = weights(tmp_path / "whole" / "last"), weights(tmp_path / "cut" / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "cut" / "stage2.jsonl").read_text().count("\n") == 3
+    assert len(list((tmp_path / "cut").glob("trainer_state_*.safetensors"))) == 1
+
+
+def test_sigkilled_stage2_resumes_from_its_last_completed_loop(checkpoints, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "sefm.cli", "train", "stage2", "--policy", str(checkpoints[0]),
+            "--reward-model", str(checkpoints[1]), "--out", str(out), "--loops", "4"]  # fmt: skip
+    config = tmp_path / "stage2.yaml"
+    config.write_text("updates: 2\nminibatch: 4\nenvs: 2\nmax_steps: 5\nsuccess_threshold: 0.0\npatience: 0\n")
+    proc = subprocess.Popen([*argv, "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (out / "last" / "manifest.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    done = read_manifest(out / "last")["metadata"]["loop"]
+    rerun = subprocess.run([*argv, "--config", str(config)], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    if done < 4:
+        assert f"resuming {out} after loop {done}" in rerun.stdout
+    loops = [json.loads(line)["loop"] for line in (out / "stage2.jsonl").read_text().splitlines()]
+    assert loops == [1, 2, 3, 4]
