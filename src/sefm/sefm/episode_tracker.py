@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sefm_reward.detector import detects_success
+
 
 @dataclass
 class EpisodeTracker:
@@ -28,10 +30,9 @@ class EpisodeTracker:
         self.steps += 1
         return "max_steps" if self.steps >= self.max_steps else None
 
-    def on_detected_success(self, success: bool) -> str | None:
-        # A verdict needs an action taken in this episode; it also discards a late verdict on the
-        # previous episode's last frame.
-        return "success" if self.running and success and self.steps >= 1 else None
+    def on_detected_success(self, verdict: bool) -> str | None:
+        """``verdict``: the reward node's d <= s on the newest frame, which has seen ``steps`` actions."""
+        return "success" if self.running and detects_success(self.steps, verdict) else None
 
     def finish(self, termination: str, detected_success: bool) -> dict:
         """Close the episode; the metadata of the ``end`` event. ``success`` is left unknown: only

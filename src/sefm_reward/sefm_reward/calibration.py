@@ -1,10 +1,10 @@
 """Choosing the success threshold s by measurement, on episodes whose outcome is known.
 
-Practice ends an episode at the first frame with d <= s, so a threshold is judged the way
-practice uses it: where does the detector first fire? In a successful episode (the goal is
-reached at its last frame, as in demonstrations) firing within ``tolerance`` steps of the end is
-right, firing earlier ends practice on a false success, never firing misses it; in a failed
-episode any firing is false.
+Practice ends an episode at the first frame after an action with d <= s
+(``detector.detects_success``), so a threshold is judged the way practice uses it: where does
+the detector first fire? In a successful episode (the goal is reached at its last frame, as in
+demonstrations) firing within ``tolerance`` steps of the end is right, firing earlier ends
+practice on a false success, never firing misses it; in a failed episode any firing is false.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from .detector import detector_ending
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,6 @@ class ThresholdScore:
     false_on_failures: float | None  # failed episodes where it fired (None: no failed episodes)
 
 
-def first_firing(distances: np.ndarray, threshold: float) -> int | None:
-    hits = np.flatnonzero(np.asarray(distances) <= threshold)
-    return int(hits[0]) if hits.size else None
-
-
 def score_threshold(
     episodes: Sequence[np.ndarray], successes: Sequence[bool], threshold: float, tolerance: int = 2
 ) -> ThresholdScore:
@@ -37,7 +34,7 @@ def score_threshold(
         raise ValueError(f"need one success flag per episode, got {len(episodes)} episodes, {len(successes)} flags")
     right = early = fired = false_fail = 0
     for d, success in zip(episodes, successes, strict=True):
-        first = first_firing(d, threshold)
+        first = detector_ending(d, threshold)
         if first is None:
             continue
         fired += 1

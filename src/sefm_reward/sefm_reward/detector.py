@@ -17,6 +17,19 @@ from sefm_policy.prompts import Observation
 DISTANCE_BATCH = 64
 
 
+def detects_success(step: int, verdict: bool) -> bool:
+    """Practice's one success rule: the verdict d(o_t, g) <= s ends an episode on frame t >= 1.
+    Frame 0 never does: nothing has been done yet, and on the fleet a verdict then may be on the
+    last episode's frame. Rollout, fleet source, episode manager and threshold calibration all
+    decide by it."""
+    return step >= 1 and verdict
+
+
+def detector_ending(distances, threshold: float) -> int | None:
+    """The frame at which the detector ends an episode whose frames 0..T read ``distances``."""
+    return next((t for t, d in enumerate(distances) if detects_success(t, float(d) <= threshold)), None)
+
+
 @dataclass
 class Reading:
     steps_to_go: float

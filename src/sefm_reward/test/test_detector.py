@@ -5,7 +5,7 @@ import torch
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_policy.testing import table_observations
-from sefm_reward.detector import StepsToGoDetector, label_episode
+from sefm_reward.detector import StepsToGoDetector, detector_ending, detects_success, label_episode
 
 
 def test_rewards_are_drops_in_distance_and_returns_discount_them():
@@ -36,3 +36,9 @@ def test_detector_reads_d_reward_and_success_and_resets_between_episodes():
     det.reset()
     assert det.update(obs[2]).reward is None
     assert not any(p.requires_grad for p in model.parameters())  # frozen
+
+
+def test_a_verdict_on_frame_zero_never_ends_an_episode():
+    assert not detects_success(0, True) and detects_success(1, True) and not detects_success(5, False)
+    assert detector_ending([1.0, 5.0, 2.0, 1.0], 3.0) == 2  # d <= s on frame 0 is ignored
+    assert detector_ending([1.0, 5.0, 4.0], 3.0) is None

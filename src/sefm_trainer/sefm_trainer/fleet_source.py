@@ -17,11 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.model import EFM
-from sefm_reward.detector import StepsToGoDetector
+from sefm_reward.detector import StepsToGoDetector, detector_ending
 
 from .bag_reader import NotAnEpisode, peek_episode, read_episode
 from .dataset import timeline
@@ -58,8 +56,7 @@ def practice_episode(episode: Episode, detector: StepsToGoDetector) -> PracticeE
     )
     observations = [practice.observation(t) for t in range(len(frames))]
     practice.distances = [float(d) for d in detector.distances(observations)]
-    fired = np.flatnonzero(np.asarray(practice.distances[1:]) <= detector.threshold)
-    practice.detector_fired_at = int(fired[0]) + 1 if fired.size else None
+    practice.detector_fired_at = detector_ending(practice.distances, detector.threshold)
     return practice
 
 

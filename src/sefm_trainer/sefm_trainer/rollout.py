@@ -16,7 +16,7 @@ from tqdm import tqdm
 from sefm_policy.embodiment import observation_at
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
-from sefm_reward.detector import StepsToGoDetector
+from sefm_reward.detector import StepsToGoDetector, detects_success
 from sefm_sim_bridge.envs import embodiment_of, make_env, model_view
 
 
@@ -86,7 +86,7 @@ def run_episodes(
             for (env, ep), dist in zip(live, d, strict=True):
                 if dist is not None:
                     ep.distances.append(float(dist))
-                    if dist <= detector.threshold and ep.detector_fired_at is None:
+                    if ep.detector_fired_at is None and detects_success(ep.length, dist <= detector.threshold):
                         ep.detector_fired_at = ep.length
                 ep.ground_truth_success = env.success()
                 ends_by = ep.detector_fired_at is not None if end_on == "detector" else ep.ground_truth_success

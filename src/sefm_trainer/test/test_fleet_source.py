@@ -21,7 +21,7 @@ def models():
     return EFM.build(EFMConfig(seed=1)).eval(), StepsToGoDetector(EFM.build(EFMConfig(seed=2)).eval(), 3.0)
 
 
-def write_bag(folder, name, ep: PracticeEpisode, version, termination="max_steps"):
+def write_bag(folder, name, ep: PracticeEpisode, version, termination=None):
     """What a robot's recorder writes for a practice episode."""
     period = 100_000_000
     with EpisodeWriter(folder, name) as w:
@@ -36,7 +36,7 @@ def write_bag(folder, name, ep: PracticeEpisode, version, termination="max_steps
             embodiment="language_table",
             length=ep.length,
             success=ep.ground_truth_success,
-            termination=termination,
+            termination=termination or ep.termination,
             seed=ep.seed,
             policy_version=version,
             extra={"ground_truth_success": ep.ground_truth_success},
@@ -73,8 +73,9 @@ class FakeFleet:
         return 1
 
 
-def test_fleet_episodes_give_the_learner_the_same_numbers_as_in_process_practice(models, tmp_path):
-    policy, detector = models
+@pytest.mark.parametrize("threshold", [3.0, 99.0])  # d reads ~50 untrained: 99 ends every episode on detection
+def test_fleet_episodes_give_the_learner_the_same_numbers_as_in_process_practice(models, tmp_path, threshold):
+    policy, detector = models[0], StepsToGoDetector(models[1].model, threshold)
     practised = run_episodes(policy, detector, [11, 12, 13], max_steps=6, envs=3, generator=torch.Generator())
     fleet = FakeFleet(tmp_path / "bags", practised[:2], practised[2])
     source = FleetSource(tmp_path / "bags", fleet, tmp_path / "actors", poll_s=0.05, timeout_s=10)
@@ -86,6 +87,9 @@ def test_fleet_episodes_give_the_learner_the_same_numbers_as_in_process_practice
     assert source.stale == 1
     for mine, theirs in zip(landed, practised, strict=True):
         assert mine.instruction == theirs.instruction
+        assert mine.detector_fired_at == theirs.detector_fired_at
+        if mine.termination != "abort":  # the pause cut the last one short
+            assert mine.detected_success == theirs.detected_success == (threshold > 50)
         assert np.array_equal(np.stack(mine.frames), np.stack(theirs.frames))
         assert np.array_equal(np.stack(mine.tokens), np.stack(theirs.tokens))
         assert np.allclose(mine.distances, theirs.distances, atol=1e-5)
