@@ -46,7 +46,9 @@ def stamp_ns(msg) -> int:
 
 
 def set_stamp(msg, ns: int) -> None:
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(ns), 1_000_000_000)
+    """Stamp a message's header; a bare ``std_msgs/Header`` is stamped itself."""
+    stamp = msg.stamp if hasattr(msg, "stamp") else msg.header.stamp
+    stamp.sec, stamp.nanosec = divmod(int(ns), 1_000_000_000)
 
 
 class ImageError(ValueError):

@@ -169,7 +169,7 @@ class SimBridgeNode(Node):
         # The sim's verdict on this very frame, stamped like it: a recorder matches it to the
         # episode's final frame however late it arrives (ifc.SIM_SUCCESS).
         verdict = Header(frame_id="success" if self.env.success() else "failure")
-        verdict.stamp.sec, verdict.stamp.nanosec = divmod(self.frame_stamp, 1_000_000_000)
+        set_stamp(verdict, self.frame_stamp)
         # The state goes first: a policy acts the moment its last camera frame arrives.
         self.last_observation = [(self.state_pub, state), (self.success_pub, verdict), *messages]
         for publisher, msg in self.last_observation:
