@@ -1,4 +1,4 @@
-"""The workspace layout of DESIGN.md §1: ament_python packages that are also pip-installable."""
+"""The workspace layout (README, "Layout"): ament_python packages that are also pip-installable."""
 
 import xml.etree.ElementTree as ET
 

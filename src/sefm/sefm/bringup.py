@@ -24,7 +24,7 @@ def ros_environment(config: GraphConfig, domain_id: int | None = None) -> dict[s
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
     if not config.fleet.multi_host:
-        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # DESIGN.md §8: nothing leaves loopback
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # docs/design.md: nothing leaves loopback
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

@@ -74,6 +74,14 @@ def episodes(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def episodes_import(args: argparse.Namespace) -> int | None:
+    from sefm_trainer.rig_import import RigMap, import_bags
+
+    summary = import_bags(args.bags, load_config(args.map, RigMap), args.out)
+    print(json.dumps(summary, indent=2))
+    return 1 if not summary["episodes"] else None
+
+
 def strip(args: argparse.Namespace) -> None:
     from sefm_sim_bridge.figures import demonstration_strips
 
@@ -220,12 +228,19 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--noise", type=float, default=0.004, help="demonstrator action noise (m per step)")
     gen.set_defaults(run=datagen)
 
-    eps = sub.add_parser("episodes", help="summarise a folder of episode bags, reporting any that are not episodes")
+    episodes_cmd = sub.add_parser("episodes", help="summarise episode bags, or import a rig's own recordings")
+    episodes_sub = episodes_cmd.add_subparsers(dest="episodes_command", required=True)
+    eps = episodes_sub.add_parser("summary", help="summarise a folder of episode bags; non-episodes say why")
     eps.add_argument("folder")
     eps.add_argument("--fraction", type=float, help="deterministic subset of the episodes, e.g. 0.1")
     eps.add_argument("--seed", type=int, default=0, help="seed of the subset")
     eps.add_argument("--verbose", action="store_true", help="include every episode's metadata")
     eps.set_defaults(run=episodes)
+    imp = episodes_sub.add_parser("import", help="turn ros2 bag recordings of a rig into sefm episodes")
+    imp.add_argument("bags", nargs="+", help="rosbag2 directories (MCAP or sqlite3)")
+    imp.add_argument("--map", required=True, help="YAML map of the rig's topics (sefm_trainer.rig_import.RigMap)")
+    imp.add_argument("--out", required=True, help="folder to write the episode bags into")
+    imp.set_defaults(run=episodes_import)
 
     up = sub.add_parser("bringup", help="start the node graph of a YAML config (what bringup.launch.py starts)")
     up.add_argument("config", help="graph YAML, e.g. config/sim_language_table.yaml")

@@ -37,14 +37,14 @@ def test_datagen_then_episodes_summarises_the_folder(tmp_path, capsys):
         "block2location_000004",
     ]
     (out / "notes").mkdir()  # not a bag: reported, not fatal
-    assert main(["episodes", str(out), "--verbose"]) == 0
+    assert main(["episodes", "summary", str(out), "--verbose"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["episodes"] == 2 and summary["task_families"] == ["block2location"]
     assert summary["skipped"][0]["path"].endswith("notes") and len(summary["metadata"]) == 2
 
 
 def test_episodes_on_a_missing_folder_exits_2(tmp_path, capsys):
-    assert main(["episodes", str(tmp_path / "nope")]) == 2
+    assert main(["episodes", "summary", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

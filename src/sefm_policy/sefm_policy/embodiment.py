@@ -1,4 +1,4 @@
-"""Per-robot token and image layout (paper App. E; DESIGN.md §4)."""
+"""Per-robot token and image layout (paper App. E)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def embodiment_for(config: EFMConfig) -> Embodiment:
     low, high = config.joint_stats()
     return Embodiment(
         name="aloha",
-        cameras=("top", "table", "left_wrist", "right_wrist"),
+        cameras=("top", "angle", "left_wrist", "right_wrist"),
         action=JointTokenizer(low, high, bins=config.joint_bins, chunk=config.action_chunk),
         # One token per value 0..300: bins of width 1 centred on the integers.
         steps=UniformBins(-0.5, 300.5, 301),

@@ -1,4 +1,4 @@
-"""Names of the ROS interfaces (DESIGN.md §3), relative to a robot's namespace unless absolute."""
+"""Names of the ROS interfaces (docs/design.md, "ROS interfaces"), relative to a robot's namespace unless absolute."""
 
 INSTRUCTION = "instruction"
 JOINT_STATES = "joint_states"

@@ -17,6 +17,7 @@ from sensor_msgs.msg import Image, JointState
 from . import interfaces as ifc
 from .config import parse_config
 from .frame_sync import FrameSync, Snapshot
+from .image_codec import ImageError, image_to_array
 
 SENSOR_QOS = qos_profile_sensor_data
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -49,40 +50,6 @@ def set_stamp(msg, ns: int) -> None:
     """Stamp a message's header; a bare ``std_msgs/Header`` is stamped itself."""
     stamp = msg.stamp if hasattr(msg, "stamp") else msg.header.stamp
     stamp.sec, stamp.nanosec = divmod(int(ns), 1_000_000_000)
-
-
-class ImageError(ValueError):
-    """A camera message that cannot be read as a frame; the node logs it and skips the frame.
-    ``kind`` names the fault, so each kind is rate-limited on its own."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-# Encodings converted to RGB as cv_bridge users expect: channels, then the source's order.
-_ENCODINGS = {"rgb8": (3, [0, 1, 2]), "bgr8": (3, [2, 1, 0]), "rgba8": (4, [0, 1, 2]), "bgra8": (4, [2, 1, 0])}
-
-
-def image_to_array(msg: Image) -> np.ndarray:
-    """An rgb8 (H, W, 3) frame from rgb8, bgr8, rgba8, bgra8 or mono8; anything else, or a message
-    whose sizes do not add up, raises ``ImageError`` saying what is wrong."""
-    h, w, step, size = int(msg.height), int(msg.width), int(msg.step), len(msg.data)
-    if msg.encoding == "mono8":
-        channels, order = 1, [0, 0, 0]
-    elif msg.encoding in _ENCODINGS:
-        channels, order = _ENCODINGS[msg.encoding]
-    else:
-        raise ImageError("encoding", f"unsupported encoding {msg.encoding!r} (rgb8, bgr8, rgba8, bgra8 or mono8)")
-    if h == 0 or w == 0:
-        raise ImageError("empty", f"empty image ({w}x{h})")
-    if step < channels * w:
-        raise ImageError("step", f"step {step} is less than width x {channels} channels ({channels * w})")
-    if size < h * step:
-        raise ImageError("size", f"{size} bytes of data, expected height x step = {h * step}")
-    rows = np.frombuffer(bytes(msg.data), np.uint8)[: h * step].reshape(h, step)
-    pixels = rows[:, : channels * w].reshape(h, w, channels)
-    return np.ascontiguousarray(pixels[:, :, order])  # writable, owned by the caller
 
 
 def array_to_image(rgb: np.ndarray, stamp: int, frame_id: str) -> Image:
@@ -128,7 +95,7 @@ def subscribe_moments(node: Node, sync: FrameSync, on_snapshot: Callable[[Snapsh
 
 
 def run(make_node: Callable[[], Node], args=None) -> None:
-    """Spin one node until Ctrl-C/SIGTERM, then tear it down (DESIGN.md §8: SingleThreadedExecutor)."""
+    """Spin one node until Ctrl-C/SIGTERM, then tear it down (SingleThreadedExecutor: docs/design.md says why)."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     rclpy.init(args=args)  # rclpy turns SIGINT and SIGTERM into ExternalShutdownException in spin
     node = make_node()

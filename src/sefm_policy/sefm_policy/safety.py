@@ -1,4 +1,4 @@
-"""The safety layer between the model and the controller (DESIGN.md §3).
+"""The safety layer between the model and the controller (docs/design.md).
 
 Every command passes through it: actuation must be enabled in config, the e-stop wins over
 everything, NaN is never forwarded, values are clamped to the configured limits and the

@@ -27,7 +27,7 @@ from gym_aloha.utils import sample_insertion_pose  # noqa: E402
 CONTROL_HZ = 10
 ENV_HZ = round(1 / DT)  # gym-aloha's 50 Hz step
 SUBSTEPS = ENV_HZ // CONTROL_HZ  # 50 Hz steps per 10 Hz command
-CAMERAS = ("top", "angle", "left_wrist", "right_wrist")  # DESIGN.md §4: [top; table], [left; right wrist]
+CAMERAS = ("top", "angle", "left_wrist", "right_wrist")  # model images: [top; angle], [left; right wrist]
 DEFAULT_CAMERA_SIZE = (32, 64)  # (height, width): two stacked make one 64x64 model image
 INSERTED = 4  # gym-aloha's reward for the peg touching the socket's pin: full insertion
 INSTRUCTION = "insert the peg into the socket"

@@ -1,4 +1,4 @@
-"""One episode = one rosbag2 directory: the topics of DESIGN.md §3 under the robot's namespace,
+"""One episode = one rosbag2 directory: the topics of docs/design.md under the robot's namespace,
 plus the episode's metadata (bag ``custom_data`` key ``sefm.episode``, and the ``end`` event
 on ``episode/events``)."""
 

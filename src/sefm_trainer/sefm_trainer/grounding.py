@@ -38,7 +38,7 @@ from sefm_sim_bridge.tasks import LOCATIONS, PREPOSITIONS, VERBS, region_centre
 POINT_BASE = 8
 POINT_LEVELS = 2
 TASKS = ("point", "name", "nearest", "relation", "goal", "instruction")
-TASK_WEIGHTS = (0.35, 0.15, 0.1, 0.1, 0.15, 0.15)
+TASK_WEIGHTS = {"point": 0.35, "name": 0.15, "nearest": 0.1, "relation": 0.1, "goal": 0.15, "instruction": 0.15}
 # Scene kinds (single, blocks8, blocks4, varied, banana) by share of training done: one object
 # alone first, then the effector and a few blocks, then everything.
 CURRICULUM = (
@@ -99,13 +99,20 @@ def points_at(xy: np.ndarray | None, truth: np.ndarray) -> bool:
 
 
 def questions_for(
-    scene: GroundingScene, after, rng: np.random.Generator, count: int, unimodal: bool = False
+    scene: GroundingScene,
+    after,
+    rng: np.random.Generator,
+    count: int,
+    unimodal: bool = False,
+    task_weights: dict[str, float] = TASK_WEIGHTS,
 ) -> list[Question]:
-    """``count`` questions about one scene; ``after(name, xy)`` renders it with ``name`` moved to xy."""
+    """``count`` questions about one scene; ``after(name, xy)`` renders it with ``name`` moved to xy.
+    ``task_weights``: each task's share of the questions (missing tasks are not asked)."""
     if unimodal:
         return [_list_question(scene)]
     names = list(scene.objects)
-    picks = rng.choice(len(TASKS), count, p=TASK_WEIGHTS)
+    shares = np.array([task_weights.get(t, 0.0) for t in TASKS])
+    picks = rng.choice(len(TASKS), count, p=shares / shares.sum())
     out = []
     for k in picks:
         task = TASKS[int(k)]
@@ -204,20 +211,29 @@ class GroundingData:
     resumed run sees exactly the scenes an uninterrupted one would. ``held_out`` scenes come from
     seeds no training batch uses."""
 
-    def __init__(self, image_size: int, questions_per_scene: int = 4, unimodal: bool = False) -> None:
+    def __init__(
+        self,
+        image_size: int,
+        questions_per_scene: int = 4,
+        unimodal: bool = False,
+        task_weights: dict[str, float] = TASK_WEIGHTS,
+    ) -> None:
         self.scenes = GroundingScenes((image_size, image_size))
         self.per_scene = questions_per_scene
         self.unimodal = unimodal
+        self.task_weights = task_weights
 
-    def batch(self, seed: int, step: int, size: int, weights=CURRICULUM[-1][1]) -> list[Question]:
-        """``weights``: the share of each of SCENE_KINDS (default: the full mix)."""
-        rng = np.random.default_rng([seed, step])
+    def batch(self, seed: int, step, size: int, weights=CURRICULUM[-1][1]) -> list[Question]:
+        """``step``: an int or a sequence of non-negative ints that, with ``seed``, picks the
+        scenes; ``weights``: the share of each of SCENE_KINDS (default: the full mix)."""
+        rng = np.random.default_rng([seed, *np.atleast_1d(step).tolist()])
         kinds = SCENE_KINDS
         out: list[Question] = []
         while len(out) < size:
             kind = kinds[int(rng.choice(len(kinds), p=np.asarray(weights) / np.sum(weights)))]
             scene, after = self.scene(kind, 2 * int(rng.integers(2**30)))  # even seeds; the probe's are odd
-            out += questions_for(scene, after, rng, min(self.per_scene, size - len(out)), self.unimodal)
+            count = min(self.per_scene, size - len(out))
+            out += questions_for(scene, after, rng, count, self.unimodal, self.task_weights)
         return out[:size]
 
     def scene(self, kind: str, scene_seed: int):

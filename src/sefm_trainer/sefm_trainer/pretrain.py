@@ -15,12 +15,11 @@ score on 8-block scenes keeps ``best``, the checkpoint Stage 1 starts from.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from tqdm import tqdm
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
@@ -28,7 +27,8 @@ from sefm_policy.config import EFMConfig, StrictModel
 from sefm_policy.losses import EOS_WEIGHT, answer_loss
 from sefm_policy.model import EFM
 
-from .grounding import TASKS, GroundingData, kind_weights, parse_point, point_tokens, points_at
+from .grounding import TASK_WEIGHTS, TASKS, GroundingData, kind_weights, parse_point, point_tokens, points_at
+from .schedule import warmup_cosine
 from .trainer_state import load_trainer_state, save_resume_point, state_path
 
 BACKGROUND_SCENES = 512
@@ -51,15 +51,21 @@ class PretrainConfig(StrictModel):
         EOS_WEIGHT, ge=0, description="weight of each answer's eos target (sefm_policy.losses.EOS_WEIGHT: why not 1)"
     )
     unimodal: bool = Field(False, description="vision without words (every object's place in a fixed order)")
+    task_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(TASK_WEIGHTS), description=f"share of each task's questions; tasks: {TASKS}"
+    )
     seed: int = 0
     model: EFMConfig = EFMConfig()
 
-
-def learning_rate(cfg: PretrainConfig, step: int) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    @field_validator("task_weights")
+    @classmethod
+    def _known_tasks(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; expected some of {TASKS}")
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError("task weights must be >= 0 with a positive sum")
+        return weights
 
 
 @torch.no_grad()
@@ -92,7 +98,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last"
     torch.manual_seed(cfg.seed)
-    data = GroundingData(cfg.model.model_image_size, cfg.questions_per_scene, cfg.unimodal)
+    data = GroundingData(cfg.model.model_image_size, cfg.questions_per_scene, cfg.unimodal, cfg.task_weights)
     resuming = (last / "manifest.json").exists()
     if resuming:
         model = load_checkpoint(last)
@@ -115,7 +121,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         bar = tqdm(total=cfg.steps, initial=step, desc="stage 0", unit="step")
         while step < cfg.steps:
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step)
+                group["lr"] = warmup_cosine(cfg.lr, step, cfg.warmup, cfg.steps)
             questions = data.batch(cfg.seed, step, cfg.batch_size, kind_weights(step / cfg.steps))
             result = answer_loss(
                 model,

@@ -26,16 +26,18 @@ from tqdm import tqdm
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig, StrictModel
-from sefm_policy.losses import bc_loss, images_rolled, instruction_loss, steps_to_go_loss
+from sefm_policy.losses import LossOutput, answer_loss, bc_loss, images_rolled, instruction_loss, steps_to_go_loss
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
 from sefm_policy.tokenizers import JointTokenizer
 
 from .bag_reader import load_episodes, select_fraction
 from .dataset import StepIndex
+from .grounding import GroundingData
+from .schedule import warmup_cosine
 from .trainer_state import load_trainer_state, save_resume_point, state_path
 
-Objective = Literal["bc", "steps", "instruction"]
+Objective = Literal["bc", "steps", "instruction", "grounding"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
 
 
@@ -45,6 +47,8 @@ class SFTConfig(StrictModel):
     steps: int = Field(2000, gt=0)
     batch_size: int = Field(32, gt=0, description="global batch, split uniformly across objectives")
     lr: float = Field(3e-4, gt=0)
+    warmup: int = Field(0, ge=0, description="steps of linear learning-rate warm-up")
+    cosine: bool = Field(False, description="after warm-up, decay the learning rate by a cosine to 10% at `steps`")
     weight_decay: float = Field(0.01, ge=0)
     objectives: list[Objective] = Field(default_factory=lambda: ["bc", "steps", "instruction"])
     val_fraction: float = Field(0.1, gt=0, lt=1)
@@ -80,8 +84,11 @@ class Data:
             raise ValueError(f"{cfg.data} holds {kinds} episodes but model.embodiment is {cfg.model.embodiment!r}")
         if "instruction" in cfg.objectives and cfg.model.embodiment != "language_table":
             raise ValueError("objectives: instruction prediction is for LanguageTable episodes only (paper App. B)")
+        if "grounding" in cfg.objectives and cfg.model.embodiment != "language_table":
+            raise ValueError("objectives: grounding asks about LanguageTable scenes; it is for LanguageTable only")
         self.train, self.val = StepIndex(train), StepIndex([e for e in episodes if e.path.name in val_names])
         self.tokenizer = None  # the model's action tokenizer, set once the model exists
+        self.grounding: GroundingData | None = None  # Stage 0's questions, set once the model exists
         if not len(self.train) or not len(self.val):
             raise ValueError(f"need episodes for both training and validation (have {len(episodes)})")
 
@@ -97,7 +104,17 @@ class Data:
         picks = np.random.default_rng([seed, 7]).permutation(len(self.train))[:size]
         return [self.train[int(i)].observation for i in picks]
 
+    def population(self, objective: Objective, index: StepIndex) -> int:
+        """How many samples ``objective`` draws its picks from."""
+        if objective == "grounding":
+            return POPULATION
+        return len(index.episodes) if objective == "instruction" else len(index)
+
     def batch(self, objective: Objective, index: StepIndex, picks: np.ndarray):
+        if objective == "grounding":
+            held_out = 1 if index is self.val else 0
+            questions = self.grounding.batch(held_out, picks, len(picks))
+            return [q.observation for q in questions], ([q.prompt for q in questions], [q.answer for q in questions])
         if objective == "instruction":
             eps = [index.episodes[int(i) % len(index.episodes)] for i in picks]
             obs = [Observation(images=(e.frames["front"][0], e.frames["front"][-1])) for e in eps]
@@ -110,8 +127,16 @@ class Data:
         return obs, np.array([s.T - s.t for s in steps], dtype=np.float64)
 
 
-LOSSES = {"bc": bc_loss, "steps": steps_to_go_loss, "instruction": instruction_loss}
-SELECT = {"bc": "bc/loss", "steps": "steps/loss", "instruction": "instr/loss"}
+def grounding_loss(model: EFM, observations, questions) -> LossOutput:
+    """Stage 0's questions kept in the mix (RT-2's co-fine-tuning): the binding of words to
+    places that Stage 1 reads its frames with is not trained away by the action targets."""
+    prompts, answers = questions
+    return answer_loss(model, observations, prompts, answers)
+
+
+LOSSES = {"bc": bc_loss, "steps": steps_to_go_loss, "instruction": instruction_loss, "grounding": grounding_loss}
+SELECT = {"bc": "bc/loss", "steps": "steps/loss", "instruction": "instr/loss", "grounding": "answer/loss"}
+POPULATION = 2**30  # grounding: scenes are drawn fresh, not from the episodes
 
 
 def objective_split(batch_size: int, objectives: list[str]) -> dict[str, int]:
@@ -151,6 +176,8 @@ def train_sft(cfg: SFTConfig) -> dict:
         model = EFM.build(model_cfg)
         model.fit_background(data.background_sample(cfg.seed))
     data.tokenizer = model.embodiment.action
+    if "grounding" in cfg.objectives:
+        data.grounding = GroundingData(model.image_size)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, best = 0, {o: {"loss": float("inf"), "step": None} for o in cfg.objectives}
@@ -168,10 +195,12 @@ def train_sft(cfg: SFTConfig) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, desc="stage 1", unit="step", disable=rank != 0)
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, step])
+        for group in optimizer.param_groups:
+            group["lr"] = warmup_cosine(cfg.lr, step, cfg.warmup, cfg.steps, decay=cfg.cosine)
         optimizer.zero_grad()
         logged = {}
         for objective, n in split.items():
-            population = len(data.train.episodes) if objective == "instruction" else len(data.train)
+            population = data.population(objective, data.train)
             picks = rng.integers(0, population, n)[shard(n, rank, world)]
             obs, target = data.batch(objective, data.train, picks)
             out_loss = LOSSES[objective](model, obs, target)
@@ -218,8 +247,10 @@ def validate(model: EFM, data: Data, cfg: SFTConfig) -> dict[str, float]:
     rng = np.random.default_rng([cfg.seed, 10**9])
     result = {}
     for objective in cfg.objectives:
-        population = len(data.val.episodes) if objective == "instruction" else len(data.val)
-        picks = rng.permutation(population)[: cfg.val_samples]
+        if objective == "grounding":
+            picks = np.arange(cfg.val_samples)
+        else:
+            picks = rng.permutation(data.population(objective, data.val))[: cfg.val_samples]
         metrics = []
         for chunk in np.array_split(picks, max(1, len(picks) // 64)):
             obs, target = data.batch(objective, data.val, chunk)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 
+from sefm_policy.config import ConfigError, parse_config
 from sefm_sim_bridge.scene import BLOCK_HALF
 from sefm_trainer.grounding import POINT_BASE, POINT_LEVELS, TASKS, GroundingData, parse_point, point_text, points_at
 from sefm_trainer.pretrain import PretrainConfig, pretrain
@@ -86,6 +87,13 @@ def test_scenes_vary_in_kind_colour_and_count_and_batches_repeat_from_their_seed
     assert [(q.prompt, q.answer) for q in again] == [(q.prompt, q.answer) for q in batch]
     pairs = zip(again, batch, strict=True)
     assert all(np.array_equal(a.observation.images[0], b.observation.images[0]) for a, b in pairs)
+
+
+def test_task_weights_choose_the_questions_and_an_unknown_task_is_refused_by_key():
+    only_points = GroundingData(64, task_weights={"point": 1.0})
+    assert {q.task for q in only_points.batch(seed=0, step=0, size=12)} == {"point"}
+    with pytest.raises(ConfigError, match="task_weights"):
+        parse_config({"out": "x", "task_weights": {"pointing": 1.0}}, PretrainConfig)
 
 
 def test_a_point_counts_within_one_block_width():

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest
+from sefm_trainer.grounding import GroundingData
+from sefm_trainer.schedule import warmup_cosine
 from sefm_trainer.sft import Data, SFTConfig, objective_split, shard, train_sft
 
 
@@ -42,6 +44,31 @@ def test_stage1_keeps_best_checkpoints_per_objective_and_logs(demo_episodes, tmp
     frames = np.stack([o.images for o in sample]).astype(np.float64).mean(0)  # (2 images, S, S, 3)
     background = load_checkpoint(tmp_path / "run" / "best_bc").background.permute(0, 2, 3, 1).numpy()
     assert np.abs(background - frames).max() < 1e-3
+
+
+def test_grounding_questions_co_train_with_the_actions_and_are_validated_on_their_own_scenes(demo_episodes, tmp_path):
+    cfg = config(demo_episodes, tmp_path / "run", objectives=["bc", "grounding"], steps=3, val_every=3, val_samples=8)
+    best = train_sft(cfg)
+    assert best["grounding"]["step"] == 3
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(x["answer/loss"]) for x in lines if "val" not in x)
+    assert np.isfinite(lines[-1]["val"]["answer/loss"]) and "bc/loss" in lines[-1]["val"]
+    data = Data(cfg)
+    data.grounding = GroundingData(64)
+    picks = np.arange(4)
+    train_prompts = data.batch("grounding", data.train, picks)[1][0]
+    assert data.batch("grounding", data.train, picks)[1][0] == train_prompts  # reproducible from the picks
+    val_obs = data.batch("grounding", data.val, picks)[0]
+    train_obs = data.batch("grounding", data.train, picks)[0]
+    assert any(not np.array_equal(a.images[0], b.images[0]) for a, b in zip(val_obs, train_obs, strict=True))
+
+
+def test_warm_up_ramps_the_rate_and_the_cosine_ends_at_a_tenth():
+    assert warmup_cosine(1e-3, 0, 100, 1000) == pytest.approx(1e-5)
+    assert warmup_cosine(1e-3, 99, 100, 1000) == pytest.approx(1e-3)
+    assert warmup_cosine(1e-3, 1000, 100, 1000) == pytest.approx(1e-4)
+    assert warmup_cosine(1e-3, 550, 100, 1000) == pytest.approx(0.55e-3)
+    assert warmup_cosine(1e-3, 900, 100, 1000, decay=False) == 1e-3
 
 
 def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(demo_episodes, tmp_path):
