@@ -30,6 +30,7 @@ def nodes_from_config(context):
                 name=spec.name,
                 namespace=spec.namespace,
                 parameters=[spec.parameters],
+                remappings=list(spec.remaps),
                 output="screen",
                 respawn=config.fleet.respawn,
                 respawn_delay=config.fleet.respawn_delay_s,

@@ -41,6 +41,7 @@ def command(spec: NodeSpec, params_file: Path) -> list[str]:
         f"__node:={spec.name}",
         "--params-file",
         str(params_file),
+        *(arg for old, new in spec.remaps for arg in ("-r", f"{old}:={new}")),
     ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from sefm_policy.config import StrictModel, load_config
 from sefm_policy.node_params import PolicyParams
@@ -51,6 +51,18 @@ class NodesConfig(StrictModel):
 class GraphConfig(StrictModel):
     fleet: FleetConfig = FleetConfig()
     nodes: NodesConfig = NodesConfig()
+    remap: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per node: its topic name -> the rig's (ROS remapping; e.g. policy/command -> a controller's)",
+    )
+
+    @field_validator("remap")
+    @classmethod
+    def _known_nodes(cls, remap: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        unknown = sorted(set(remap) - set(NODE_TYPES))
+        if unknown:
+            raise ValueError(f"unknown nodes {unknown}; expected some of {list(NODE_TYPES)}")
+        return remap
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class NodeSpec:
     name: str
     namespace: str
     parameters: dict
+    remaps: tuple[tuple[str, str], ...] = ()
 
     @property
     def fqn(self) -> str:
@@ -91,5 +104,6 @@ def node_specs(config: GraphConfig, base_dir: str | Path = ".") -> list[NodeSpec
             for key in ("checkpoint", "out_dir"):
                 if key in values:
                     values[key] = resolve(values[key], base)
-            specs.append(NodeSpec(package, executable, module, name, namespace, values))
+            remaps = tuple(config.remap.get(name, {}).items())
+            specs.append(NodeSpec(package, executable, module, name, namespace, values, remaps))
     return specs

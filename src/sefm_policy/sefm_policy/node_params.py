@@ -31,3 +31,9 @@ class PolicyParams(StrictModel):
     joint_names: list[str] = Field(default_factory=lambda: [f"joint_{i}" for i in range(14)])
     seed: int = 0
     torch_threads: int = Field(1, ge=1, description="CPU threads for inference; several nodes share the cores")
+    state_joints: list[str] = Field(
+        default_factory=list, description="ALOHA: the joints to read from joint_states, by name (empty: all, as sent)"
+    )
+    sync_slop_s: float = Field(
+        0.0, ge=0, description="0: a moment's images and state share a stamp (sim); a rig: how far apart they may be"
+    )

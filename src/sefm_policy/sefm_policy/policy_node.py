@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float64MultiArray, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -45,7 +46,8 @@ class PolicyNode(Node):
             )
         )
         self.generator = torch.Generator().manual_seed(p.seed)
-        self.sync = FrameSync(p.cameras, needs_state=self.model.embodiment.state is not None)
+        needs_state = self.model.embodiment.state is not None
+        self.sync = FrameSync(p.cameras, needs_state=needs_state, slop_ns=round(p.sync_slop_s * 1e9))
         self.instruction: str | None = None
         self.waiting: Snapshot | None = None
         self.prev_frame: np.ndarray | None = None
@@ -60,16 +62,30 @@ class PolicyNode(Node):
         self.command_pub = self.create_publisher(msg_type[p.command_type], ifc.COMMAND, RELIABLE_QOS)
         self.version_pub = self.create_publisher(String, ifc.POLICY_VERSION, LATCHED_QOS)
         self.publish_version(p.checkpoint)
-        subscribe_moments(self, self.sync, self.act)
+        subscribe_moments(self, self.sync, self.act, p.state_joints)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(Bool, ifc.ESTOP, self.on_estop, RELIABLE_QOS)
         self.create_subscription(Bool, ifc.HEARTBEAT, self.on_heartbeat, RELIABLE_QOS)
         self.create_subscription(String, ifc.CHECKPOINT, self.on_checkpoint, LATCHED_QOS)
         self.create_timer(self.period, self.watchdog)
+        self.add_on_set_parameters_callback(self.on_parameters)
         self.get_logger().info(
             f"acting with {p.checkpoint} ({self.model.embodiment.name}, {p.command_type}); "
             f"actuation {'enabled' if p.actuation_enabled else 'DISABLED'}"
         )
+
+    def on_parameters(self, params) -> SetParametersResult:
+        """``actuation_enabled`` may be set while running, so a rig is armed once someone has checked
+        it (``ros2 param set /robot_0/policy actuation_enabled true``); the rest is read at start."""
+        for param in params:
+            if param.name != "actuation_enabled":
+                return SetParametersResult(successful=False, reason=f"{param.name} is read at start; restart the node")
+            if not isinstance(param.value, bool):
+                return SetParametersResult(successful=False, reason="actuation_enabled takes true or false")
+        for param in params:
+            self.safety.limits.actuation_enabled = param.value
+            self.get_logger().warning(f"actuation {'ENABLED' if param.value else 'disabled'} by a parameter change")
+        return SetParametersResult(successful=True)
 
     def _check_command_type(self) -> None:
         emb = self.model.embodiment

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import rclpy
 from pydantic import BaseModel
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
 from . import interfaces as ifc
 from .config import parse_config
-from .frame_sync import FrameSync, Snapshot
+from .frame_sync import FrameSync, Snapshot, joint_positions
 from .image_codec import ImageError, image_to_array
 
 SENSOR_QOS = qos_profile_sensor_data
@@ -37,7 +38,13 @@ def declare_params(node: Node, model: type[BaseModel]):
     validated values; a wrong value fails naming the parameter."""
     values = {}
     for name, field in model.model_fields.items():
-        node.declare_parameter(name, field.get_default(call_default_factory=True))
+        default = field.get_default(call_default_factory=True)
+        if default == []:  # an empty list says nothing of its type; ours are lists of names
+            node.declare_parameter(name, Parameter.Type.STRING_ARRAY)
+            given = node.get_parameter_or(name, Parameter(name, value=[]))
+            values[name] = list(given.value or [])
+            continue
+        node.declare_parameter(name, default)
         values[name] = node.get_parameter(name).value
     return parse_config(values, model, f"parameters of node {node.get_fully_qualified_name()}")
 
@@ -61,8 +68,11 @@ def array_to_image(rgb: np.ndarray, stamp: int, frame_id: str) -> Image:
     return msg
 
 
-def subscribe_moments(node: Node, sync: FrameSync, on_snapshot: Callable[[Snapshot], None]) -> None:
-    """Subscribe to the sync's cameras (and joint states where it needs them); ``on_snapshot`` gets
+def subscribe_moments(
+    node: Node, sync: FrameSync, on_snapshot: Callable[[Snapshot], None], state_joints: Sequence[str] = ()
+) -> None:
+    """Subscribe to the sync's cameras (and joint states where it needs them, ``state_joints`` of
+    them by name when given: ``frame_sync.joint_positions``); ``on_snapshot`` gets
     each moment once all its parts are in. An unreadable image is logged (rate-limited, naming the
     topic and the fault) and skipped: one bad message from a driver must not take a robot down."""
 
@@ -88,10 +98,16 @@ def subscribe_moments(node: Node, sync: FrameSync, on_snapshot: Callable[[Snapsh
         node.create_subscription(
             Image, ifc.camera_topic(camera), lambda msg, cam=camera: on_image(msg, cam), SENSOR_QOS
         )
+    def on_state(msg: JointState) -> None:
+        try:
+            state = joint_positions(msg.name, msg.position, state_joints)
+        except ValueError as err:
+            node.get_logger().warning(f"skipping a joint state: {err}", throttle_duration_sec=BAD_IMAGE_LOG_PERIOD_S)
+            return
+        deliver(sync.add_state(stamp_ns(msg), state))
+
     if sync.needs_state:
-        node.create_subscription(
-            JointState, ifc.JOINT_STATES, lambda msg: deliver(sync.add_state(stamp_ns(msg), msg.position)), SENSOR_QOS
-        )
+        node.create_subscription(JointState, ifc.JOINT_STATES, on_state, SENSOR_QOS)
 
 
 def run(make_node: Callable[[], Node], args=None) -> None:

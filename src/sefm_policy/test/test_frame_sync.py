@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from sefm_policy.frame_sync import FrameSync
 
@@ -41,3 +42,21 @@ def test_one_camera_without_state_completes_at_once():
     sync = FrameSync(["front"], needs_state=False)
     assert sync.add_image("front", 5, image(0)).frames[0].shape == (2, 2, 3)
     assert sync.add_state(6, np.zeros(2)) is None
+
+
+def test_with_a_slop_a_rigs_unsynchronised_parts_make_a_moment_around_the_first_cameras_frame():
+    sync = FrameSync(CAMS, needs_state=True, slop_ns=20)
+    sync.add_state(95, np.zeros(14))
+    sync.add_state(103, np.ones(14))
+    for cam, stamp in zip(CAMS[1:], (90, 110, 99), strict=True):
+        assert sync.add_image(cam, stamp, image(stamp % 7)) is None  # no frame of the first camera yet
+    snap = sync.add_image("top", 100, image(1))
+    assert snap.stamp_ns == 100 and [int(f[0, 0, 0]) for f in snap.frames] == [1, 90 % 7, 110 % 7, 99 % 7]
+    np.testing.assert_array_equal(snap.state, np.ones(14))  # the nearer of the two states
+    assert sync.add_state(104, np.ones(14)) is None  # that frame was acted on once
+    assert sync.add_image("top", 200, image(2)) is None  # the others are too far from it
+
+
+def test_a_negative_slop_is_refused():
+    with pytest.raises(ValueError, match="slop_ns"):
+        FrameSync(CAMS, needs_state=False, slop_ns=-1)

@@ -14,3 +14,9 @@ class RewardParams(StrictModel):
     )
     success_threshold: float = Field(3.0, ge=0, description="success when d <= this many steps")
     torch_threads: int = Field(1, ge=1, description="CPU threads for inference; several nodes share the cores")
+    state_joints: list[str] = Field(
+        default_factory=list, description="ALOHA: the joints to read from joint_states, by name (empty: all, as sent)"
+    )
+    sync_slop_s: float = Field(
+        0.0, ge=0, description="0: a moment's images and state share a stamp (sim); a rig: how far apart they may be"
+    )

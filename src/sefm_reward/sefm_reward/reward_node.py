@@ -33,7 +33,8 @@ class RewardNode(Node):
             raise ValueError(f"{self.get_fully_qualified_name()}: parameter 'checkpoint' is required")
         torch.set_num_threads(p.torch_threads)
         self.detector = StepsToGoDetector(load_checkpoint(p.checkpoint), p.success_threshold)
-        self.sync = FrameSync(p.cameras, needs_state=self.detector.model.embodiment.state is not None)
+        needs_state = self.detector.model.embodiment.state is not None
+        self.sync = FrameSync(p.cameras, needs_state=needs_state, slop_ns=round(p.sync_slop_s * 1e9))
         self.instruction: str | None = None
         self.prev_frame = None
         self.pending = None  # newest (observation, episode)
@@ -45,7 +46,7 @@ class RewardNode(Node):
         self.r_pub = self.create_publisher(Float32, ifc.REWARD, RELIABLE_QOS)
         self.s_pub = self.create_publisher(Bool, ifc.SUCCESS, RELIABLE_QOS)
         self.m_pub = self.create_publisher(MarkerArray, ifc.MARKERS, RELIABLE_QOS)
-        subscribe_moments(self, self.sync, self.on_snapshot)
+        subscribe_moments(self, self.sync, self.on_snapshot, p.state_joints)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(String, ifc.EVENTS, self.on_event, RELIABLE_QOS)
         self.worker = threading.Thread(target=self.work, daemon=True)
