@@ -17,6 +17,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
+from sefm_policy.image_codec import ImageError, image_to_array
 from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, JOINT_STATES, SIM_SUCCESS, VERDICTS
 
 from .bag_writer import CHECKSUMS, TYPESTORE, file_sha256
@@ -154,10 +155,11 @@ def _read(reader: Reader, path: Path) -> Episode:
     for conn, _, raw in reader.messages(connections=wanted):
         msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
         if conn.topic in cameras:
-            if msg.encoding != "rgb8":
-                raise NotAnEpisode(path, f"{conn.topic} has encoding {msg.encoding}; episodes use rgb8")
-            image = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)[:, : 3 * msg.width]
-            frames[cameras[conn.topic]].append((_stamp(msg), image.reshape(msg.height, msg.width, 3)))
+            try:
+                image = image_to_array(msg)  # a rig's camera may publish bgr8, rgba8 or mono8
+            except ImageError as err:
+                raise NotAnEpisode(path, f"{conn.topic}: {err}") from err
+            frames[cameras[conn.topic]].append((_stamp(msg), image))
         elif conn.topic == command:
             commands.append((_stamp(msg), _action(msg, period)))
         elif conn.topic == tokens_topic:
