@@ -123,7 +123,7 @@ def test_the_policy_holds_when_the_episode_manager_dies(tiny_checkpoints, tmp_pa
     assert "holding: episode manager silent" in log
 
 
-@pytest.mark.parametrize("victim", ["recorder", "policy"])
+@pytest.mark.parametrize("victim", ["recorder", "policy", "sim_bridge", "reward", "episode_manager"])
 def test_a_node_killed_mid_episode_is_respawned_and_every_landed_episode_is_whole(victim, tiny_checkpoints, tmp_path):
     out = tmp_path / "episodes"
     config = graph(practice_nodes(tiny_checkpoints[0], out, max_steps=8), respawn=True, respawn_delay_s=0.2)
@@ -139,5 +139,9 @@ def test_a_node_killed_mid_episode_is_respawned_and_every_landed_episode_is_whol
         assert f"{victim} exited with -9; respawning" in log_text(bringup, victim)
     loaded = load_episodes(out, progress=False)
     assert loaded.skipped == [] and len(loaded.episodes) >= before + 2  # a cut episode never lands half-written
-    assert all(ep.meta.length == 8 and ep.frames["front"].shape[0] == 9 for ep in loaded.episodes)
-    assert all(ep.meta.success is not None and not ep.meta.extra["detected_success"] for ep in loaded.episodes)
+    # Whole: a frame before every action and one after the last. An episode whose sim died takes
+    # no step, so the manager ends it as an error after stall_timeout_s; every other one runs to 8.
+    assert all(ep.frames["front"].shape[0] == ep.meta.length + 1 for ep in loaded.episodes)
+    assert all(ep.meta.length == 8 for ep in loaded.episodes if ep.meta.termination != "error")
+    assert all(not ep.meta.extra["detected_success"] for ep in loaded.episodes)
+    assert all(ep.meta.success is not None for ep in loaded.episodes if ep.meta.termination != "error")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 
 from rclpy.node import Node
 from std_msgs.msg import Bool, Int32MultiArray, String
@@ -16,23 +17,26 @@ from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, ru
 from .episode_tracker import EpisodeTracker
 from .node_params import EpisodeManagerParams
 
+SIM_RESET_TIMEOUT_S = 5.0
+
 
 class EpisodeManagerNode(Node):
     def __init__(self) -> None:
         super().__init__("episode_manager")
         self.params = p = declare_params(self, EpisodeManagerParams)
-        self.tracker = EpisodeTracker(p.max_steps)
+        self.tracker = EpisodeTracker(p.max_steps, p.stall_timeout_s)
         self.paused = p.start_paused
         self.detected = False
         self.policy_version = None
         self.heard_policy_version = False
         self.finished = 0
-        self.starting = False
+        self.starting: float | None = None  # when the pending sim/reset call was made
         self.namespace = self.get_namespace()
         self.instruction_pub = self.create_publisher(String, ifc.INSTRUCTION, LATCHED_QOS)
         self.events_pub = self.create_publisher(String, ifc.EVENTS, RELIABLE_QOS)
         self.heartbeat_pub = self.create_publisher(Bool, ifc.HEARTBEAT, RELIABLE_QOS)
         self.create_timer(1.0 / p.heartbeat_hz, self.heartbeat)
+        self.create_timer(0.5, self.check_stall)
         self.create_subscription(Int32MultiArray, ifc.ACTION_TOKENS, self.on_action, RELIABLE_QOS)
         self.create_subscription(Bool, ifc.SUCCESS, self.on_success, RELIABLE_QOS)
         self.create_subscription(String, ifc.POLICY_VERSION, self.on_policy_version, LATCHED_QOS)
@@ -59,7 +63,7 @@ class EpisodeManagerNode(Node):
         self.start_episode()
 
     def start_episode(self) -> None:
-        if self.tracker.running or self.starting or self.paused or self.limit_reached():
+        if self.tracker.running or self.starting is not None or self.paused or self.limit_reached():
             return
         waiting = [t for t in self.params.wait_for_topics if t and self.count_publishers(t) == 0]
         if waiting:
@@ -78,11 +82,13 @@ class EpisodeManagerNode(Node):
             self.get_logger().info("waiting for the sim bridge", throttle_duration_sec=5.0)
             self.schedule_start(0.5)
             return
-        self.starting = True
-        self.sim_reset.call_async(Trigger.Request()).add_done_callback(self.on_sim_reset)
+        self.starting = called = time.monotonic()
+        self.sim_reset.call_async(Trigger.Request()).add_done_callback(lambda f: self.on_sim_reset(f, called))
 
-    def on_sim_reset(self, future) -> None:
-        self.starting = False
+    def on_sim_reset(self, future, called: float) -> None:
+        if self.starting != called:
+            return  # an answer to a call already given up on
+        self.starting = None
         result = future.result()
         if result is None or not result.success:
             self.get_logger().error("sim reset failed; retrying")
@@ -103,7 +109,7 @@ class EpisodeManagerNode(Node):
             "policy_version": self.policy_version,
         }
         self.detected = False
-        episode_id = self.tracker.start(info)
+        episode_id = self.tracker.start(info, time.monotonic())
         self.heartbeat()  # before the start event: the policy may move from the first frame on
         self.instruction_pub.publish(String(data=task["instruction"]))
         self.publish_event({"event": "start", "episode_id": episode_id, **info})
@@ -129,7 +135,7 @@ class EpisodeManagerNode(Node):
             self.schedule_start(self.params.start_delay_s)
 
     def on_action(self, _msg: Int32MultiArray) -> None:
-        reason = self.tracker.on_action()
+        reason = self.tracker.on_action(time.monotonic())
         if reason:
             self.end_episode(reason)
 
@@ -174,6 +180,18 @@ class EpisodeManagerNode(Node):
         response.success = True
         response.message = json.dumps({"paused": self.paused, "aborted_episode": aborted})
         return response
+
+    def check_stall(self) -> None:
+        if self.starting is not None and time.monotonic() - self.starting > SIM_RESET_TIMEOUT_S:
+            # A sim that died while resetting never answers: ask again (a respawned one will).
+            self.get_logger().warning(f"sim/reset unanswered for {SIM_RESET_TIMEOUT_S} s; asking again")
+            self.starting = None
+            self.schedule_start(0.5)
+        if self.tracker.stalled(time.monotonic()):
+            self.get_logger().error(
+                f"episode {self.tracker.episode_id}: no step for {self.params.stall_timeout_s} s; ending it"
+            )
+            self.end_episode("error")  # and, with autostart, the next one begins once the robot is back
 
     def heartbeat(self) -> None:
         """The policy commands only while it hears this say an episode runs (no motion unsupervised)."""

@@ -14,21 +14,29 @@ class EpisodeTracker:
     or an operator's word."""
 
     max_steps: int
+    stall_timeout_s: float = 0.0  # 0: never
     running: bool = False
     episode_id: int = 0
     steps: int = 0
     info: dict = field(default_factory=dict)
+    last_progress: float = 0.0  # when the episode started or last took a step (monotonic seconds)
 
-    def start(self, info: dict) -> int:
-        self.running, self.steps, self.info = True, 0, dict(info)
+    def start(self, info: dict, now: float = 0.0) -> int:
+        self.running, self.steps, self.info, self.last_progress = True, 0, dict(info), now
         self.episode_id += 1
         return self.episode_id
 
-    def on_action(self) -> str | None:
+    def on_action(self, now: float = 0.0) -> str | None:
         if not self.running:
             return None
         self.steps += 1
+        self.last_progress = now
         return "max_steps" if self.steps >= self.max_steps else None
+
+    def stalled(self, now: float) -> bool:
+        """No step for ``stall_timeout_s``: a robot whose sim or driver died takes none, and its
+        episode must end so that practice goes on once it is back."""
+        return self.running and self.stall_timeout_s > 0 and now - self.last_progress > self.stall_timeout_s
 
     def on_detected_success(self, verdict: bool) -> str | None:
         """``verdict``: the reward node's d <= s on the newest frame, which has seen ``steps`` actions."""

@@ -11,6 +11,9 @@ from sefm_policy.config import StrictModel
 
 class EpisodeManagerParams(StrictModel):
     max_steps: int = Field(100, gt=0)
+    stall_timeout_s: float = Field(
+        10.0, ge=0, description="end an episode as an error after this long without a step (0: never)"
+    )
     source: Literal["sim", "list"] = Field("sim", description="sim: ask the sim bridge for seeded tasks")
     instructions: list[str] = Field(default_factory=lambda: ["push the red moon to the blue cube"])
     autostart: bool = True

@@ -25,3 +25,13 @@ def test_the_detector_never_fills_the_ground_truth_success_field():
     meta = t.finish("success", detected_success=True)
     assert meta["success"] is None and meta["extra"]["detected_success"] is True and meta["seed"] == 4
     assert t.on_action() is None  # finished episodes count nothing
+
+
+def test_an_episode_without_a_step_for_the_stall_timeout_has_stalled():
+    tracker = EpisodeTracker(max_steps=10, stall_timeout_s=2.0)
+    assert not tracker.stalled(now=100.0)  # no episode running
+    tracker.start({}, now=100.0)
+    assert not tracker.stalled(now=101.9)
+    tracker.on_action(now=101.9)
+    assert not tracker.stalled(now=103.8) and tracker.stalled(now=104.0)
+    assert not EpisodeTracker(max_steps=10).stalled(now=1e9)  # 0: never

@@ -98,6 +98,7 @@ def subscribe_moments(
         node.create_subscription(
             Image, ifc.camera_topic(camera), lambda msg, cam=camera: on_image(msg, cam), SENSOR_QOS
         )
+
     def on_state(msg: JointState) -> None:
         try:
             state = joint_positions(msg.name, msg.position, state_joints)
