@@ -1,4 +1,4 @@
-"""Per-robot token and image layout (paper App. E)."""
+"""Per-robot token and image layout: which tokenizers (``tokenizers``) and cameras each robot has."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import numpy as np
 
 from .config import EFMConfig
 from .prompts import Observation
-from .tokenizers import JointTokenizer, SignMagnitudeActionTokenizer, UniformBins
+from .tokenizers import (
+    JointTokenizer,
+    SignMagnitudeActionTokenizer,
+    UniformBins,
+    aloha_steps,
+    language_table_action,
+    language_table_steps,
+)
 
 
 @dataclass(frozen=True)
@@ -79,15 +86,14 @@ def embodiment_for(config: EFMConfig) -> Embodiment:
         return Embodiment(
             name="language_table",
             cameras=("current", "previous"),
-            action=SignMagnitudeActionTokenizer(unit=0.01, max_units=10),
-            steps=UniformBins(0.0, 100.0, 50),
+            action=language_table_action(),
+            steps=language_table_steps(),
         )
     low, high = config.joint_stats()
     return Embodiment(
         name="aloha",
         cameras=("top", "angle", "left_wrist", "right_wrist"),
         action=JointTokenizer(low, high, bins=config.joint_bins, chunk=config.action_chunk),
-        # One token per value 0..300: bins of width 1 centred on the integers.
-        steps=UniformBins(-0.5, 300.5, 301),
+        steps=aloha_steps(),
         state=JointTokenizer(low, high, bins=config.joint_bins, chunk=1),
     )

@@ -22,6 +22,7 @@ from .backbone import build_backbone
 from .config import EFMConfig
 from .embodiment import embodiment_for
 from .prompts import Observation, Task, prompt_text
+from .tokenizers import slot_vocab, to_vocab
 from .vocab import TokenLayout
 
 MAX_PROMPT_TOKENS = 32
@@ -182,7 +183,7 @@ class EFM(nn.Module):
     def _restrict(self, logits: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
         """Log-softmax over each slot's valid loc tokens: (..., L, V) -> (..., L, max size)."""
         width = int(sizes.max())
-        sub = logits[..., self.loc_ids[:width]]
+        sub = logits[..., slot_vocab(width, self.loc_ids)]
         invalid = torch.arange(width, device=logits.device) >= sizes.to(logits.device)[:, None]
         return sub.masked_fill(invalid, float("-inf")).log_softmax(-1)
 
@@ -190,7 +191,7 @@ class EFM(nn.Module):
         """Per-slot log-probs (B, slots, max slot size) of the action, teacher-forced on ``tokens``."""
         tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
         prefix = self.prefix(Task.ACT, observations)
-        logits = self._teacher_forced_logits(prefix, self.loc_ids[tokens[:, :-1]])
+        logits = self._teacher_forced_logits(prefix, to_vocab(tokens[:, :-1], self.loc_ids))
         return self._restrict(logits, self.action_slot_sizes)
 
     def action_log_prob(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
@@ -288,7 +289,7 @@ class EFM(nn.Module):
                 b = torch.multinomial((lp / temperature).softmax(-1), 1, generator=generator)[:, 0]
             log_prob = log_prob + lp.gather(-1, b[:, None])[:, 0]
             bins.append(b)
-            return self.loc_ids[b]
+            return to_vocab(b, self.loc_ids)
 
         self._decode_steps(self.prefix(Task.ACT, observations), len(sizes), choose)
         tokens = torch.stack(bins, 1).cpu().numpy()

@@ -1,9 +1,24 @@
-"""Numbers <-> discrete bins for actions, joint states and steps-to-go (paper App. E).
+"""The paper's tokenizer (App. E): actions, joint states and steps-to-go <-> tokens.
 
-Each tokenizer maps values to slot-local bin indices (0..size-1 per output slot); the
-model maps those onto vocabulary tokens. Out-of-range values are clipped and counted
-in ``clipped`` (a policy or dataset that often leaves the range should be noticed,
-not crash); NaN is rejected because it means the caller's data is broken.
+Each tokenizer maps values to slot-local bins (0..size-1 per output slot), and slot bin b is
+the vocabulary's ``<loc b>`` token (``to_vocab``), in the tiny vocabulary as in a real
+PaliGemma one. Out-of-range values are clipped and counted in ``clipped`` (a policy or
+dataset that often leaves the range should be noticed, not crash); NaN is rejected because it
+means the caller's data is broken.
+
+A LanguageTable step, worked through (0.01 m per unit, at most 10 units per axis):
+
+>>> action = language_table_action()
+>>> bins = action.encode([0.034, -0.052])  # [sign, units, sign, units]; sign 1 is negative
+>>> bins.tolist()
+[0, 3, 1, 5]
+>>> [f"<loc{b:04d}>" for b in bins]  # the four tokens the model emits
+['<loc0000>', '<loc0003>', '<loc0001>', '<loc0005>']
+>>> action.decode(bins).tolist()  # back to metres, within half a unit
+[0.03, -0.05]
+>>> steps = language_table_steps()  # steps-to-go 0..100 in 50 bins; d uses the bin centres
+>>> int(steps.encode([17.3])[0]), float(steps.decode(8))
+(8, 17.0)
 """
 
 from __future__ import annotations
@@ -12,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 
 def _as_finite_or_inf(values, what: str) -> np.ndarray:
@@ -173,3 +189,28 @@ class JointTokenizer:
         shape = (*t.shape[:-1], self.chunk, self.dims) if self.chunk > 1 else (*t.shape[:-1], self.dims)
         x = x.reshape(shape)
         return (x + 1.0) / 2.0 * (self._high - self._low) + self._low
+
+
+def language_table_action() -> SignMagnitudeActionTokenizer:
+    """LanguageTable's planar delta: 0.01 m per unit, at most 10 units per axis (0.1 m a step)."""
+    return SignMagnitudeActionTokenizer(unit=0.01, max_units=10)
+
+
+def language_table_steps() -> UniformBins:
+    """LanguageTable's steps-to-go: 0..100 in 50 bins."""
+    return UniformBins(0.0, 100.0, 50)
+
+
+def aloha_steps() -> UniformBins:
+    """ALOHA's steps-to-go: one token per value 0..300 (bins of width 1 centred on the integers)."""
+    return UniformBins(-0.5, 300.5, 301)
+
+
+def to_vocab(bins: torch.Tensor, loc_ids: torch.Tensor) -> torch.Tensor:
+    """Vocabulary ids of slot bins: bin b of any slot is ``<loc b>`` (``loc_ids[b]``)."""
+    return loc_ids[bins]
+
+
+def slot_vocab(size: int, loc_ids: torch.Tensor) -> torch.Tensor:
+    """The vocabulary ids a slot of ``size`` bins may emit: ``<loc0000>`` .. ``<loc{size-1}>``."""
+    return loc_ids[:size]

@@ -101,3 +101,12 @@ def test_decode_rejects_tokens_outside_their_slot():
         SignMagnitudeActionTokenizer().decode([[2, 0, 0, 0]])
     with pytest.raises(ValueError, match="outside its slot"):
         UniformBins(0, 100, 50).decode([50])
+
+
+def test_the_worked_example_in_the_tokenizer_docstring_holds():
+    import doctest
+
+    from sefm_policy import tokenizers
+
+    result = doctest.testmod(tokenizers)
+    assert result.attempted >= 6 and result.failed == 0

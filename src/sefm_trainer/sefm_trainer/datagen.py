@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sefm_policy.config import ALOHA_DEFAULT_HIGH, ALOHA_DEFAULT_LOW
-from sefm_policy.tokenizers import JointTokenizer, SignMagnitudeActionTokenizer
+from sefm_policy.tokenizers import JointTokenizer, language_table_action
 from sefm_sim_bridge.envs import embodiment_of
 
 from .bag_writer import EpisodeWriter
@@ -39,7 +39,7 @@ class PlanarTopics:
     """LanguageTable: the front camera and effector pose; a TwistStamped per 10 Hz step."""
 
     def __init__(self, env, demo) -> None:
-        self.tokenizer = SignMagnitudeActionTokenizer()
+        self.tokenizer = language_table_action()
         self.period_s = 1.0 / env.metadata["render_fps"]
         self.step_ns = int(1e9 / env.metadata["render_fps"])
         self.meta = {
