@@ -10,8 +10,6 @@ in-process gym rollout here; the ROS fleet through episode bags), so the algorit
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,6 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import StrictModel
 from sefm_policy.losses import reinforce_loss
 from sefm_policy.model import EFM
@@ -29,7 +26,8 @@ from sefm_reward.detector import StepsToGoDetector, label_episode
 from sefm_sim_bridge.envs import TASK_FAMILIES
 
 from .rollout import PracticeEpisode, run_episodes
-from .trainer_state import load_trainer_state, save_resume_point, state_path
+from .stage2_run import Stage2Run
+from .trainer_state import decode_rng, encode_rng
 
 
 class Stage2Config(StrictModel):
@@ -54,7 +52,9 @@ class Stage2Config(StrictModel):
 
 
 @dataclass
-class Step:
+class BufferedStep:
+    """One practised step in the buffer, labelled with its Monte Carlo return."""
+
     episode: PracticeEpisode
     t: int
     ret: float
@@ -86,11 +86,11 @@ class GymSource:
         )  # fmt: skip
 
     def state(self) -> dict:
-        return {"next_seed": self.next_seed, "generator": _encode_bytes(self.generator.get_state())}
+        return {"next_seed": self.next_seed, "generator": encode_rng(self.generator.get_state())}
 
     def restore(self, state: dict) -> None:
         self.next_seed = state["next_seed"]
-        self.generator.set_state(_decode_bytes(state["generator"]))
+        self.generator.set_state(decode_rng(state["generator"]))
 
     def collect(self, policy, detector, min_steps, loop):
         episodes, steps = [], 0
@@ -103,7 +103,9 @@ class GymSource:
         return episodes
 
 
-def buffer_steps(episodes: Sequence[PracticeEpisode], cfg: Stage2Config, rng: np.random.Generator) -> list[Step]:
+def buffer_steps(
+    episodes: Sequence[PracticeEpisode], cfg: Stage2Config, rng: np.random.Generator
+) -> list[BufferedStep]:
     """Label every step, then keep exactly N×B of them (a random subset; the rest is cleared)."""
     steps = []
     for ep in episodes:
@@ -111,14 +113,14 @@ def buffer_steps(episodes: Sequence[PracticeEpisode], cfg: Stage2Config, rng: np
             continue
         bonus = cfg.success_bonus if ep.detected_success else 0.0
         _, returns = label_episode(ep.distances, cfg.gamma, success_bonus=bonus, success=ep.detected_success)
-        steps += [Step(ep, t, float(returns[t])) for t in range(ep.length)]
+        steps += [BufferedStep(ep, t, float(returns[t])) for t in range(ep.length)]
     size = cfg.updates * cfg.minibatch
     if len(steps) < size:
         raise ValueError(f"the source delivered {len(steps)} steps; a loop needs N×B = {size}")
     return [steps[i] for i in rng.permutation(len(steps))[:size]]
 
 
-def update(policy: EFM, optimizer, steps: Sequence[Step], cfg: Stage2Config) -> list[float]:
+def update(policy: EFM, optimizer, steps: Sequence[BufferedStep], cfg: Stage2Config) -> list[float]:
     """N updates over consecutive minibatches of the shuffled buffer: each step used once."""
     losses = []
     for u in range(cfg.updates):
@@ -143,94 +145,19 @@ def self_improve(
     on_checkpoint: Callable[[Path, int], None] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run the loops; keep the checkpoint with the best moving-window detected success and stop on
-    plateau. Returns the per-loop history.
-
-    A killed run resumes from ``out/last``: policy, optimizer, loop counter, best-window state,
-    the buffer's and the source's random state, so it goes on as the uninterrupted run would."""
-    from tqdm import tqdm
-
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    source = source or GymSource(cfg)
-    rng = np.random.default_rng(cfg.seed)
-    last = out / "last"
-    resuming = (last / "manifest.json").exists()
-    policy = load_checkpoint(last if resuming else cfg.policy).train()
-    policy.freeze_vision_tower()
-    detector = StepsToGoDetector(load_checkpoint(cfg.reward_model), cfg.success_threshold)
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
-    run = {"best": [-1.0, None], "since_best": 0, "extra_episodes": 0}
-    history, start = [], 0
-    if resuming:
-        start, run = load_trainer_state(optimizer, state_path(out, read_manifest(last)["metadata"]["loop"]))
-        rng.bit_generator.state = run["rng"]
-        source.restore(run["source"])
-        torch.set_rng_state(_decode_bytes(run["torch"]))
-        history = [h for h in _read_jsonl(out / "stage2.jsonl") if h["loop"] <= start]
-        print(f"stage 2: resuming {out} after loop {start}")
-    with (out / "stage2.jsonl").open("w") as f:  # drops a record written after the last resume point
-        f.writelines(json.dumps(h) + "\n" for h in history)
-    metrics = (out / "stage2.jsonl").open("a")
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(out / "tensorboard"))
-    since_best = run["since_best"]
-    for loop in tqdm(range(start + 1, cfg.loops + 1), desc="stage 2", unit="loop", disable=not progress):
-        if cfg.patience and since_best >= cfg.patience:
-            break
-        policy.eval()
-        with torch.no_grad():
-            episodes = source.collect(policy, detector, cfg.updates * cfg.minibatch, loop)
-        policy.train()
-        losses = update(policy, optimizer, buffer_steps(episodes, cfg, rng), cfg)
-        run["extra_episodes"] += len(episodes)
-        record = {
-            "loop": loop,
-            "episodes": len(episodes),
-            "extra_episodes": run["extra_episodes"],
-            "detected_success": float(np.mean([ep.detected_success for ep in episodes])),
-            "ground_truth_success": float(np.mean([ep.ground_truth_success for ep in episodes])),
-            "mean_length": float(np.mean([ep.length for ep in episodes])),
-            "loss": float(np.mean(losses)),
-        }
-        window = float(np.mean([h["detected_success"] for h in [*history, record][-cfg.window :]]))
-        record["window_detected_success"] = window
-        if window > run["best"][0]:
-            run["best"], since_best = [window, loop], 0
-            save_checkpoint(policy, out / "best", {"version": loop, "loop": loop, "window_detected_success": window})
-        else:
-            since_best += 1
-        history.append(record)
-        metrics.write(json.dumps(record) + "\n")
-        metrics.flush()
-        run.update(
-            since_best=since_best,
-            rng=rng.bit_generator.state,
-            source=source.state(),
-            torch=_encode_bytes(torch.get_rng_state()),
-        )
-        path = save_resume_point(out, policy, optimizer, loop, run, {"version": loop, "loop": loop})
-        for key, value in record.items():
-            if key != "loop":
-                writer.add_scalar(f"stage2/{key}", value, record["extra_episodes"])
-        writer.flush()
+    """Paper Algorithm 1. Keeps the checkpoint with the best moving-window detected success and
+    stops on plateau (``Stage2Run``); a killed run resumes from ``out/last`` onto the path the
+    uninterrupted one would take. Returns the per-loop history."""
+    run = Stage2Run(cfg, source or GymSource(cfg))
+    for loop in run.loops(progress):
+        # Practise with the current policy until the buffer can hold N×B steps.
+        episodes = run.collect(loop)
+        # Label each step with its return from the frozen reward model; the buffer keeps N×B.
+        buffer = buffer_steps(episodes, cfg, run.rng)
+        # N REINFORCE updates, each on B steps of the buffer, the vision tower frozen.
+        losses = update(run.policy, run.optimizer, buffer, cfg)
+        # Clear the buffer and publish the new policy.
+        path = run.publish(loop, episodes, losses)
         if on_checkpoint is not None:
             on_checkpoint(path, loop)
-    metrics.close()
-    writer.close()
-    return {"history": history, "best_loop": run["best"][1], "best_window_detected_success": run["best"][0]}
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def _encode_bytes(state: torch.Tensor) -> str:
-    """A torch RNG state (uint8 tensor) as JSON-safe text."""
-    return base64.b64encode(state.numpy().tobytes()).decode()
-
-
-def _decode_bytes(text: str) -> torch.Tensor:
-    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+    return run.close()

@@ -3,6 +3,7 @@ safetensors (no pickle), written atomically; Stages 0, 1 and 2 share it."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -57,3 +58,12 @@ def save_resume_point(
         if old != state_path(out, step):
             old.unlink()
     return path
+
+
+def encode_rng(state: torch.Tensor) -> str:
+    """A torch RNG state (uint8 tensor) as JSON-safe text, for a resume point."""
+    return base64.b64encode(state.numpy().tobytes()).decode()
+
+
+def decode_rng(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
