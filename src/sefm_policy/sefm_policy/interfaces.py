@@ -23,6 +23,10 @@ SIM_RESET = "sim/reset"
 # "success" or "failure". Recorded in the bag; the reader takes the final frame's verdict.
 SIM_SUCCESS = "sim/success"
 VERDICTS = {"success": True, "failure": False}
+# Demonstration bags (sefm datagen): a visualization_msgs/MarkerArray per frame, stamped like it,
+# one marker per object on the board, ``ns`` its name, ``pose.position`` its place (m): where
+# things are on each frame, for grounding targets and evaluation. RViz and Foxglove draw it.
+SIM_OBJECTS = "sim/objects"
 
 
 def camera_topic(camera: str) -> str:

@@ -18,7 +18,16 @@ from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
 from sefm_policy.image_codec import ImageError, image_to_array
-from sefm_policy.interfaces import ACTION_TOKENS, COMMAND, EFFECTOR_POSE, EVENTS, JOINT_STATES, SIM_SUCCESS, VERDICTS
+from sefm_policy.interfaces import (
+    ACTION_TOKENS,
+    COMMAND,
+    EFFECTOR_POSE,
+    EVENTS,
+    JOINT_STATES,
+    SIM_OBJECTS,
+    SIM_SUCCESS,
+    VERDICTS,
+)
 
 from .bag_writer import CHECKSUMS, TYPESTORE, file_sha256
 from .episode import METADATA_KEY, Episode, EpisodeMeta
@@ -141,16 +150,16 @@ def _read(reader: Reader, path: Path) -> Episode:
     cameras = _check_topics(reader, path)
     topics = reader.topics
     meta = _metadata(reader, path, _topic(topics, EVENTS))
-    command, tokens_topic, pose_topic, joints_topic, verdict_topic = (
-        _topic(topics, s) for s in (COMMAND, ACTION_TOKENS, EFFECTOR_POSE, JOINT_STATES, SIM_SUCCESS)
+    command, tokens_topic, pose_topic, joints_topic, verdict_topic, objects_topic = (
+        _topic(topics, s) for s in (COMMAND, ACTION_TOKENS, EFFECTOR_POSE, JOINT_STATES, SIM_SUCCESS, SIM_OBJECTS)
     )
     period = 1.0 / meta.control_hz
     frames: dict[str, list] = {c: [] for c in cameras.values()}
-    commands, tokens, poses, joints, verdicts = [], [], {}, {}, {}
+    commands, tokens, poses, joints, verdicts, places = [], [], {}, {}, {}, {}
     wanted = [
         c
         for c in reader.connections
-        if c.topic in {*cameras, command, tokens_topic, pose_topic, joints_topic, verdict_topic}
+        if c.topic in {*cameras, command, tokens_topic, pose_topic, joints_topic, verdict_topic, objects_topic}
     ]
     for conn, _, raw in reader.messages(connections=wanted):
         msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
@@ -168,6 +177,10 @@ def _read(reader: Reader, path: Path) -> Episode:
             joints[_stamp(msg)] = np.asarray(msg.position, dtype=np.float64)
         elif conn.topic == verdict_topic:
             verdicts[_ns(msg.stamp)] = VERDICTS.get(msg.frame_id)
+        elif conn.topic == objects_topic:
+            places[_stamp(msg.markers[0]) if msg.markers else -1] = {
+                m.ns: (m.pose.position.x, m.pose.position.y) for m in msg.markers
+            }
         else:
             poses[_stamp(msg)] = (msg.pose.position.x, msg.pose.position.y)
 
@@ -206,6 +219,10 @@ def _read(reader: Reader, path: Path) -> Episode:
     joint_states = None
     if joints and all(int(s) in joints for s in kept_stamps):
         joint_states = np.stack([joints[int(s)] for s in kept_stamps])
+    objects = None
+    if places and all(int(s) in places for s in kept_stamps):
+        names = list(places[int(kept_stamps[0])])
+        objects = {n: np.array([places[int(s)][n] for s in kept_stamps]) for n in names}
     if verdict_topic is not None:
         # A live bag's ground truth is the sim's verdict on the final frame, matched by stamp; a
         # verdict that never landed leaves it unknown rather than borrowed from another frame.
@@ -219,6 +236,7 @@ def _read(reader: Reader, path: Path) -> Episode:
         action_tokens=np.stack(tokens[: meta.length]) if len(tokens) >= meta.length > 0 else None,
         effector=effector,
         joint_states=joint_states,
+        objects=objects,
     )
 
 

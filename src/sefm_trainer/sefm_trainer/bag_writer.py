@@ -28,6 +28,7 @@ from sefm_policy.interfaces import (
     EVENTS,
     INSTRUCTION,
     JOINT_STATES,
+    SIM_OBJECTS,
     camera_topic,
 )
 
@@ -52,6 +53,31 @@ def ros_time(ns: int):
 
 def header(ns: int, frame_id: str):
     return T["std_msgs/msg/Header"](stamp=ros_time(ns), frame_id=frame_id)
+
+
+def object_markers(stamp_ns: int, positions: dict[str, np.ndarray]):
+    """A rosbags MarkerArray of the objects at ``positions`` (board metres), one cylinder each."""
+    M = T["visualization_msgs/msg/Marker"]
+    Pose, Point, Quat = T["geometry_msgs/msg/Pose"], T["geometry_msgs/msg/Point"], T["geometry_msgs/msg/Quaternion"]
+    Vec, Color = T["geometry_msgs/msg/Vector3"], T["std_msgs/msg/ColorRGBA"]
+    Duration = T["builtin_interfaces/msg/Duration"]
+    markers = []
+    for i, (name, xy) in enumerate(positions.items()):
+        pose = Pose(position=Point(x=float(xy[0]), y=float(xy[1]), z=0.0), orientation=Quat(x=0.0, y=0.0, z=0.0, w=1.0))
+        markers.append(
+            M(
+                header=header(stamp_ns, "board"), ns=name, id=i, type=M.CYLINDER, action=M.ADD, pose=pose,
+                scale=Vec(x=0.044, y=0.044, z=0.01), color=Color(r=1.0, g=1.0, b=1.0, a=0.5),
+                lifetime=Duration(sec=0, nanosec=0), frame_locked=False, points=[], colors=[],
+                texture_resource="", texture=T["sensor_msgs/msg/CompressedImage"](
+                    header=header(0, ""), format="", data=np.zeros(0, np.uint8)
+                ),
+                uv_coordinates=[], text="", mesh_resource="",
+                mesh_file=T["visualization_msgs/msg/MeshFile"](filename="", data=np.zeros(0, np.uint8)),
+                mesh_use_embedded_materials=False,
+            )
+        )  # fmt: skip
+    return T["visualization_msgs/msg/MarkerArray"](markers=markers)
 
 
 class EpisodeWriter:
@@ -123,6 +149,10 @@ class EpisodeWriter:
         self.write(
             EFFECTOR_POSE, T["geometry_msgs/msg/PoseStamped"](header=header(stamp_ns, frame_id), pose=pose), stamp_ns
         )
+
+    def objects(self, stamp_ns: int, positions: dict[str, np.ndarray]) -> None:
+        """Where each object on the board is at this frame (``interfaces.SIM_OBJECTS``)."""
+        self.write(SIM_OBJECTS, object_markers(stamp_ns, positions), stamp_ns)
 
     def action_tokens(self, stamp_ns: int, tokens: np.ndarray) -> None:
         Layout = T["std_msgs/msg/MultiArrayLayout"]

@@ -36,9 +36,10 @@ def episode_name(family: str, seed: int) -> str:
 
 
 class PlanarTopics:
-    """LanguageTable: the front camera and effector pose; a TwistStamped per 10 Hz step."""
+    """LanguageTable: the front camera, effector pose and objects' places; a TwistStamped per 10 Hz step."""
 
     def __init__(self, env, demo) -> None:
+        self.env = env
         self.tokenizer = language_table_action()
         self.period_s = 1.0 / env.metadata["render_fps"]
         self.step_ns = int(1e9 / env.metadata["render_fps"])
@@ -51,6 +52,7 @@ class PlanarTopics:
     def observe(self, writer: EpisodeWriter, stamp: int, obs: dict) -> None:
         writer.image("front", stamp, obs["rgb"])
         writer.effector_pose(stamp, obs["effector"])
+        writer.objects(stamp, self.env.object_positions())
 
     def command(self, writer: EpisodeWriter, stamp: int, obs_stamp: int, action: np.ndarray) -> None:
         writer.action_tokens(stamp, self.tokenizer.encode(action))
@@ -110,6 +112,9 @@ def record_demonstration(env, demo, seed: int, out_dir: Path, cfg: DatagenConfig
             namespace=cfg.namespace,
             **topics.meta,
         )
+        task = getattr(env, "task", None)
+        if hasattr(task, "obj"):  # LanguageTable: which objects the instruction names
+            meta.extra |= {"obj": task.obj, "target": task.target_obj, "location": task.location}
         writer.commit(meta, stamp + 1000)
     return meta
 

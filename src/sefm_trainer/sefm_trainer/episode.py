@@ -61,6 +61,7 @@ class Episode:
     action_tokens: np.ndarray | None = None  # (T, slots) if recorded
     effector: np.ndarray | None = None  # (T+1, 2) effector positions if recorded
     joint_states: np.ndarray | None = None  # (T+1, joints) if recorded
+    objects: dict[str, np.ndarray] | None = None  # name -> (T+1, 2) board places, if recorded (datagen)
 
     @property
     def length(self) -> int:

@@ -155,6 +155,24 @@ def test_steps_align_frames_previous_frames_and_steps_to_go(demo_episodes):
     np.testing.assert_array_equal(second.action, eps[0].actions[1])
 
 
+def test_demonstrations_record_where_every_object_is_on_every_frame(demo_episodes):
+    from sefm_sim_bridge.envs import make_env
+    from sefm_sim_bridge.tasks import BLOCK2BLOCK_DISTANCE
+
+    episode = sorted(load_episodes(demo_episodes, progress=False).episodes, key=lambda e: e.path.name)[0]
+    env = make_env("block2block", render_images=False)
+    env.reset(seed=episode.meta.seed)
+    start = env.object_positions()
+    env.close()
+    assert set(episode.objects) == set(start) and len(start) == 8
+    assert all(np.allclose(episode.objects[name][0], xy) for name, xy in start.items())
+    assert all(v.shape == (episode.length + 1, 2) for v in episode.objects.values())
+    obj, target = episode.meta.extra["obj"], episode.meta.extra["target"]
+    assert episode.meta.success and obj in episode.meta.instruction and target in episode.meta.instruction
+    assert np.linalg.norm(episode.objects[obj][0] - episode.objects[target][0]) > BLOCK2BLOCK_DISTANCE
+    assert np.linalg.norm(episode.objects[obj][-1] - episode.objects[target][-1]) <= BLOCK2BLOCK_DISTANCE
+
+
 def test_datagen_in_parallel_resumes_without_rewriting(tmp_path):
     summary = generate(3, tmp_path, DatagenConfig(), seed=10, workers=2)
     assert summary["written"] == 3 and summary["kept"] == 0
