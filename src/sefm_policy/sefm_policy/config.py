@@ -83,6 +83,11 @@ class EFMConfig(StrictModel):
     joint_low: list[float] | None = Field(None, description="ALOHA joint normalisation stats (14 values)")
     joint_high: list[float] | None = None
     action_chunk: int = Field(5, gt=0, description="ALOHA steps per action chunk")
+    reason: bool = Field(
+        False,
+        description="LanguageTable: act answers the places of the object, its target and the effector before "
+        "the action (tokenizers.GroundedActionTokenizer)",
+    )
     joint_bins: int = Field(256, gt=1)
 
     @model_validator(mode="after")
@@ -92,6 +97,8 @@ class EFMConfig(StrictModel):
                 f"image_size ({self.model_image_size}) must be a multiple of vision.patch_size "
                 f"({self.vision.patch_size})"
             )
+        if self.reason and self.embodiment != "language_table":
+            raise ValueError("reason is for LanguageTable's planar actions")
         if self.text.num_heads % self.text.num_kv_heads:
             raise ValueError("text.num_heads must be a multiple of text.num_kv_heads")
         for key in ("joint_low", "joint_high"):

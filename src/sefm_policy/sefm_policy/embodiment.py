@@ -11,6 +11,7 @@ import numpy as np
 from .config import EFMConfig
 from .prompts import Observation
 from .tokenizers import (
+    GroundedActionTokenizer,
     JointTokenizer,
     SignMagnitudeActionTokenizer,
     UniformBins,
@@ -24,7 +25,7 @@ from .tokenizers import (
 class Embodiment:
     name: str
     cameras: tuple[str, ...]
-    action: SignMagnitudeActionTokenizer | JointTokenizer
+    action: SignMagnitudeActionTokenizer | GroundedActionTokenizer | JointTokenizer
     steps: UniformBins
     state: JointTokenizer | None = None
 
@@ -86,7 +87,7 @@ def embodiment_for(config: EFMConfig) -> Embodiment:
         return Embodiment(
             name="language_table",
             cameras=("current", "previous"),
-            action=language_table_action(),
+            action=GroundedActionTokenizer(language_table_action()) if config.reason else language_table_action(),
             steps=language_table_steps(),
         )
     low, high = config.joint_stats()

@@ -80,6 +80,13 @@ class EFM(nn.Module):
         backbone, tokenizer = build_backbone(config)
         return cls(config, backbone, tokenizer)
 
+    def reconfigured(self, **changes) -> EFM:
+        """The same weights and background under a changed config (e.g. ``reason`` switched on for
+        Stage 1 on a base pretrained without it)."""
+        model = EFM(self.config.model_copy(update=changes), self.backbone, self.tokenizer)
+        model.background.copy_(self.background)
+        return model.to(self.device)
+
     @property
     def device(self) -> torch.device:
         return self.loc_ids.device

@@ -191,6 +191,86 @@ class JointTokenizer:
         return (x + 1.0) / 2.0 * (self._high - self._low) + self._low
 
 
+@dataclass(frozen=True)
+class PlaceTokenizer:
+    """A place in the image, (column, row) in [0, 1], as ``levels`` digits of ``base`` per axis,
+    coarse first and rows before columns: ``[r1, c1, r0, c0]`` at the default 8 x 8 grid of 8 x 8
+    cells. Stage 0 answers every "where" question this way; one 64-way token per axis was not
+    learned by the tiny model, two 8-way digits were (docs/results)."""
+
+    base: int = 8
+    levels: int = 2
+
+    @property
+    def slot_sizes(self) -> tuple[int, ...]:
+        return (self.base,) * (2 * self.levels)
+
+    @property
+    def cells(self) -> int:
+        return self.base**self.levels
+
+    def encode(self, places) -> np.ndarray:
+        """(..., 2) (column, row) -> (..., 2 * levels) digits."""
+        x = _as_finite_or_inf(places, "place")
+        cell = np.clip((x * self.cells).astype(np.int64), 0, self.cells - 1)
+        col, row = cell[..., 0], cell[..., 1]
+        digits = [(v // self.base**k) % self.base for k in reversed(range(self.levels)) for v in (row, col)]
+        return np.stack(digits, axis=-1)
+
+    def decode(self, tokens) -> np.ndarray:
+        """(..., 2 * levels) digits -> (..., 2) (column, row) at the cell's centre."""
+        t = _check_indices(tokens, np.array(self.slot_sizes), "place")
+        row = col = np.zeros(t.shape[:-1], dtype=np.int64)
+        for k in range(self.levels):
+            row, col = row * self.base + t[..., 2 * k], col * self.base + t[..., 2 * k + 1]
+        return np.stack([(col + 0.5) / self.cells, (row + 0.5) / self.cells], axis=-1)
+
+
+@dataclass
+class GroundedActionTokenizer:
+    """An action that first says where things are (embodied chain-of-thought, Zawalski et al.
+    2024): the places of the object to move, its target and the effector, each as Stage 0
+    writes a place, then the planar action. The policy reads its own pointing before it acts, so
+    the action is a function of tokens it has just emitted rather than of the pixels alone.
+    ``decode`` returns the action; the places are only the policy's reasoning."""
+
+    action: SignMagnitudeActionTokenizer
+    places: int = 3
+    place: PlaceTokenizer = field(default_factory=PlaceTokenizer)
+
+    @property
+    def slot_sizes(self) -> tuple[int, ...]:
+        return self.place.slot_sizes * self.places + self.action.slot_sizes
+
+    @property
+    def limit(self) -> float:
+        return self.action.limit
+
+    @property
+    def dims(self) -> int:
+        return self.action.dims
+
+    @property
+    def clipped(self) -> int:
+        return self.action.clipped
+
+    def encode(self, actions, places) -> np.ndarray:
+        """``actions`` (..., 2) metres and ``places`` (..., places, 2) (column, row) -> tokens."""
+        where = self.place.encode(places)
+        if where.shape[-2] != self.places:
+            raise ValueError(f"expected {self.places} places per step, got shape {np.shape(places)}")
+        return np.concatenate([where.reshape(*where.shape[:-2], -1), self.action.encode(actions)], axis=-1)
+
+    def decode(self, tokens) -> np.ndarray:
+        return self.action.decode(np.asarray(tokens)[..., -len(self.action.slot_sizes) :])
+
+    def decode_places(self, tokens) -> np.ndarray:
+        """(..., places, 2) (column, row): where the policy said things are."""
+        per = len(self.place.slot_sizes)
+        t = np.asarray(tokens)[..., : per * self.places]
+        return self.place.decode(t.reshape(*t.shape[:-1], self.places, per))
+
+
 def language_table_action() -> SignMagnitudeActionTokenizer:
     """LanguageTable's planar delta: 0.01 m per unit, at most 10 units per axis (0.1 m a step)."""
     return SignMagnitudeActionTokenizer(unit=0.01, max_units=10)

@@ -4,7 +4,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sefm_policy.tokenizers import JointTokenizer, SignMagnitudeActionTokenizer, UniformBins
+from sefm_policy.tokenizers import (
+    GroundedActionTokenizer,
+    JointTokenizer,
+    SignMagnitudeActionTokenizer,
+    UniformBins,
+    language_table_action,
+)
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
@@ -110,3 +116,15 @@ def test_the_worked_example_in_the_tokenizer_docstring_holds():
 
     result = doctest.testmod(tokenizers)
     assert result.attempted >= 6 and result.failed == 0
+
+
+def test_a_grounded_action_says_three_places_then_the_action_and_decodes_to_the_action():
+    grounded = GroundedActionTokenizer(language_table_action())
+    places = [[0.1, 0.2], [0.5, 0.5], [0.99, 0.0]]
+    tokens = grounded.encode([0.034, -0.052], places)
+    assert len(tokens) == len(grounded.slot_sizes) == 16 and grounded.slot_sizes[:12] == (8,) * 12
+    assert tokens[12:].tolist() == [0, 3, 1, 5] and np.allclose(grounded.decode(tokens), [0.03, -0.05])
+    assert np.abs(grounded.decode_places(tokens) - places).max() <= 1 / 64  # within a cell of the 64 x 64 grid
+    assert tokens[:4].tolist() == [1, 0, 4, 6]  # the first place: row digits before column digits, coarse first
+    with pytest.raises(ValueError, match="3 places"):
+        grounded.encode([0.0, 0.0], places[:2])

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from sefm_policy.prompts import Observation
+from sefm_policy.tokenizers import PlaceTokenizer
 from sefm_policy.vocab import loc_token
 from sefm_sim_bridge.grounding_scenes import SCENE_KINDS, GroundingScene, GroundingScenes
 from sefm_sim_bridge.scene import BLOCK_HALF, board_point, image_point
 from sefm_sim_bridge.tasks import LOCATIONS, PREPOSITIONS, VERBS, region_centre
 
-POINT_BASE = 8
-POINT_LEVELS = 2
+PLACE = PlaceTokenizer()  # how every place is written (sefm_policy.tokenizers)
+POINT_BASE, POINT_LEVELS = PLACE.base, PLACE.levels
 TASKS = ("point", "name", "nearest", "relation", "goal", "instruction")
 TASK_WEIGHTS = {"point": 0.35, "name": 0.15, "nearest": 0.1, "relation": 0.1, "goal": 0.15, "instruction": 0.15}
 # Scene kinds (single, blocks8, blocks4, varied, banana) by share of training done: one object
@@ -69,28 +70,20 @@ class Question:
 
 def point_tokens() -> int:
     """Loc tokens per place."""
-    return 2 * POINT_LEVELS
+    return len(PLACE.slot_sizes)
 
 
 def point_text(xy) -> str:
-    col, row = image_point(xy)
-    bins = POINT_BASE**POINT_LEVELS
-    r, c = (int(np.clip(v * bins, 0, bins - 1)) for v in (row, col))
-    digits = [(v // POINT_BASE**k) % POINT_BASE for k in reversed(range(POINT_LEVELS)) for v in (r, c)]
-    return "".join(loc_token(d) for d in digits)
+    return "".join(loc_token(int(d)) for d in PLACE.encode(image_point(xy)))
 
 
 def parse_point(text: str) -> np.ndarray | None:
-    """Board (x, y) of the first place in an answer, at its bin's centre; None if it has too few
+    """Board (x, y) of the first place in an answer, at its cell's centre; None if it has too few
     loc tokens or a digit outside the grid."""
     locs = [int(t[4:8]) for t in text.replace("><", "> <").split() if re.fullmatch(r"<loc\d{4}>", t)]
     if len(locs) < point_tokens() or max(locs[: point_tokens()]) >= POINT_BASE:
         return None
-    r = c = 0
-    for k in range(POINT_LEVELS):
-        r, c = r * POINT_BASE + locs[2 * k], c * POINT_BASE + locs[2 * k + 1]
-    bins = POINT_BASE**POINT_LEVELS
-    return np.array(board_point((c + 0.5) / bins, (r + 0.5) / bins))
+    return np.array(board_point(*PLACE.decode(np.array(locs[: point_tokens()]))))
 
 
 def points_at(xy: np.ndarray | None, truth: np.ndarray) -> bool:

@@ -29,7 +29,9 @@ from sefm_policy.config import EFMConfig, StrictModel
 from sefm_policy.losses import LossOutput, answer_loss, bc_loss, images_rolled, instruction_loss, steps_to_go_loss
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
-from sefm_policy.tokenizers import JointTokenizer
+from sefm_policy.tokenizers import GroundedActionTokenizer, JointTokenizer
+from sefm_sim_bridge.scene import image_point
+from sefm_sim_bridge.tasks import region_centre
 
 from .bag_reader import load_episodes, select_fraction
 from .dataset import StepIndex
@@ -57,6 +59,9 @@ class SFTConfig(StrictModel):
     checkpoint_every: int = Field(100, gt=0)
     data_fraction: float | None = Field(None, gt=0, le=1, description="train on this share of episodes")
     seed: int = 0
+    reason: bool = Field(
+        False, description="act says where the object, its target and the effector are before acting (EFMConfig.reason)"
+    )
     init: str | None = Field(
         None, description="checkpoint to start from (the Stage 0 base); its config and background replace model"
     )
@@ -122,9 +127,21 @@ class Data:
         steps = [index[int(i)] for i in picks]
         obs = [s.observation for s in steps]
         if objective == "bc":
-            tokens = np.stack([self.tokenizer.encode(s.action) for s in steps])
-            return obs, tokens
+            if isinstance(self.tokenizer, GroundedActionTokenizer):
+                places = [places_at(index.episodes[s.episode], s.t) for s in steps]
+                return obs, np.stack([self.tokenizer.encode(s.action, p) for s, p in zip(steps, places, strict=True)])
+            return obs, np.stack([self.tokenizer.encode(s.action) for s in steps])
         return obs, np.array([s.T - s.t for s in steps], dtype=np.float64)
+
+
+def places_at(episode, t: int) -> np.ndarray:
+    """(3, 2) image (column, row) of the object to move, its target (a block, or a region's centre)
+    and the effector at step ``t``: what a reasoning policy says before it acts."""
+    extra = episode.meta.extra
+    if episode.objects is None or episode.effector is None or "obj" not in extra:
+        raise ValueError(f"{episode.path}: reasoning needs demonstrations that record objects and the effector")
+    target = episode.objects[extra["target"]][t] if extra.get("target") else region_centre(extra["location"])
+    return np.array([image_point(xy) for xy in (episode.objects[extra["obj"]][t], target, episode.effector[t])])
 
 
 def grounding_loss(model: EFM, observations, questions) -> LossOutput:
@@ -175,6 +192,8 @@ def train_sft(cfg: SFTConfig) -> dict:
             model_cfg = model_cfg.model_copy(update={"joint_low": low, "joint_high": high})
         model = EFM.build(model_cfg)
         model.fit_background(data.background_sample(cfg.seed))
+    if model.config.reason != cfg.reason:
+        model = model.reconfigured(reason=cfg.reason)
     data.tokenizer = model.embodiment.action
     if "grounding" in cfg.objectives:
         data.grounding = GroundingData(model.image_size)

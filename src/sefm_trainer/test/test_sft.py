@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest
+from sefm_sim_bridge.scene import image_point
 from sefm_trainer.grounding import GroundingData
 from sefm_trainer.schedule import warmup_cosine
 from sefm_trainer.sft import Data, SFTConfig, objective_split, shard, train_sft
@@ -61,6 +62,24 @@ def test_grounding_questions_co_train_with_the_actions_and_are_validated_on_thei
     val_obs = data.batch("grounding", data.val, picks)[0]
     train_obs = data.batch("grounding", data.train, picks)[0]
     assert any(not np.array_equal(a.images[0], b.images[0]) for a, b in zip(val_obs, train_obs, strict=True))
+
+
+def test_a_reasoning_policy_learns_to_say_where_things_are_before_it_acts(demo_episodes, tmp_path):
+    train_sft(config(demo_episodes, tmp_path / "run", objectives=["bc"], reason=True, steps=2, val_every=2))
+    policy = load_checkpoint(tmp_path / "run" / "best_bc")
+    assert policy.config.reason and len(policy.embodiment.action.slot_sizes) == 16
+    data = Data(config(demo_episodes, tmp_path / "run"))
+    step = data.train[0]
+    sample = policy.sample_actions([step.observation], temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert sample.tokens.shape == (1, 16) and sample.actions.shape == (1, 2)
+    assert np.abs(sample.actions).max() <= 0.1
+    # Its targets: the places of the named block, the target block and the effector, then the action.
+    data.tokenizer = policy.embodiment.action
+    _, tokens = data.batch("bc", data.train, np.array([0]))
+    episode = data.train.episodes[0]
+    place = policy.embodiment.action.decode_places(tokens)[0]
+    obj = episode.objects[episode.meta.extra["obj"]][0]
+    assert np.abs(place[0] - image_point(obj)).max() <= 1 / 64
 
 
 def test_warm_up_ramps_the_rate_and_the_cosine_ends_at_a_tenth():
