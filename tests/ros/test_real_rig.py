@@ -11,13 +11,16 @@ import yaml
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 from sefm.graph import GraphConfig
 from sefm.harness import bags, running, spin_until
-from sefm_policy.config import parse_config
+from sefm_policy.checkpoint import save_checkpoint
+from sefm_policy.config import EFMConfig, parse_config
+from sefm_policy.model import EFM
 from sefm_policy.ros_common import RELIABLE_QOS, set_stamp
 from sefm_trainer.bag_reader import load_episodes
 
@@ -105,3 +108,59 @@ def test_the_rig_graph_commands_the_rigs_controller_only_once_armed_and_stops_on
     episodes = load_episodes(out, progress=False).episodes
     assert episodes and episodes[0].frames["front"].shape[1:] == (48, 64, 3)
     assert episodes[0].meta.success is None  # a rig has no ground truth
+
+
+def test_the_aloha_rig_graph_holds_with_empty_trajectories_until_armed_then_sends_chunks_of_its_named_joints(
+    repo_root, tmp_path
+):
+    checkpoint = save_checkpoint(EFM.build(EFMConfig(embodiment="aloha")), tmp_path / "aloha", {"version": 1})
+    data = yaml.safe_load((repo_root / "config" / "real_aloha.yaml").read_text())
+    nodes = data["nodes"]
+    nodes["policy"]["checkpoint"] = nodes["reward"]["checkpoint"] = str(checkpoint)
+    nodes["policy"]["temperature"] = 1.0
+    nodes["recorder"]["out_dir"] = str(tmp_path / "episodes")
+    nodes["episode_manager"]["max_steps"] = 200
+    joints = nodes["policy"]["state_joints"]
+    config = parse_config(data, GraphConfig, "real_aloha.yaml")
+    with running(config, tmp_path / "logs") as (bringup, probe, executor):
+        trajectories: list[JointTrajectory] = []
+        controller = "/arms_controller/joint_trajectory"
+        probe.create_subscription(JointTrajectory, controller, trajectories.append, RELIABLE_QOS)
+        drivers = ("high", "low", "left_wrist", "right_wrist")
+        cameras = [probe.create_publisher(Image, f"/cam_{c}/image_raw", RELIABLE_QOS) for c in drivers]
+        states = probe.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
+        rng = np.random.default_rng(0)
+        # The merged joint states list the fingers too, in the drivers' own order.
+        names = [*joints, "left_left_finger", "left_right_finger", "right_left_finger", "right_right_finger"]
+        order = rng.permutation(len(names))
+
+        def drive() -> None:
+            """Four camera drivers and the arms' driver, each stamping on its own (a few ms apart)."""
+            now = probe.get_clock().now().nanoseconds
+            for k, publisher in enumerate(cameras):
+                pixels = rng.integers(0, 255, 24 * 96).astype(np.uint8).tobytes()
+                msg = Image(height=24, width=32, encoding="bgr8", step=96, data=pixels)
+                set_stamp(msg, now + 1_000_000 * k)
+                publisher.publish(msg)
+            state = JointState(name=[names[i] for i in order], position=[0.01 * i for i in order])
+            set_stamp(state, now + 3_500_000)
+            states.publish(state)
+
+        probe.create_timer(0.1, drive)
+        reset = probe.create_client(Trigger, "/robot_0/episode/reset")
+        arm = probe.create_client(SetParameters, "/robot_0/policy/set_parameters")
+        spin_until(executor, bringup, lambda: reset.service_is_ready() and arm.service_is_ready(), TIMEOUT, "services")
+        reset.call_async(Trigger.Request())
+        spin_until(executor, bringup, lambda: len(trajectories) >= 5, TIMEOUT, "commands")
+        # Disarmed: empty trajectories, on which joint_trajectory_controller holds where it is.
+        assert all(not t.points for t in trajectories)
+        request = SetParameters.Request()
+        value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=True)
+        request.parameters = [Parameter(name="actuation_enabled", value=value)]
+        answer = arm.call_async(request)
+        spin_until(executor, bringup, answer.done, TIMEOUT, "arming")
+        armed = len(trajectories)
+        spin_until(executor, bringup, lambda: any(t.points for t in trajectories[armed:]), TIMEOUT, "a chunk")
+    chunk = next(t for t in trajectories[armed:] if t.points)
+    assert list(chunk.joint_names) == joints and len(chunk.points) == 5
+    assert all(len(p.positions) == 14 for p in chunk.points)

@@ -136,7 +136,7 @@ class PolicyNode(Node):
     def on_estop(self, msg: Bool) -> None:
         self.safety.set_estop(msg.data)
         if msg.data:
-            self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds)
+            self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds, stop=True)
             self.get_logger().warning("e-stop engaged: commands stopped")
 
     def act(self, snapshot: Snapshot) -> None:
@@ -164,23 +164,26 @@ class PolicyNode(Node):
             self.get_logger().warning(f"command replaced by stop: {why}", throttle_duration_sec=2.0)
         tokens = Int32MultiArray(data=[int(t) for t in sample.tokens[0]])
         self.tokens_pub.publish(tokens)
-        self.publish_command(command, snapshot.stamp_ns)
+        self.publish_command(command, snapshot.stamp_ns, stop=why is not None)
 
     def watchdog(self) -> None:
         if self.last_frame_time and self.safety.is_stale(time.monotonic() - self.last_frame_time):
-            self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds)
+            self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds, stop=True)
         reason = self.unsupervised_reason()
         if reason is not None and self.holding is None and self.last_frame_time:
             # Once per lapse: stop the robot, then answer no frame until an episode runs again.
             self.holding = reason
-            self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds)
+            self.publish_command(self.safety.stop_command(), self.get_clock().now().nanoseconds, stop=True)
             if reason.startswith("episode manager silent"):
                 self.get_logger().warning(f"holding: {reason}")
 
     # ----- outputs ----------------------------------------------------------------------
 
-    def publish_command(self, command: np.ndarray, obs_stamp_ns: int) -> None:
-        """``obs_stamp_ns``: the stamp of the frame the command answers (stop commands: now)."""
+    def publish_command(self, command: np.ndarray, obs_stamp_ns: int, stop: bool = False) -> None:
+        """``obs_stamp_ns``: the stamp of the frame the command answers (stop commands: now). A stop
+        must never send an arm to zero: planar, it is zero velocity; as a JointTrajectory, an empty
+        one, on which joint_trajectory_controller holds where it is; as a Float64MultiArray of
+        positions (forward_command_controller), nothing, so the last target stays."""
         kind = self.params.command_type
         if kind == "twist":
             msg = TwistStamped()
@@ -191,13 +194,15 @@ class PolicyNode(Node):
         elif kind == "joint_trajectory":
             msg = JointTrajectory(joint_names=list(self.params.joint_names))
             set_stamp(msg, obs_stamp_ns)
-            chunk = command.reshape(-1, len(self.params.joint_names))
+            chunk = np.zeros((0, len(self.params.joint_names))) if stop else command.reshape(-1, len(msg.joint_names))
             for k, q in enumerate(chunk):
                 point = JointTrajectoryPoint(positions=[float(x) for x in q])
                 point.time_from_start.sec, point.time_from_start.nanosec = divmod(
                     int((k + 1) * self.period * 1e9), 10**9
                 )
                 msg.points.append(point)
+        elif stop:
+            return
         else:
             msg = Float64MultiArray(data=[float(x) for x in command])
         self.command_pub.publish(msg)

@@ -100,7 +100,9 @@ class SimBridgeNode(Node):
                 self.running = False
 
     def on_command(self, msg) -> None:
-        if self.aloha:
+        if self.aloha and not msg.points:
+            action = self.hold()  # an empty trajectory: hold where you are (joint_trajectory_controller)
+        elif self.aloha:
             action = np.array([p.positions for p in msg.points], dtype=np.float64).reshape(-1, 14)
         else:
             action = np.array([msg.twist.linear.x, msg.twist.linear.y]) * self.period

@@ -63,6 +63,19 @@ def _action(msg, period: float) -> np.ndarray:
     return np.stack([np.asarray(p.positions, dtype=np.float64) for p in msg.points])
 
 
+def _holds_filled(actions: list, frame_stamps: list[int], joints: dict, path: Path) -> list[np.ndarray]:
+    """A stop (None) as the chunk it executed: the joints where the arm was, held for the chunk."""
+    chunk = next((len(a) for a in actions if a is not None), 1)
+    out = []
+    for action, stamp in zip(actions, frame_stamps, strict=True):
+        if action is None:
+            if stamp not in joints:
+                raise NotAnEpisode(path, "a stop answered a frame whose joint states are missing")
+            action = np.repeat(joints[stamp][None], chunk, axis=0)
+        out.append(action)
+    return out
+
+
 def _metadata(reader: Reader, path: Path, events_topic: str | None) -> EpisodeMeta:
     custom = getattr(getattr(reader.storage, "metadata", None), "custom", None) or {}
     text = custom.get(METADATA_KEY)
@@ -170,7 +183,9 @@ def _read(reader: Reader, path: Path) -> Episode:
                 raise NotAnEpisode(path, f"{conn.topic}: {err}") from err
             frames[cameras[conn.topic]].append((_stamp(msg), image))
         elif conn.topic == command:
-            commands.append((_stamp(msg), _action(msg, period)))
+            # An empty trajectory is the policy's stop: the arm held where it was (filled in below).
+            held = hasattr(msg, "points") and not msg.points
+            commands.append((_stamp(msg), None if held else _action(msg, period)))
         elif conn.topic == tokens_topic:
             tokens.append(np.asarray(msg.data, dtype=np.int64))
         elif conn.topic == joints_topic:
@@ -203,7 +218,7 @@ def _read(reader: Reader, path: Path) -> Episode:
     if keep[-1] >= len(stamps):
         raise NotAnEpisode(path, "the frame after the last action is missing")
     if commands:
-        actions = np.stack([a for _, a in commands])
+        actions = np.stack(_holds_filled([a for _, a in commands], [int(stamps[k]) for k in acted], joints, path))
     else:
         actions = np.zeros((0, 2)) if topics[command].msgtype == COMMAND_TYPES[0] else np.zeros((0, 0, 0))
     frame_arrays = {}

@@ -39,6 +39,24 @@ def test_bag_round_trip_returns_the_arrays_that_were_recorded(tmp_path):
     assert np.all(np.diff(ep.stamps_ns) == 100_000_000)
 
 
+def test_a_stop_answering_a_frame_reads_as_holding_the_joints_where_they_were(tmp_path):
+    names, chunk = [f"j{i}" for i in range(14)], np.full((5, 14), 0.3)
+    writer = EpisodeWriter(tmp_path, "aloha_stop")
+    for k in range(3):
+        stamp = 1_000_000_000 * (k + 1)
+        for cam in ("top", "angle", "left_wrist", "right_wrist"):
+            writer.image(cam, stamp, np.zeros((8, 8, 3), np.uint8))
+        writer.joint_state(stamp, names, np.full(14, 0.1 * k))
+        if k < 2:  # the second frame is answered by an empty trajectory: the policy's stop
+            writer.joint_command(stamp + 1000, stamp, names, chunk if k == 0 else np.zeros((0, 14)), 0.1)
+    meta = EpisodeMeta(instruction="insert the peg", embodiment="aloha", length=2, success=None, termination="abort",
+                       cameras=["top", "angle", "left_wrist", "right_wrist"])  # fmt: skip
+    writer.commit(meta, 4_000_000_000)
+    episode = read_episode(tmp_path / "aloha_stop")
+    assert np.array_equal(episode.actions[0], chunk)
+    assert np.array_equal(episode.actions[1], np.full((5, 14), 0.1))  # held at frame 1's joints
+
+
 def test_metadata_is_in_the_bag_metadata_file(demo_episodes):
     bag = sorted(demo_episodes.iterdir())[0]
     text = (bag / "metadata.yaml").read_text()

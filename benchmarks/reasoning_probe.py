@@ -1,0 +1,59 @@
+"""How right a reasoning policy's chain is (EFMConfig.reason): on held-out demonstration steps,
+how often each place it says (the named block, its target, the effector) lies within one block
+width of the truth, and how often the action it then takes matches the demonstrator's signs.
+
+Prints one JSON object. Usage:
+  python benchmarks/reasoning_probe.py --checkpoint runs/sft_b2b4_reason/best_bc --data runs/b2b4_obj [--steps 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from sefm_policy.checkpoint import load_checkpoint
+from sefm_sim_bridge.scene import board_point
+from sefm_trainer.grounding import POINT_TOLERANCE
+from sefm_trainer.sft import Data, SFTConfig, places_at
+
+PLACES = ("object", "target", "effector")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True, help="demonstrations that record objects (the Stage 1 data)")
+    parser.add_argument("--steps", type=int, default=256, help="validation steps to score")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    policy = load_checkpoint(args.checkpoint).eval()
+    if not policy.config.reason:
+        raise SystemExit(f"{args.checkpoint} does not reason (EFMConfig.reason is false)")
+    data = Data(SFTConfig(data=args.data, out="unused", reason=True))
+    picks = np.random.default_rng(0).permutation(len(data.val))[: args.steps]
+    steps = [data.val[int(i)] for i in picks]
+    hits, signs = np.zeros((len(steps), len(PLACES)), bool), []
+    for start in range(0, len(steps), 64):
+        chunk = steps[start : start + 64]
+        sample = policy.sample_actions([s.observation for s in chunk], greedy=True)
+        said = policy.embodiment.action.decode_places(sample.tokens)
+        for k, (s, where, action) in enumerate(zip(chunk, said, sample.actions, strict=True)):
+            truth = places_at(data.val.episodes[s.episode], s.t)
+            said_board = np.array([board_point(*p) for p in where])
+            true_board = np.array([board_point(*p) for p in truth])
+            hits[start + k] = np.linalg.norm(said_board - true_board, axis=1) <= POINT_TOLERANCE
+            signs.append(np.sign(np.round(action, 3)) == np.sign(np.round(s.action, 2)))
+    print(json.dumps({
+        "checkpoint": args.checkpoint,
+        "steps": len(steps),
+        "within_a_block_width": {p: round(float(hits[:, i].mean()), 3) for i, p in enumerate(PLACES)},
+        "all_three_right": round(float(hits.all(1).mean()), 3),
+        "action_signs_match_demonstrator": round(float(np.mean(signs)), 3),
+    }, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
