@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import yaml
 
-from sefm_policy.config import ConfigError, parse_config
+from sefm_policy.checkpoint import load_checkpoint
+from sefm_policy.config import ConfigError, EFMConfig, parse_config
 from sefm_trainer.bag_reader import load_episodes
 from sefm_trainer.rig_import import RigMap, import_bags
 from sefm_trainer.rig_recording import Teleop, leader_targets, write_aloha_rig, write_language_table_rig
@@ -52,6 +53,19 @@ def test_imported_episodes_train_stage_1(tmp_path):
     )  # fmt: skip
     best = train_sft(cfg)
     assert np.isfinite(best["bc"]["loss"]) and (tmp_path / "run" / "best_bc").exists()
+
+
+def test_imported_aloha_episodes_train_stage_1(tmp_path):
+    bag = write_aloha_rig(tmp_path / "aloha", seconds=6.0, pause=(2.5, 4.0))
+    import_bags([bag], rig_map("interbotix_aloha"), tmp_path / "episodes", progress=False)
+    cfg = SFTConfig(
+        data=str(tmp_path / "episodes"), out=str(tmp_path / "run"), steps=2, batch_size=4, val_every=2,
+        checkpoint_every=2, val_samples=2, val_fraction=0.5, objectives=["bc", "steps"],
+        model=EFMConfig(embodiment="aloha"),
+    )  # fmt: skip
+    best = train_sft(cfg)
+    assert np.isfinite(best["bc"]["loss"])
+    assert load_checkpoint(tmp_path / "run" / "best_bc").config.embodiment == "aloha"
 
 
 def test_a_bag_without_a_mapped_topic_is_named_and_the_others_still_import(tmp_path):
