@@ -134,8 +134,12 @@ def test_the_aloha_rig_graph_holds_with_empty_trajectories_until_armed_then_send
         names = [*joints, "left_left_finger", "left_right_finger", "right_left_finger", "right_right_finger"]
         order = rng.permutation(len(names))
 
+        streaming = {"on": True}
+
         def drive() -> None:
             """Four camera drivers and the arms' driver, each stamping on its own (a few ms apart)."""
+            if not streaming["on"]:
+                return
             now = probe.get_clock().now().nanoseconds
             for k, publisher in enumerate(cameras):
                 pixels = rng.integers(0, 255, 24 * 96).astype(np.uint8).tobytes()
@@ -161,6 +165,11 @@ def test_the_aloha_rig_graph_holds_with_empty_trajectories_until_armed_then_send
         spin_until(executor, bringup, answer.done, TIMEOUT, "arming")
         armed = len(trajectories)
         spin_until(executor, bringup, lambda: any(t.points for t in trajectories[armed:]), TIMEOUT, "a chunk")
+        streaming["on"] = False  # the cameras stall: empty trajectories only, the arms hold
+        stalled, count = time.monotonic(), len(trajectories)
+        spin_until(executor, bringup, lambda: time.monotonic() - stalled > 1.5, TIMEOUT, "stale cameras")
+    late = [t for t in trajectories[count:] if t.points]
+    assert len(trajectories) > count and len(late) <= 1, late  # at most the chunk already under way
     chunk = next(t for t in trajectories[armed:] if t.points)
     assert list(chunk.joint_names) == joints and len(chunk.points) == 5
     assert all(len(p.positions) == 14 for p in chunk.points)
