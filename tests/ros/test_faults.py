@@ -135,7 +135,8 @@ def test_a_node_killed_mid_episode_is_respawned_and_every_landed_episode_is_whol
         (proc,) = [p for spec, p in bringup.procs if spec.name == victim]
         proc.send_signal(signal.SIGKILL)
         spin_until(executor, bringup, lambda: len(bags(out)) >= before + 2, TIMEOUT, "episodes after the respawn")
-        assert bringup.respawns == 1
+        logs = {s.name: log_text(bringup, s.name) for s in bringup.specs}
+        assert bringup.respawns == 1, {name: log[-3000:] for name, log in logs.items() if "respawning" in log}
         assert f"{victim} exited with -9; respawning" in log_text(bringup, victim)
     loaded = load_episodes(out, progress=False)
     assert loaded.skipped == [] and len(loaded.episodes) >= before + 2  # a cut episode never lands half-written

@@ -102,7 +102,8 @@ def test_hot_reload_swaps_weights_without_missing_frames_and_refuses_a_corrupt_c
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:5000])
     nodes = {
-        "sim_bridge": {"mode": "lockstep", "step_timeout_s": 1.0},
+        # Holding means no command for 2 × step_timeout_s: a policy stalled by its reload, not a busy CPU.
+        "sim_bridge": {"mode": "lockstep", "step_timeout_s": 3.0},
         "policy": {"checkpoint": str(tiny_checkpoints[0]), "actuation_enabled": True},
         "episode_manager": {"max_steps": 10_000, "wait_for_topics": ["policy/command"]},
     }

@@ -2,13 +2,15 @@ import json
 
 import pytest
 import rclpy
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from sefm.harness import fresh_domain
 from sefm_policy import interfaces as ifc
+from sefm_policy.ros_common import set_stamp
+from sefm_trainer.bag_reader import read_episode
 from sefm_trainer.recorder_node import RecorderNode
 
 pytestmark = pytest.mark.ros
@@ -44,13 +46,44 @@ def test_an_episode_ended_before_its_first_step_is_not_saved(recorder, tmp_path)
     assert recorder.committed == 0 and not _saved(tmp_path)
 
 
+def _stamped(msg, ns: int) -> bytes:
+    set_stamp(msg, ns)
+    return serialize_message(msg)
+
+
+def _frame(recorder, ns: int) -> None:
+    """One camera frame and the effector pose at ``ns``, as the sim publishes them."""
+    image = Image(height=1, width=1, encoding="rgb8", step=3, data=bytes(3))
+    recorder._recorder(ifc.camera_topic("front"), "sensor_msgs/msg/Image")(_stamped(image, ns))
+    recorder._recorder(ifc.EFFECTOR_POSE, "geometry_msgs/msg/PoseStamped")(_stamped(PoseStamped(), ns))
+
+
+def _act(recorder, ns: int) -> None:
+    """The policy's command answering the frame stamped ``ns``."""
+    recorder._recorder(ifc.COMMAND, "geometry_msgs/msg/TwistStamped")(_stamped(TwistStamped(), ns))
+
+
 def test_an_episode_missing_the_frame_after_its_last_action_is_not_saved(recorder, tmp_path):
-    frame = recorder._recorder(ifc.camera_topic("front"), "sensor_msgs/msg/Image")
-    command = recorder._recorder(ifc.COMMAND, "geometry_msgs/msg/TwistStamped")
     recorder.on_event(_event("start", episode_id=1))
-    for _ in range(2):  # two frames and two actions: the frame after the last action never came
-        frame(serialize_message(Image(height=1, width=1, encoding="rgb8", step=3, data=bytes(3))))
-        command(serialize_message(TwistStamped()))
+    for ns in (1, 2):  # two frames and two actions: the frame after the last action never came
+        _frame(recorder, ns)
+        _act(recorder, ns)
     recorder.on_event(_end(2))
     recorder.flush()
     assert recorder.committed == 0 and not _saved(tmp_path)
+
+
+def test_an_episode_waits_past_its_grace_period_for_the_frame_after_its_last_action(recorder, tmp_path):
+    recorder.on_event(_event("start", episode_id=1))
+    for ns in (1, 2):
+        _frame(recorder, ns)
+        _act(recorder, ns)
+    recorder.on_event(_end(2))
+    (timer,) = recorder.pending
+    recorder.complete(timer)  # the grace period is over; the sim's last frame is still on its way
+    assert recorder.committed == 0 and recorder.pending
+    _frame(recorder, 3)
+    recorder.complete(timer)
+    (saved,) = _saved(tmp_path)
+    assert recorder.committed == 1 and not recorder.pending
+    assert read_episode(saved).frames["front"].shape[0] == 3

@@ -279,16 +279,28 @@ class EFM(nn.Module):
         temperature: float = 1.0,
         greedy: bool = False,
         generator: torch.Generator | None = None,
+        given: np.ndarray | None = None,
     ) -> ActionSample:
-        """Sample (or, greedy / temperature 0, take the argmax of) each action slot in turn."""
+        """Sample (or, greedy / temperature 0, take the argmax of) each action slot in turn.
+        ``given`` (B, k): bins to take for the first k slots instead (e.g. a reasoning chain
+        told the true places, to see how the action follows from them); ``log_prob`` is then
+        over the other slots."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         greedy = greedy or temperature == 0
         sizes = self.action_slot_sizes
         bins, log_prob = [], torch.zeros(len(observations), device=self.device)
+        fixed = None if given is None else torch.as_tensor(np.asarray(given), dtype=torch.long, device=self.device)
+        if fixed is not None and (fixed.shape[0] != len(observations) or fixed.shape[1] > len(sizes)):
+            raise ValueError(
+                f"given must be ({len(observations)}, <= {len(sizes)}) slot bins, got {tuple(fixed.shape)}"
+            )
 
         def choose(k: int, logits: torch.Tensor) -> torch.Tensor:
             nonlocal log_prob
+            if fixed is not None and k < fixed.shape[1]:
+                bins.append(fixed[:, k])
+                return to_vocab(fixed[:, k], self.loc_ids)
             lp = self._restrict(logits[:, None], sizes[k : k + 1])[:, 0]
             if greedy:
                 b = lp.argmax(-1)

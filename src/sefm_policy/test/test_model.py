@@ -52,6 +52,21 @@ def test_sampled_log_prob_matches_teacher_forced_log_prob(tiny):
     torch.testing.assert_close(forced, sample.log_prob, atol=1e-4, rtol=1e-4)
 
 
+def test_given_slots_are_taken_as_told_and_the_rest_follow_from_them(tiny):
+    obs = table_observations(4)
+    greedy = tiny.sample_actions(obs, greedy=True).tokens
+    assert np.array_equal(tiny.sample_actions(obs, greedy=True, given=greedy[:, :2]).tokens, greedy)
+    told = (greedy[:, :2] + 1) % np.array(tiny.embodiment.action.slot_sizes[:2])
+    sample = tiny.sample_actions(obs, temperature=1.0, given=told, generator=torch.Generator().manual_seed(3))
+    assert np.array_equal(sample.tokens[:, :2], told)
+    with torch.no_grad():
+        dist = tiny.action_distributions(obs, sample.tokens)
+    chosen = dist.gather(-1, torch.as_tensor(sample.tokens)[..., None])[..., 0]
+    torch.testing.assert_close(chosen[:, 2:].sum(-1), sample.log_prob, atol=1e-4, rtol=1e-4)  # the told slots' excluded
+    with pytest.raises(ValueError, match="given must be"):
+        tiny.sample_actions(obs, given=greedy[:2, :2])
+
+
 def test_padded_batch_gives_the_same_answers_as_one_at_a_time(tiny):
     obs = table_observations(5)
     tokens = np.array([[0, 3, 1, 7]] * 5)

@@ -63,6 +63,29 @@ def _action(msg, period: float) -> np.ndarray:
     return np.stack([np.asarray(p.positions, dtype=np.float64) for p in msg.points])
 
 
+def acted_frames(frame_stamps: Sequence[int], command_stamps: Sequence[int], length: int) -> dict[int, int]:
+    """Which frame each of an episode's ``length`` actions answered: {frame index: command index}.
+
+    Each command answers the newest frame at or before the stamp in its header; a frame's first
+    answer is its action (a later one, e.g. a watchdog stop, is not an action), and actions past
+    the episode's ``length`` (a live recorder may catch them) are not the episode's. The frame
+    after the last action must be there too: it is what that action led to. Raises ValueError
+    saying what is missing; the recorder commits a bag only once this holds, the reader reads
+    only bags for which it holds.
+    """
+    stamps = np.asarray(frame_stamps, dtype=np.int64)
+    answered: dict[int, int] = {}
+    for k, i in enumerate(np.searchsorted(stamps, np.asarray(command_stamps, dtype=np.int64), side="right") - 1):
+        if i >= 0:
+            answered.setdefault(int(i), k)
+    if len(answered) < length:
+        raise ValueError(f"metadata says {length} steps but the bag holds {len(answered)} actions")
+    acted = sorted(answered)[:length]
+    if acted and acted[-1] + 1 >= len(stamps):
+        raise ValueError("the frame after the last action is missing")
+    return {i: answered[i] for i in acted}
+
+
 def _holds_filled(actions: list, frame_stamps: list[int], joints: dict, path: Path) -> list[np.ndarray]:
     """A stop (None) as the chunk it executed: the joints where the arm was, held for the chunk."""
     chunk = next((len(a) for a in actions if a is not None), 1)
@@ -204,19 +227,13 @@ def _read(reader: Reader, path: Path) -> Episode:
         frames[cam].sort(key=lambda f: f[0])
     stamps = np.array([s for s, _ in frames[primary]], dtype=np.int64)
     commands.sort(key=lambda c: c[0])
-    # Each command answers the newest frame at or before the stamp in its header; a frame's
-    # first answer is its action (a later one, e.g. a watchdog stop, is not an action).
-    answered: dict[int, tuple] = {}
-    for cmd, i in zip(commands, np.searchsorted(stamps, [c[0] for c in commands], side="right") - 1, strict=True):
-        if i >= 0:
-            answered.setdefault(int(i), cmd)
-    if len(answered) < meta.length:
-        raise NotAnEpisode(path, f"metadata says {meta.length} steps but the bag holds {len(answered)} actions")
-    acted = sorted(answered)[: meta.length]  # a live recorder may catch actions past the episode's end
-    commands = [answered[i] for i in acted]
+    try:
+        answered = acted_frames(stamps, [c[0] for c in commands], meta.length)
+    except ValueError as err:
+        raise NotAnEpisode(path, str(err)) from err
+    acted = sorted(answered)
+    commands = [commands[answered[i]] for i in acted]
     keep = [*acted, acted[-1] + 1] if acted else [0]
-    if keep[-1] >= len(stamps):
-        raise NotAnEpisode(path, "the frame after the last action is missing")
     if commands:
         actions = np.stack(_holds_filled([a for _, a in commands], [int(stamps[k]) for k in acted], joints, path))
     else:

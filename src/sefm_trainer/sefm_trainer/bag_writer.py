@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import struct
 import uuid
 from pathlib import Path
 
@@ -78,6 +79,14 @@ def object_markers(stamp_ns: int, positions: dict[str, np.ndarray]):
             )
         )  # fmt: skip
     return T["visualization_msgs/msg/MarkerArray"](markers=markers)
+
+
+def header_stamp_ns(cdr: bytes | memoryview) -> int:
+    """The header stamp of a serialised stamped message (a Header is its first field), read
+    without deserialising the rest, e.g. an image."""
+    order = "<" if cdr[1] & 1 else ">"  # the CDR encapsulation: little- or big-endian
+    sec, nanosec = struct.unpack_from(order + "iI", cdr, 4)
+    return sec * 1_000_000_000 + nanosec
 
 
 class EpisodeWriter:

@@ -14,6 +14,9 @@ class RecorderParams(StrictModel):
     cameras: list[str] = Field(default_factory=lambda: ["front"])
     command_type: Literal["twist", "joint_trajectory"] = Field("twist", description="the policy's command type")
     end_grace_s: float = Field(0.5, ge=0, description="keep recording this long after an episode's end")
+    end_wait_s: float = Field(
+        5.0, ge=0, description="wait up to this much longer for a bag to be whole (the frame after the last action)"
+    )
 
 
 class TrainerParams(StrictModel):

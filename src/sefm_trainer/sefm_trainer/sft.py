@@ -134,14 +134,20 @@ class Data:
         return obs, np.array([s.T - s.t for s in steps], dtype=np.float64)
 
 
-def places_at(episode, t: int) -> np.ndarray:
+def chain_places(objects: dict, effector, obj: str, target: str | None, location: str | None) -> np.ndarray:
     """(3, 2) image (column, row) of the object to move, its target (a block, or a region's centre)
-    and the effector at step ``t``: what a reasoning policy says before it acts."""
+    and the effector, from board places in metres: what a reasoning policy says before it acts."""
+    goal = objects[target] if target else region_centre(location)
+    return np.array([image_point(xy) for xy in (objects[obj], goal, effector)])
+
+
+def places_at(episode, t: int) -> np.ndarray:
+    """``chain_places`` at step ``t`` of a demonstration that recorded its objects."""
     extra = episode.meta.extra
     if episode.objects is None or episode.effector is None or "obj" not in extra:
         raise ValueError(f"{episode.path}: reasoning needs demonstrations that record objects and the effector")
-    target = episode.objects[extra["target"]][t] if extra.get("target") else region_centre(extra["location"])
-    return np.array([image_point(xy) for xy in (episode.objects[extra["obj"]][t], target, episode.effector[t])])
+    objects = {name: track[t] for name, track in episode.objects.items()}
+    return chain_places(objects, episode.effector[t], extra["obj"], extra.get("target"), extra.get("location"))
 
 
 def grounding_loss(model: EFM, observations, questions) -> LossOutput:
