@@ -31,6 +31,9 @@ def camera_graph(ckpt):
     )
 
 
+FAULTS = ("unsupported encoding 'yuv422'", "bytes of data, expected", "empty image")  # what the nodes log
+
+
 def frame(stamp_ns: int, value: int = 120) -> Image:
     return array_to_image(np.full((96, 96, 3), value, np.uint8), stamp_ns, "camera_front")
 
@@ -49,28 +52,37 @@ def test_malformed_camera_messages_are_skipped_and_the_next_good_frame_is_answer
         camera = probe.create_publisher(Image, CAMERA, SIM_CAMERA_QOS)
         now = lambda: probe.get_clock().now().nanoseconds  # noqa: E731
         sent = []
-        answering = lambda: (sent.append(now()), camera.publish(frame(sent[-1])), bool(answered & set(sent)))[-1]  # noqa: E731
+
+        def answering(encoding: str = "rgb8") -> bool:
+            """Send a fresh frame; has any frame sent since ``sent`` was emptied been answered?
+            Cameras are sensor QoS (best effort), so under load one frame can be lost."""
+            sent.append(now())
+            msg = frame(sent[-1])
+            msg.encoding = encoding
+            camera.publish(msg)
+            return bool(answered & set(sent))
+
         spin_until(executor, bringup, answering, TIMEOUT, "a command")
         bad = []
-        for change in ({"encoding": "yuv422"}, {"data": b"\x00" * 10}, {"height": 0, "width": 0, "data": b""}):
-            msg = frame(now())
-            for key, value in change.items():
-                setattr(msg, key, value)
-            bad.append(stamp_ns(msg))
-            camera.publish(msg)
-        bgr = frame(now())
-        bgr.encoding = "bgr8"
-        camera.publish(bgr)
-        spin_until(executor, bringup, lambda: stamp_ns(bgr) in answered, 30, "the bgr8 frame's command")
+
+        def faults_logged() -> bool:
+            """Send one frame of each fault; have both nodes logged all three?"""
+            for change in ({"encoding": "yuv422"}, {"data": b"\x00" * 10}, {"height": 0, "width": 0, "data": b""}):
+                msg = frame(now())
+                for key, value in change.items():
+                    setattr(msg, key, value)
+                bad.append(stamp_ns(msg))
+                camera.publish(msg)
+            spin_for(executor, 0.5)
+            return all(all(f in log_text(bringup, n) for f in FAULTS) for n in ("policy", "reward"))
+
+        spin_until(executor, bringup, faults_logged, 30, "the faults to be logged")
+        sent.clear()
+        spin_until(executor, bringup, lambda: answering("bgr8"), 30, "a bgr8 frame's command")
         before = len(distances)
-        good = frame(now())
-        camera.publish(good)
-        spin_until(executor, bringup, lambda: stamp_ns(good) in answered and len(distances) > before, 30, "answers")
-        assert not set(bad) & answered
-        for node in ("policy", "reward"):
-            log = log_text(bringup, node)
-            assert "unsupported encoding 'yuv422'" in log and "bytes of data, expected" in log, log
-            assert "empty image" in log
+        sent.clear()
+        spin_until(executor, bringup, lambda: answering() and len(distances) > before, 30, "answers")
+        assert not set(bad) & answered  # and both nodes are still up (spin_until fails on a death)
 
 
 def test_commands_answering_stale_frames_are_stops(tiny_checkpoints, tmp_path):

@@ -170,8 +170,26 @@ def test_the_aloha_rig_graph_holds_with_empty_trajectories_until_armed_then_send
         streaming["on"] = False  # the cameras stall: empty trajectories only, the arms hold
         stalled, count = time.monotonic(), len(trajectories)
         spin_until(executor, bringup, lambda: time.monotonic() - stalled > 1.5, TIMEOUT, "stale cameras")
-    late = [t for t in trajectories[count:] if t.points]
+        late = [t for t in trajectories[count:] if t.points]
+        streaming["on"] = True
+        # The operator ends an episode every 3 s and starts the next; the first may be dropped
+        # (commands sent before DDS matched the recorder are lost, and the recorder says so).
+        abort = probe.create_client(Trigger, "/robot_0/episode/abort")
+        probe.create_subscription(
+            String,
+            "/robot_0/episode/events",
+            lambda m: json.loads(m.data).get("event") == "end" and reset.call_async(Trigger.Request()),
+            RELIABLE_QOS,
+        )
+        probe.create_timer(3.0, lambda: abort.call_async(Trigger.Request()))
+        spin_until(executor, bringup, lambda: bags(tmp_path / "episodes"), TIMEOUT, "a recorded episode")
     assert len(trajectories) > count and len(late) <= 1, late  # at most the chunk already under way
     chunk = next(t for t in trajectories[armed:] if t.points)
     assert list(chunk.joint_names) == joints and len(chunk.points) == 5
     assert all(len(p.positions) == 14 for p in chunk.points)
+    loaded = load_episodes(tmp_path / "episodes", progress=False)
+    assert loaded.episodes, loaded.skipped
+    episode = loaded.episodes[0]
+    # The bag keeps the 18 merged joints as sent; the episode holds the policy's 14, in its order.
+    np.testing.assert_allclose(episode.joint_states[0], 0.01 * np.arange(14))
+    assert episode.actions.shape[1:] == (5, 14)

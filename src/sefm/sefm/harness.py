@@ -70,7 +70,8 @@ def running(config: GraphConfig, log_dir: str | Path, domain_id: int | None = No
 
 
 def spin_until(executor, bringup: Bringup, condition, timeout: float, what: str) -> None:
-    """Spin the probe until ``condition()``; fail with the dead nodes' logs if one exits."""
+    """Spin the probe until ``condition()``; fail with the dead nodes' logs if one exits, and with
+    every node's log tail on a timeout (what a red CI run needs to be read)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
@@ -80,7 +81,8 @@ def spin_until(executor, bringup: Bringup, condition, timeout: float, what: str)
             raise GraphFailure(f"node(s) died while waiting for {what}: {logs}")
         if condition():
             return
-    raise GraphFailure(f"timed out after {timeout} s waiting for {what}")
+    tails = {s.fqn: bringup.log_path(s).read_text(errors="replace")[-800:] for s in bringup.specs}
+    raise GraphFailure(f"timed out after {timeout} s waiting for {what}; the nodes' logs end: {tails}")
 
 
 def log_text(bringup: Bringup, name: str) -> str:

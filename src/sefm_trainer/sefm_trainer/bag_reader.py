@@ -17,6 +17,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
+from sefm_policy.frame_sync import joint_positions
 from sefm_policy.image_codec import ImageError, image_to_array
 from sefm_policy.interfaces import (
     ACTION_TOKENS,
@@ -84,6 +85,22 @@ def acted_frames(frame_stamps: Sequence[int], command_stamps: Sequence[int], len
     if acted and acted[-1] + 1 >= len(stamps):
         raise ValueError("the frame after the last action is missing")
     return {i: answered[i] for i in acted}
+
+
+def nearest_parts(table: dict, at: Sequence[int], slop_ns: int = 0) -> dict:
+    """``table`` (stamp -> part) re-keyed to the stamps ``at``: each takes the part nearest it
+    within ``slop_ns`` (exactly its own stamp at 0), as the policy's FrameSync gathers a moment
+    from drivers that stamp on their own clocks; a stamp with no part near it is left out."""
+    if not slop_ns or not table:
+        return {s: table[s] for s in at if s in table}
+    keys = np.array(sorted(table), dtype=np.int64)
+    out = {}
+    for s in at:
+        i = int(np.searchsorted(keys, s))
+        near = min(keys[max(i - 1, 0) : i + 1], key=lambda k: abs(int(k) - s))
+        if abs(int(near) - s) <= slop_ns:
+            out[s] = table[int(near)]
+    return out
 
 
 def _holds_filled(actions: list, frame_stamps: list[int], joints: dict, path: Path) -> list[np.ndarray]:
@@ -212,7 +229,10 @@ def _read(reader: Reader, path: Path) -> Episode:
         elif conn.topic == tokens_topic:
             tokens.append(np.asarray(msg.data, dtype=np.int64))
         elif conn.topic == joints_topic:
-            joints[_stamp(msg)] = np.asarray(msg.position, dtype=np.float64)
+            try:  # a rig's merged joint states: the recorder names the joints the policy reads
+                joints[_stamp(msg)] = joint_positions(msg.name, msg.position, meta.extra.get("state_joints", ()))
+            except ValueError as err:
+                raise NotAnEpisode(path, f"{conn.topic}: {err}") from err
         elif conn.topic == verdict_topic:
             verdicts[_ns(msg.stamp)] = VERDICTS.get(msg.frame_id)
         elif conn.topic == objects_topic:
@@ -234,17 +254,19 @@ def _read(reader: Reader, path: Path) -> Episode:
     acted = sorted(answered)
     commands = [commands[answered[i]] for i in acted]
     keep = [*acted, acted[-1] + 1] if acted else [0]
+    kept_stamps = stamps[keep]
+    at, slop = kept_stamps.tolist(), round(float(meta.extra.get("sync_slop_s", 0.0)) * 1e9)
+    poses, joints = nearest_parts(poses, at, slop), nearest_parts(joints, at, slop)  # a rig's drivers' own stamps
     if commands:
         actions = np.stack(_holds_filled([a for _, a in commands], [int(stamps[k]) for k in acted], joints, path))
     else:
         actions = np.zeros((0, 2)) if topics[command].msgtype == COMMAND_TYPES[0] else np.zeros((0, 0, 0))
     frame_arrays = {}
     for cam, items in frames.items():
-        by_stamp = dict(items)
+        by_stamp = nearest_parts(dict(items), at, slop)
         if any(int(stamps[k]) not in by_stamp for k in keep):
             raise NotAnEpisode(path, f"camera {cam} lacks frames that camera {primary} has")
         frame_arrays[cam] = np.stack([by_stamp[int(stamps[k])] for k in keep])
-    kept_stamps = stamps[keep]
     effector = None
     if poses and all(int(s) in poses for s in kept_stamps):
         effector = np.array([poses[int(s)] for s in kept_stamps])

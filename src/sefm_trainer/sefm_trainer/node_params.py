@@ -14,6 +14,17 @@ class RecorderParams(StrictModel):
     cameras: list[str] = Field(default_factory=lambda: ["front"])
     command_type: Literal["twist", "joint_trajectory"] = Field("twist", description="the policy's command type")
     end_grace_s: float = Field(0.5, ge=0, description="keep recording this long after an episode's end")
+    state_joints: list[str] = Field(
+        default_factory=list,
+        description="the joints the policy reads from a rig's merged joint states; episodes name them so "
+        "the reader picks them (empty: every joint, as sent)",
+    )
+    sync_slop_s: float = Field(
+        0.0,
+        ge=0,
+        description="a rig's cameras and joint states may be this far from the first camera's frame "
+        "and still be one moment (the policy's sync_slop_s); episodes record it for the reader",
+    )
     end_wait_s: float = Field(
         5.0, ge=0, description="wait up to this much longer for a bag to be whole (the frame after the last action)"
     )

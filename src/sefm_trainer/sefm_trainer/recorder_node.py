@@ -26,7 +26,7 @@ from trajectory_msgs.msg import JointTrajectory
 from sefm_policy import interfaces as ifc
 from sefm_policy.ros_common import LATCHED_QOS, RECORD_IMAGE_QOS, RECORD_QOS, declare_params, run
 
-from .bag_reader import acted_frames
+from .bag_reader import acted_frames, nearest_parts
 from .bag_writer import EpisodeWriter, header_stamp_ns
 from .episode import EpisodeMeta
 from .node_params import RecorderParams
@@ -127,9 +127,12 @@ class RecorderNode(Node):
             acted = sorted(acted_frames(primary, sorted(stamps[ifc.COMMAND]), meta.length))
         except ValueError as err:
             return str(err)
-        for topic in [*(ifc.camera_topic(c) for c in self.params.cameras[1:]), self.state_topic]:
-            if any(primary[k] not in stamps[topic] for k in [*acted, acted[-1] + 1]):
-                return f"{topic} lacks a frame of the episode"  # a frame is only whole with its state
+        at, slop = [primary[k] for k in [*acted, acted[-1] + 1]], round(self.params.sync_slop_s * 1e9)
+        # A frame is only whole with its state, where the robot publishes one (a rig may not).
+        state = [self.state_topic] if stamps[self.state_topic] or self.state_topic == ifc.JOINT_STATES else []
+        for topic in [*(ifc.camera_topic(c) for c in self.params.cameras[1:]), *state]:
+            if len(nearest_parts(dict.fromkeys(stamps[topic]), at, slop)) < len(at):
+                return f"{topic} lacks a frame of the episode"
         return None
 
     def complete(self, timer, final: bool = False) -> None:
@@ -144,6 +147,10 @@ class RecorderNode(Node):
             self.discard(writer)
             self.get_logger().warning(f"dropped an episode of {meta.length} steps: {gap}")
             return
+        if self.params.state_joints:  # the bag keeps /joint_states as sent; the reader picks these
+            meta.extra["state_joints"] = list(self.params.state_joints)
+        if self.params.sync_slop_s:  # and gathers each frame's parts as the policy did
+            meta.extra["sync_slop_s"] = self.params.sync_slop_s
         path = writer.commit(meta, end_ns)
         del self.stamps[writer]
         self.committed += 1

@@ -6,7 +6,14 @@ import pytest
 
 from sefm_sim_bridge.demonstrator import PushDemonstrator
 from sefm_sim_bridge.language_table import LanguageTableEnv
-from sefm_trainer.bag_reader import NotAnEpisode, load_episodes, read_episode, select_fraction
+from sefm_trainer.bag_reader import (
+    NotAnEpisode,
+    acted_frames,
+    load_episodes,
+    nearest_parts,
+    read_episode,
+    select_fraction,
+)
 from sefm_trainer.bag_writer import EpisodeWriter
 from sefm_trainer.datagen import DatagenConfig, generate, record_demonstration
 from sefm_trainer.dataset import StepIndex
@@ -253,3 +260,18 @@ def test_ground_truth_is_the_sims_verdict_on_the_final_frame_matched_by_stamp(tm
     assert ep.length == 2 and ep.meta.success is True
     ep = live_bag(tmp_path / "b", {0: "failure", 1: "success", 3: "success"})  # the final frame's never landed
     assert ep.meta.success is None and ep.meta.extra["detected_success"] is True
+
+
+def test_each_action_is_the_first_command_answering_its_frame_and_needs_the_frame_after_it():
+    # Frames at 10, 20, 30; a watchdog's second answer to frame 10 is not an action.
+    assert acted_frames([10, 20, 30], [10, 12, 25], 2) == {0: 0, 1: 2}
+    with pytest.raises(ValueError, match="frame after the last action"):
+        acted_frames([10, 20], [10, 25], 2)
+    with pytest.raises(ValueError, match="holds 1 actions"):
+        acted_frames([10, 20, 30], [10, 12], 2)
+
+
+def test_a_moments_parts_are_the_nearest_within_the_slop_and_exact_without_one():
+    parts = {101: "a", 198: "b", 260: "c"}
+    assert nearest_parts(parts, [100, 200, 300], slop_ns=5) == {100: "a", 200: "b"}
+    assert nearest_parts(parts, [101, 200], slop_ns=0) == {101: "a"}
