@@ -17,6 +17,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
+from sefm_policy.config import EFMConfig
 from sefm_policy.frame_sync import joint_positions
 from sefm_policy.image_codec import ImageError, image_to_array
 from sefm_policy.interfaces import (
@@ -34,6 +35,7 @@ from .bag_writer import CHECKSUMS, TYPESTORE, file_sha256
 from .episode import METADATA_KEY, Episode, EpisodeMeta
 
 CAMERA = re.compile(r"^(?P<ns>.*)/camera/(?P<cam>[^/]+)/image_raw$")
+DEFAULT_CHUNK = EFMConfig.model_fields["action_chunk"].default
 # What an action is, by the command's type: a planar velocity (LanguageTable) or a joint chunk (ALOHA).
 COMMAND_TYPES = ("geometry_msgs/msg/TwistStamped", "trajectory_msgs/msg/JointTrajectory")
 
@@ -104,8 +106,9 @@ def nearest_parts(table: dict, at: Sequence[int], slop_ns: int = 0) -> dict:
 
 
 def _holds_filled(actions: list, frame_stamps: list[int], joints: dict, path: Path) -> list[np.ndarray]:
-    """A stop (None) as the chunk it executed: the joints where the arm was, held for the chunk."""
-    chunk = next((len(a) for a in actions if a is not None), 1)
+    """A stop (None) as the chunk it executed: the joints where the arm was, held for the chunk
+    (as long as the episode's other chunks, or the policy's default where every step was a stop)."""
+    chunk = next((len(a) for a in actions if a is not None), DEFAULT_CHUNK)
     out = []
     for action, stamp in zip(actions, frame_stamps, strict=True):
         if action is None:
