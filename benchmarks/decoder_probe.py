@@ -63,7 +63,7 @@ def fit(model: Decoder, sequences: torch.Tensor, steps: int, batch: int) -> floa
         loss.backward()
         opt.step()
         schedule.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 @torch.no_grad()
