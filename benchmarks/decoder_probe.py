@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from sefm_policy.tokenizers import PlaceTokenizer, language_table_action
 from sefm_sim_bridge.envs import make_env
-from sefm_trainer.evaluate import HELD_OUT_SEED, wilson_interval
+from sefm_trainer.evaluate import HELD_OUT_SEED, success_summary
 
 PLACE, ACTION = PlaceTokenizer(), language_table_action()
 VOCAB = max(max(PLACE.slot_sizes), max(ACTION.slot_sizes))
@@ -88,8 +88,7 @@ def closed_loop(model: Decoder, task: str, seeds: range, max_steps: int) -> dict
         for i, action in zip(live, act(model, tokens), strict=True):
             envs[i].step(action)
             done[i] = envs[i].success()
-    low, high = wilson_interval(sum(done), len(done))
-    return {"success_rate": sum(done) / len(done), "wilson95": [round(low, 4), round(high, 4)]}
+    return success_summary(done)
 
 
 def main() -> None:

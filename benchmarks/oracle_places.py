@@ -20,7 +20,7 @@ from tqdm import tqdm
 from sefm_policy.checkpoint import load_checkpoint
 from sefm_policy.embodiment import observation_at
 from sefm_sim_bridge.envs import make_env, model_view
-from sefm_trainer.evaluate import HELD_OUT_SEED, wilson_interval
+from sefm_trainer.evaluate import HELD_OUT_SEED, success_summary
 from sefm_trainer.sft import chain_places
 
 
@@ -62,11 +62,6 @@ def run(policy, task_family: str, seeds: list[int], told: bool, max_steps: int) 
     return success
 
 
-def summary(success: list[bool]) -> dict:
-    low, high = wilson_interval(sum(success), len(success))
-    return {"success_rate": sum(success) / len(success), "wilson95": [round(low, 4), round(high, 4)]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", required=True)
@@ -82,9 +77,9 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint} does not reason (EFMConfig.reason is false)")
     seeds = list(range(args.seed, args.seed + args.episodes))
     result = {"checkpoint": args.checkpoint, "task": args.task, "episodes": len(seeds)}
-    result["told_places"] = summary(run(policy, args.task, seeds, True, args.max_steps))
+    result["told_places"] = success_summary(run(policy, args.task, seeds, True, args.max_steps))
     if args.own:
-        result["own_places"] = summary(run(policy, args.task, seeds, False, args.max_steps))
+        result["own_places"] = success_summary(run(policy, args.task, seeds, False, args.max_steps))
     print(json.dumps(result, indent=2))
 
 

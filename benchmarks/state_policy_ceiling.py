@@ -20,7 +20,7 @@ from tqdm import tqdm
 from sefm_sim_bridge.demonstrator import PushDemonstrator
 from sefm_sim_bridge.envs import make_env
 from sefm_sim_bridge.language_table import MAX_DELTA
-from sefm_trainer.evaluate import HELD_OUT_SEED, wilson_interval
+from sefm_trainer.evaluate import HELD_OUT_SEED, success_summary
 from sefm_trainer.sft import chain_places
 
 
@@ -74,8 +74,7 @@ def closed_loop(env, act, seeds, max_steps: int) -> dict:
             if env.success():
                 break
         wins.append(env.success())
-    low, high = wilson_interval(sum(wins), len(wins))
-    return {"success_rate": sum(wins) / len(wins), "wilson95": [round(low, 4), round(high, 4)]}
+    return success_summary(wins)
 
 
 def main() -> None:

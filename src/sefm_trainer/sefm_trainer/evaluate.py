@@ -25,6 +25,12 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def success_summary(wins: Sequence[bool]) -> dict:
+    """A success rate with its Wilson 95% interval, as the benchmarks print it."""
+    low, high = wilson_interval(int(sum(wins)), len(wins))
+    return {"success_rate": sum(wins) / len(wins), "wilson95": [round(low, 4), round(high, 4)]}
+
+
 def summarise(episodes: Sequence[PracticeEpisode]) -> dict:
     n = len(episodes)
     truth = np.array([ep.ground_truth_success for ep in episodes])
