@@ -1,11 +1,12 @@
 """Does a reasoning policy act well once its places are right? Greedy closed-loop episodes in
-which the chain's places (the named block, its target, the effector) are the simulator's truth
-and the policy chooses only the action tokens; beside it the same seeds with the policy's own
-chain. If the told chain succeeds and the policy's own does not, seeing is what fails; if both
-fail, acting from the places is.
+which some of the chain's places (the named block, its target, the effector) are the simulator's
+truth and the policy chooses the rest and the action tokens, one arm per set of told places on
+the same seeds. If the told chain succeeds and the policy's own does not, seeing is what fails;
+if both fail, acting from the places is; telling only the effector says what its place is worth.
 
 Prints one JSON object. Usage:
-  python benchmarks/oracle_places.py --checkpoint runs/sft_b2b4_reason/best_bc --task block2block4 --episodes 50
+  python benchmarks/oracle_places.py --checkpoint runs/sft_b2b4_reason/best_bc --task block2block4 \
+      --episodes 100 --arms all effector own
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def told_places(env) -> np.ndarray:
     return chain_places(env.object_positions(), env.effector, task.obj, task.target_obj, task.location)
 
 
-def run(policy, task_family: str, seeds: list[int], told: bool, max_steps: int) -> list[bool]:
+# Which of the chain's places each arm tells: the named block, its target, the effector.
+ARMS = {"all": (True, True, True), "blocks": (True, True, False), "effector": (False, False, True), "own": ()}
+
+
+def run(policy, task_family: str, seeds: list[int], tell: tuple[bool, ...], max_steps: int) -> list[bool]:
     """Success per seed, all episodes stepped together."""
     size = (policy.image_size, policy.image_size)
     envs = [make_env(task_family, image_size=size, max_steps=max_steps) for _ in seeds]
@@ -40,8 +45,10 @@ def run(policy, task_family: str, seeds: list[int], told: bool, max_steps: int) 
         instructions.append(obs["instruction"])
     success = [False] * len(envs)
     live = list(range(len(envs)))
-    place_slots = len(policy.embodiment.action.slot_sizes) - len(policy.embodiment.action.action.slot_sizes)
-    for _ in tqdm(range(max_steps), desc="told places" if told else "own places", unit="step"):
+    place_slots = policy.embodiment.reasoning_slots
+    per_place = len(policy.embodiment.action.place.slot_sizes)
+    untold = np.repeat([not t for t in tell], per_place)
+    for _ in tqdm(range(max_steps), desc=f"told {tell}", unit="step"):
         live = [i for i in live if not success[i]]
         if not live:
             break
@@ -49,9 +56,10 @@ def run(policy, task_family: str, seeds: list[int], told: bool, max_steps: int) 
             observation_at(policy.embodiment.name, frames[i], len(frames[i]) - 1, instructions[i], None) for i in live
         ]
         given = None
-        if told:
+        if any(tell):
             places = np.stack([told_places(envs[i]) for i in live])
             given = policy.embodiment.action.place.encode(places).reshape(len(live), place_slots)
+            given[:, untold] = -1
         sample = policy.sample_actions(observations, greedy=True, given=given)
         for i, action in zip(live, sample.actions, strict=True):
             obs, *_ = envs[i].step(action)
@@ -69,7 +77,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--max-steps", type=int, default=100)
-    parser.add_argument("--own", action="store_true", help="also run the policy's own chain on the same seeds")
+    parser.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=["all", "own"], help="places told per arm")
     args = parser.parse_args()
     torch.set_num_threads(1)
     policy = load_checkpoint(args.checkpoint).eval()
@@ -77,9 +85,8 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint} does not reason (EFMConfig.reason is false)")
     seeds = list(range(args.seed, args.seed + args.episodes))
     result = {"checkpoint": args.checkpoint, "task": args.task, "episodes": len(seeds)}
-    result["told_places"] = success_summary(run(policy, args.task, seeds, True, args.max_steps))
-    if args.own:
-        result["own_places"] = success_summary(run(policy, args.task, seeds, False, args.max_steps))
+    for arm in args.arms:
+        result[arm] = success_summary(run(policy, args.task, seeds, ARMS[arm], args.max_steps))
     print(json.dumps(result, indent=2))
 
 

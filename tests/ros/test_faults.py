@@ -13,6 +13,7 @@ from std_msgs.msg import Float32
 from sefm.harness import bags, graph, log_text, practice_nodes, running, spin_until
 from sefm_policy.ros_common import SIM_CAMERA_QOS, array_to_image, stamp_ns
 from sefm_trainer.bag_reader import load_episodes
+from sefm_trainer.bag_writer import recorded_start_ns
 
 pytestmark = pytest.mark.ros
 TIMEOUT = 120
@@ -146,7 +147,12 @@ def test_a_node_killed_mid_episode_is_respawned_and_every_landed_episode_is_whol
         before = len(bags(out))
         (proc,) = [p for spec, p in bringup.procs if spec.name == victim]
         proc.send_signal(signal.SIGKILL)
-        spin_until(executor, bringup, lambda: len(bags(out)) >= before + 2, TIMEOUT, "episodes after the respawn")
+        spin_until(executor, bringup, lambda: bringup.respawns == 1, TIMEOUT, f"{victim} to be respawned")
+        # Counted by when they started, not by bags landed: a recorder waiting on a late frame may
+        # land a backlog of episodes from before the kill all at once (a red CI run did).
+        respawned = time.time_ns()
+        later = lambda: [p for p in bags(out) if recorded_start_ns(p) > respawned]  # noqa: E731
+        spin_until(executor, bringup, lambda: len(later()) >= 2, TIMEOUT, "episodes started after the respawn")
         logs = {s.name: log_text(bringup, s.name) for s in bringup.specs}
         assert bringup.respawns == 1, {name: log[-3000:] for name, log in logs.items() if "respawning" in log}
         assert f"{victim} exited with -9; respawning" in log_text(bringup, victim)

@@ -33,6 +33,13 @@ class Embodiment:
     def num_model_images(self) -> int:
         return 2
 
+    @property
+    def reasoning_slots(self) -> int:
+        """Slots of the act answer before the action's own: a reasoning chain's places."""
+        if isinstance(self.action, GroundedActionTokenizer):
+            return len(self.action.slot_sizes) - len(self.action.action.slot_sizes)
+        return 0
+
     def command_limits(self, planar_limit: float) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of each value of a decoded, flattened action: +-planar_limit for end-effector
         deltas; the joint ranges the model was trained with (once per chunk step) for joints."""

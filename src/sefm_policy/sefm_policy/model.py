@@ -282,9 +282,9 @@ class EFM(nn.Module):
         given: np.ndarray | None = None,
     ) -> ActionSample:
         """Sample (or, greedy / temperature 0, take the argmax of) each action slot in turn.
-        ``given`` (B, k): bins to take for the first k slots instead (e.g. a reasoning chain
-        told the true places, to see how the action follows from them); ``log_prob`` is then
-        over the other slots."""
+        ``given`` (B, k): bins to take for the first k slots instead, -1 where the policy chooses
+        (e.g. a reasoning chain told some true places, to see how the action follows from them);
+        ``log_prob`` is then over the slots it chose."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         greedy = greedy or temperature == 0
@@ -298,15 +298,17 @@ class EFM(nn.Module):
 
         def choose(k: int, logits: torch.Tensor) -> torch.Tensor:
             nonlocal log_prob
-            if fixed is not None and k < fixed.shape[1]:
-                bins.append(fixed[:, k])
-                return to_vocab(fixed[:, k], self.loc_ids)
             lp = self._restrict(logits[:, None], sizes[k : k + 1])[:, 0]
             if greedy:
                 b = lp.argmax(-1)
             else:
                 b = torch.multinomial((lp / temperature).softmax(-1), 1, generator=generator)[:, 0]
-            log_prob = log_prob + lp.gather(-1, b[:, None])[:, 0]
+            chosen = lp.gather(-1, b[:, None])[:, 0]
+            if fixed is not None and k < fixed.shape[1]:
+                told = fixed[:, k] >= 0
+                b = torch.where(told, fixed[:, k], b)
+                chosen = chosen.masked_fill(told, 0.0)
+            log_prob = log_prob + chosen
             bins.append(b)
             return to_vocab(b, self.loc_ids)
 

@@ -63,6 +63,10 @@ def test_given_slots_are_taken_as_told_and_the_rest_follow_from_them(tiny):
         dist = tiny.action_distributions(obs, sample.tokens)
     chosen = dist.gather(-1, torch.as_tensor(sample.tokens)[..., None])[..., 0]
     torch.testing.assert_close(chosen[:, 2:].sum(-1), sample.log_prob, atol=1e-4, rtol=1e-4)  # the told slots' excluded
+    mixed = told.copy()
+    mixed[0, 0] = -1  # the policy chooses this one
+    chose = tiny.sample_actions(obs, greedy=True, given=mixed).tokens
+    assert chose[0, 0] == greedy[0, 0] and np.array_equal(chose[1:, :2], told[1:])
     with pytest.raises(ValueError, match="given must be"):
         tiny.sample_actions(obs, given=greedy[:2, :2])
 
@@ -271,3 +275,19 @@ def test_wrong_camera_count_or_image_type_is_a_clear_error(tiny):
         tiny.sample_actions([Observation(images=(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),))])
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         tiny.sample_actions([Observation(images=(np.zeros((64, 64, 3)), np.zeros((64, 64, 3))))])
+
+
+def test_the_action_weight_shifts_the_bc_loss_from_a_chains_places_to_its_action():
+    model = EFM.build(EFMConfig(reason=True))
+    obs = table_observations(3)
+    tokens = model.sample_actions(obs, temperature=1.0, generator=torch.Generator().manual_seed(0)).tokens
+    with torch.no_grad():
+        dist = model.action_distributions(obs, torch.as_tensor(tokens))
+        nll = -dist.gather(-1, torch.as_tensor(tokens)[..., None])[..., 0]
+        places, action = model.embodiment.reasoning_slots, nll.shape[-1] - model.embodiment.reasoning_slots
+        assert places == 12 and action == 4
+        plain, heavy = bc_loss(model, obs, tokens), bc_loss(model, obs, tokens, action_weight=3.0)
+    torch.testing.assert_close(plain.loss, nll.mean())
+    expected = (nll[:, :places].sum(-1) + 3.0 * nll[:, places:].sum(-1)).mean() / (places + 3.0 * action)
+    torch.testing.assert_close(heavy.loss, expected)
+    assert heavy.metrics["bc/loss"] == plain.metrics["bc/loss"]  # the reported loss stays the plain mean

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import struct
 import uuid
@@ -87,6 +88,18 @@ def header_stamp_ns(cdr: bytes | memoryview) -> int:
     order = "<" if cdr[1] & 1 else ">"  # the CDR encapsulation: little- or big-endian
     sec, nanosec = struct.unpack_from(order + "iI", cdr, 4)
     return sec * 1_000_000_000 + nanosec
+
+
+def episode_bag_name(namespace: str, start_ns: int, episode_id: int) -> str:
+    """``<robot>_<start ns>_<episode id>``: bags sort by when the recorder saw each start, and a
+    restarted manager's reused ids never collide."""
+    robot = namespace.strip("/").replace("/", "_") or "robot"
+    return re.sub(r"[^\w.-]", "_", f"{robot}_{start_ns}_{episode_id:05d}")
+
+
+def recorded_start_ns(bag: Path) -> int:
+    """When the recorder saw the episode start, read back from its bag's name."""
+    return int(Path(bag).name.rsplit("_", 2)[-2])
 
 
 class EpisodeWriter:

@@ -12,7 +12,6 @@ within the grace period, and the reader ignores what is past an episode's last a
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import deque
 
@@ -27,7 +26,7 @@ from sefm_policy import interfaces as ifc
 from sefm_policy.ros_common import LATCHED_QOS, RECORD_IMAGE_QOS, RECORD_QOS, declare_params, run
 
 from .bag_reader import acted_frames, nearest_parts
-from .bag_writer import EpisodeWriter, header_stamp_ns
+from .bag_writer import EpisodeWriter, episode_bag_name, header_stamp_ns
 from .episode import EpisodeMeta
 from .node_params import RecorderParams
 
@@ -87,8 +86,8 @@ class RecorderNode(Node):
             if self.writer is not None:  # its manager restarted mid-episode: that episode never ends
                 self.get_logger().warning("a new episode started before the last one ended; dropping the last one")
                 self.discard(self.writer)
-            name = f"{self.namespace.strip('/').replace('/', '_') or 'robot'}_{now}_{event.get('episode_id', 0):05d}"
-            self.writer = EpisodeWriter(self.params.out_dir, re.sub(r"[^\w.-]", "_", name), self.namespace)
+            name = episode_bag_name(self.namespace, now, event.get("episode_id", 0))
+            self.writer = EpisodeWriter(self.params.out_dir, name, self.namespace)
             self.stamps[self.writer] = {t: set() for t in self.checked}
             self.writer.write_raw(ifc.EVENTS, "std_msgs/msg/String", now, raw)
             if self.instruction_raw is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +62,9 @@ class SFTConfig(StrictModel):
     seed: int = 0
     reason: bool = Field(
         False, description="act says where the object, its target and the effector are before acting (EFMConfig.reason)"
+    )
+    action_weight: float = Field(
+        1.0, gt=0, description="weight of the action's own tokens against a reasoning chain's place tokens in bc"
     )
     init: str | None = Field(
         None, description="checkpoint to start from (the Stage 0 base); its config and background replace model"
@@ -162,6 +166,12 @@ SELECT = {"bc": "bc/loss", "steps": "steps/loss", "instruction": "instr/loss", "
 POPULATION = 2**30  # grounding: scenes are drawn fresh, not from the episodes
 
 
+def objective_loss(objective: str, cfg: SFTConfig):
+    if objective == "bc":
+        return partial(bc_loss, action_weight=cfg.action_weight)
+    return LOSSES[objective]
+
+
 def objective_split(batch_size: int, objectives: list[str]) -> dict[str, int]:
     base, extra = divmod(batch_size, len(objectives))
     return {o: base + (i < extra) for i, o in enumerate(objectives)}
@@ -228,7 +238,7 @@ def train_sft(cfg: SFTConfig) -> dict:
             population = data.population(objective, data.train)
             picks = rng.integers(0, population, n)[shard(n, rank, world)]
             obs, target = data.batch(objective, data.train, picks)
-            out_loss = LOSSES[objective](model, obs, target)
+            out_loss = objective_loss(objective, cfg)(model, obs, target)
             (out_loss.loss / len(split)).backward()
             logged.update(out_loss.metrics)
         if world > 1:
@@ -279,7 +289,7 @@ def validate(model: EFM, data: Data, cfg: SFTConfig) -> dict[str, float]:
         metrics = []
         for chunk in np.array_split(picks, max(1, len(picks) // 64)):
             obs, target = data.batch(objective, data.val, chunk)
-            m = LOSSES[objective](model, obs, target).metrics
+            m = objective_loss(objective, cfg)(model, obs, target).metrics
             if objective == "bc":
                 m["bc/image_gain"] = bc_loss(model, images_rolled(obs), target).metrics["bc/loss"] - m["bc/loss"]
             metrics.append((len(chunk), m))

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from sefm_trainer.bag_reader import (
     read_episode,
     select_fraction,
 )
-from sefm_trainer.bag_writer import EpisodeWriter
+from sefm_trainer.bag_writer import EpisodeWriter, episode_bag_name, recorded_start_ns
 from sefm_trainer.datagen import DatagenConfig, generate, record_demonstration
 from sefm_trainer.dataset import StepIndex
 from sefm_trainer.episode import EpisodeMeta
@@ -275,3 +276,9 @@ def test_a_moments_parts_are_the_nearest_within_the_slop_and_exact_without_one()
     parts = {101: "a", 198: "b", 260: "c"}
     assert nearest_parts(parts, [100, 200, 300], slop_ns=5) == {100: "a", 200: "b"}
     assert nearest_parts(parts, [101, 200], slop_ns=0) == {101: "a"}
+
+
+def test_a_bag_name_gives_back_when_its_episode_started_for_any_namespace():
+    for namespace in ("/robot_0", "/fleet/arm-2", "/"):
+        name = episode_bag_name(namespace, 1796157949990131672, 7)
+        assert name.endswith("_00007") and recorded_start_ns(Path("/x") / name) == 1796157949990131672
