@@ -18,6 +18,7 @@ import sefm_trainer.grounding as grounding
 from sefm_policy.config import EFMConfig
 from sefm_policy.losses import EOS_WEIGHT, answer_loss, bc_loss
 from sefm_policy.model import EFM
+from sefm_policy.tokenizers import PlaceTokenizer
 from sefm_trainer.grounding import QUESTION_MAKERS, GroundingData, parse_point, points_at
 
 
@@ -36,7 +37,7 @@ def sign_tokens(batch) -> np.ndarray:
 
 def run(args) -> list[dict]:
     torch.manual_seed(0)
-    grounding.POINT_BASE, grounding.POINT_LEVELS = args.base, args.levels
+    grounding.PLACE = PlaceTokenizer(tuple(args.radices))
     model = EFM.build(EFMConfig(vision={"stem": args.stem}))
     data = GroundingData(model.image_size)
     model.fit_background([q.observation for q in questions(data, args.kind, 99, 256)])
@@ -80,8 +81,9 @@ def main() -> None:
     ap.add_argument("--kind", default="banana", choices=["single", "banana", "blocks4", "blocks8", "varied"])
     ap.add_argument("--stem", default="patch", choices=["patch", "conv"])
     ap.add_argument("--target", default="point", choices=["point", "sign"])
-    ap.add_argument("--base", type=int, default=grounding.POINT_BASE, help="a place's digits: cells per grid axis")
-    ap.add_argument("--levels", type=int, default=grounding.POINT_LEVELS, help="digits per axis (bins: base**levels)")
+    ap.add_argument(
+        "--radices", type=int, nargs="+", default=list(grounding.PLACE.radices), help="a place's digits: cells per axis"
+    )
     ap.add_argument("--loc-sigma", type=float, default=0.0, help="soft loc targets: Gaussian width in bins")
     ap.add_argument("--eos-weight", type=float, default=EOS_WEIGHT, help="weight of the answer's eos target")
     ap.add_argument("--steps", type=int, default=600)

@@ -88,6 +88,12 @@ class EFMConfig(StrictModel):
         description="LanguageTable: act answers the places of the object, its target and the effector before "
         "the action (tokenizers.GroundedActionTokenizer)",
     )
+    place_radices: list[int] = Field(
+        [8, 8],
+        min_length=1,
+        description="with reason: a place's digits, cells per axis at each level, coarse first "
+        "(tokenizers.PlaceTokenizer); [6, 4] is the 96 px view's patch, then 4 px within it",
+    )
     joint_bins: int = Field(256, gt=1)
 
     @model_validator(mode="after")
@@ -99,6 +105,8 @@ class EFMConfig(StrictModel):
             )
         if self.reason and self.embodiment != "language_table":
             raise ValueError("reason is for LanguageTable's planar actions")
+        if min(self.place_radices) < 2:
+            raise ValueError(f"place_radices must each be >= 2, got {self.place_radices}")
         if self.text.num_heads % self.text.num_kv_heads:
             raise ValueError("text.num_heads must be a multiple of text.num_kv_heads")
         for key in ("joint_low", "joint_high"):

@@ -13,6 +13,7 @@ from .prompts import Observation
 from .tokenizers import (
     GroundedActionTokenizer,
     JointTokenizer,
+    PlaceTokenizer,
     SignMagnitudeActionTokenizer,
     UniformBins,
     aloha_steps,
@@ -94,7 +95,9 @@ def embodiment_for(config: EFMConfig) -> Embodiment:
         return Embodiment(
             name="language_table",
             cameras=("current", "previous"),
-            action=GroundedActionTokenizer(language_table_action()) if config.reason else language_table_action(),
+            action=GroundedActionTokenizer(language_table_action(), place=PlaceTokenizer(tuple(config.place_radices)))
+            if config.reason
+            else language_table_action(),
             steps=language_table_steps(),
         )
     low, high = config.joint_stats()

@@ -83,7 +83,8 @@ class EFM(nn.Module):
     def reconfigured(self, **changes) -> EFM:
         """The same weights and background under a changed config (e.g. ``reason`` switched on for
         Stage 1 on a base pretrained without it)."""
-        model = EFM(self.config.model_copy(update=changes), self.backbone, self.tokenizer)
+        config = type(self.config).model_validate({**self.config.model_dump(), **changes})
+        model = EFM(config, self.backbone, self.tokenizer)
         model.background.copy_(self.background)
         return model.to(self.device)
 

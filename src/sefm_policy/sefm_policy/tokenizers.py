@@ -193,36 +193,42 @@ class JointTokenizer:
 
 @dataclass(frozen=True)
 class PlaceTokenizer:
-    """A place in the image, (column, row) in [0, 1], as ``levels`` digits of ``base`` per axis,
-    coarse first and rows before columns: ``[r1, c1, r0, c0]`` at the default 8 x 8 grid of 8 x 8
-    cells. Stage 0 answers every "where" question this way; one 64-way token per axis was not
-    learned by the tiny model, two 8-way digits were (docs/results)."""
+    """A place in the image, (column, row) in [0, 1], as one digit per axis for each of
+    ``radices`` (cells per axis at that level), coarse first and rows before columns:
+    ``[r1, c1, r0, c0]`` at the default 8 x 8 grid of 8 x 8 cells. Stage 0 answers every "where"
+    question this way; one 64-way token per axis was not learned by the tiny model, two 8-way
+    digits were (docs/results). ``(6, 4)`` writes which of the 96 px view's 6 x 6 patches, then
+    where in it to 4 px."""
 
-    base: int = 8
-    levels: int = 2
+    radices: tuple[int, ...] = (8, 8)
+
+    def __post_init__(self) -> None:
+        if not self.radices or min(self.radices) < 2:
+            raise ValueError(f"place radices must be integers >= 2, got {self.radices}")
 
     @property
     def slot_sizes(self) -> tuple[int, ...]:
-        return (self.base,) * (2 * self.levels)
+        return tuple(r for r in self.radices for _ in range(2))
 
     @property
     def cells(self) -> int:
-        return self.base**self.levels
+        return int(np.prod(self.radices))
 
     def encode(self, places) -> np.ndarray:
-        """(..., 2) (column, row) -> (..., 2 * levels) digits."""
+        """(..., 2) (column, row) -> (..., 2 * len(radices)) digits."""
         x = _as_finite_or_inf(places, "place")
         cell = np.clip((x * self.cells).astype(np.int64), 0, self.cells - 1)
         col, row = cell[..., 0], cell[..., 1]
-        digits = [(v // self.base**k) % self.base for k in reversed(range(self.levels)) for v in (row, col)]
+        finer = [int(np.prod(self.radices[k + 1 :])) for k in range(len(self.radices))]
+        digits = [(v // f) % r for r, f in zip(self.radices, finer, strict=True) for v in (row, col)]
         return np.stack(digits, axis=-1)
 
     def decode(self, tokens) -> np.ndarray:
-        """(..., 2 * levels) digits -> (..., 2) (column, row) at the cell's centre."""
+        """(..., 2 * len(radices)) digits -> (..., 2) (column, row) at the cell's centre."""
         t = _check_indices(tokens, np.array(self.slot_sizes), "place")
         row = col = np.zeros(t.shape[:-1], dtype=np.int64)
-        for k in range(self.levels):
-            row, col = row * self.base + t[..., 2 * k], col * self.base + t[..., 2 * k + 1]
+        for k, r in enumerate(self.radices):
+            row, col = row * r + t[..., 2 * k], col * r + t[..., 2 * k + 1]
         return np.stack([(col + 0.5) / self.cells, (row + 0.5) / self.cells], axis=-1)
 
 

@@ -291,3 +291,10 @@ def test_the_action_weight_shifts_the_bc_loss_from_a_chains_places_to_its_action
     expected = (nll[:, :places].sum(-1) + 3.0 * nll[:, places:].sum(-1)).mean() / (places + 3.0 * action)
     torch.testing.assert_close(heavy.loss, expected)
     assert heavy.metrics["bc/loss"] == plain.metrics["bc/loss"]  # the reported loss stays the plain mean
+
+
+def test_a_reconfigured_model_is_validated_like_a_new_one():
+    model = EFM.build(EFMConfig(reason=True)).reconfigured(place_radices=[6, 4])
+    assert model.embodiment.reasoning_slots == 12 and model.embodiment.action.slot_sizes[:4] == (6, 6, 4, 4)
+    with pytest.raises(ValueError, match="place_radices"):
+        model.reconfigured(place_radices=[8, 1])

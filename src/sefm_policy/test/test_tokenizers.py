@@ -7,6 +7,7 @@ from hypothesis.extra.numpy import arrays
 from sefm_policy.tokenizers import (
     GroundedActionTokenizer,
     JointTokenizer,
+    PlaceTokenizer,
     SignMagnitudeActionTokenizer,
     UniformBins,
     language_table_action,
@@ -128,3 +129,19 @@ def test_a_grounded_action_says_three_places_then_the_action_and_decodes_to_the_
     assert tokens[:4].tolist() == [1, 0, 4, 6]  # the first place: row digits before column digits, coarse first
     with pytest.raises(ValueError, match="3 places"):
         grounded.encode([0.0, 0.0], places[:2])
+
+
+@given(arrays(np.float64, (5, 2), elements=st.floats(0.0, 1.0)))
+def test_a_place_in_mixed_digits_decodes_within_half_a_cell_of_where_it_was(places):
+    patch = PlaceTokenizer((6, 4))  # which of 6 x 6 patches, then where in it
+    assert patch.slot_sizes == (6, 6, 4, 4) and patch.cells == 24
+    tokens = patch.encode(places)
+    assert np.all(tokens < np.array(patch.slot_sizes))
+    assert np.abs(patch.decode(tokens) - places).max() <= 0.5 / 24 + 1e-12
+
+
+def test_mixed_digits_write_the_patch_first_then_the_place_within_it():
+    # column 0.5 -> cell 12 of 24 = patch 3, quarter 0; row 0.99 -> cell 23 = patch 5, quarter 3
+    assert PlaceTokenizer((6, 4)).encode([0.5, 0.99]).tolist() == [5, 3, 3, 0]
+    with pytest.raises(ValueError, match="radices"):
+        PlaceTokenizer((8, 1))

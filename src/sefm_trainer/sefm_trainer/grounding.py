@@ -13,9 +13,9 @@ actions and no steps-to-go:
 - ``instruction``: the first and an "after" frame with the object moved to its goal -> the
   instruction (canonical verb and preposition)
 
-A place is written coarse to fine, row before column as PaliGemma writes them: the cell of a
-``POINT_BASE`` × ``POINT_BASE`` grid the point falls in, then the cell within that cell, for
-``POINT_LEVELS`` levels (64 bins per axis in four loc tokens). PaliGemma spends one 1024-way
+A place is written coarse to fine, row before column as PaliGemma writes them: the cell of an
+8 × 8 grid the point falls in, then the cell within that cell (``PLACE``: 64 bins per axis in
+four loc tokens). PaliGemma spends one 1024-way
 token per axis; the tiny model does not learn a flat 64-way token per axis in 1,000 steps, where
 two 8-way digits point within a block width 58% of the time by step 600 (docs/results).
 ``--unimodal`` pretraining uses ``list`` instead, with no words in the prompt: every object's
@@ -37,7 +37,6 @@ from sefm_sim_bridge.scene import BLOCK_HALF, board_point, image_point
 from sefm_sim_bridge.tasks import LOCATIONS, PREPOSITIONS, VERBS, region_centre
 
 PLACE = PlaceTokenizer()  # how every place is written (sefm_policy.tokenizers)
-POINT_BASE, POINT_LEVELS = PLACE.base, PLACE.levels
 TASKS = ("point", "name", "nearest", "relation", "goal", "instruction")
 TASK_WEIGHTS = {"point": 0.35, "name": 0.15, "nearest": 0.1, "relation": 0.1, "goal": 0.15, "instruction": 0.15}
 # Scene kinds (single, blocks8, blocks4, varied, banana) by share of training done: one object
@@ -81,7 +80,7 @@ def parse_point(text: str) -> np.ndarray | None:
     """Board (x, y) of the first place in an answer, at its cell's centre; None if it has too few
     loc tokens or a digit outside the grid."""
     locs = [int(t[4:8]) for t in text.replace("><", "> <").split() if re.fullmatch(r"<loc\d{4}>", t)]
-    if len(locs) < point_tokens() or max(locs[: point_tokens()]) >= POINT_BASE:
+    if len(locs) < point_tokens() or np.any(np.array(locs[: point_tokens()]) >= PLACE.slot_sizes):
         return None
     return np.array(board_point(*PLACE.decode(np.array(locs[: point_tokens()]))))
 

@@ -63,6 +63,9 @@ class SFTConfig(StrictModel):
     reason: bool = Field(
         False, description="act says where the object, its target and the effector are before acting (EFMConfig.reason)"
     )
+    place_radices: list[int] | None = Field(
+        None, description="rewrite the chain's places in these digits (EFMConfig.place_radices), e.g. of an --init"
+    )
     action_weight: float = Field(
         1.0, gt=0, description="weight of the action's own tokens against a reasoning chain's place tokens in bc"
     )
@@ -208,8 +211,11 @@ def train_sft(cfg: SFTConfig) -> dict:
             model_cfg = model_cfg.model_copy(update={"joint_low": low, "joint_high": high})
         model = EFM.build(model_cfg)
         model.fit_background(data.background_sample(cfg.seed))
-    if model.config.reason != cfg.reason:
-        model = model.reconfigured(reason=cfg.reason)
+    changes = {"reason": cfg.reason}
+    if cfg.place_radices is not None:
+        changes["place_radices"] = cfg.place_radices
+    if any(getattr(model.config, key) != value for key, value in changes.items()):
+        model = model.reconfigured(**changes)
     data.tokenizer = model.embodiment.action
     if "grounding" in cfg.objectives:
         data.grounding = GroundingData(model.image_size)

@@ -8,7 +8,7 @@ import safetensors.torch
 
 from sefm_policy.config import ConfigError, parse_config
 from sefm_sim_bridge.scene import BLOCK_HALF
-from sefm_trainer.grounding import POINT_BASE, POINT_LEVELS, TASKS, GroundingData, parse_point, point_text, points_at
+from sefm_trainer.grounding import PLACE, TASKS, GroundingData, parse_point, point_text, points_at
 from sefm_trainer.pretrain import PretrainConfig, pretrain
 
 TINY = {"image_size": 32, "vision": {"hidden_size": 32, "intermediate_size": 64}, "text": {"hidden_size": 64}}
@@ -24,14 +24,14 @@ def data():
 def test_point_answers_name_the_object_within_a_bin(data):
     for q in data.probe("blocks8", "point", 10):
         assert q.prompt.startswith("point to the ") and points_at(parse_point(q.answer), q.truth)
-        assert np.all(np.abs(parse_point(q.answer) - q.truth) <= 0.72 / POINT_BASE**POINT_LEVELS)
+        assert np.all(np.abs(parse_point(q.answer) - q.truth) <= 0.72 / PLACE.cells)
 
 
 def test_a_place_is_written_coarse_cell_first_and_read_back():
     corner = point_text(np.array([-0.355, 0.258]))  # near the image's top-left corner: every digit 0
     assert corner == "<loc0000>" * 4
     far = point_text(np.array([0.355, -0.258]))
-    assert far == f"<loc{POINT_BASE - 1:04d}>" * 4
+    assert far == f"<loc{PLACE.radices[0] - 1:04d}>" * 4
     assert parse_point(far + "<loc0003>") is not None  # tokens past the place are ignored
     assert parse_point("<loc0001><loc0002><loc0003>") is None  # too few
     assert parse_point("<loc0001><loc0002><loc0003><loc0064>") is None  # not a digit of the grid
