@@ -1,6 +1,8 @@
 """How right a reasoning policy's chain is (EFMConfig.reason): on held-out demonstration steps,
 how often each place it says (the named block, its target, the effector) lies within one block
 width of the truth, and how often the action it then takes matches the demonstrator's signs.
+Beside them each slot's accuracy when every earlier slot is the truth (teacher forcing, what
+training optimises): which digits of a place, and which action tokens, are learned at all.
 
 Prints one JSON object. Usage:
   python benchmarks/reasoning_probe.py --checkpoint runs/sft_b2b4_reason/best_bc --data runs/b2b4_obj [--steps 256]
@@ -35,9 +37,15 @@ def main() -> None:
     data = Data(SFTConfig(data=args.data, out="unused", reason=True))
     picks = np.random.default_rng(0).permutation(len(data.val))[: args.steps]
     steps = [data.val[int(i)] for i in picks]
+    data.tokenizer = policy.embodiment.action
+    forced = []
     hits, signs = np.zeros((len(steps), len(PLACES)), bool), []
     for start in range(0, len(steps), 64):
         chunk = steps[start : start + 64]
+        _, tokens = data.batch("bc", data.val, picks[start : start + 64])
+        with torch.no_grad():
+            dist = policy.action_distributions([s.observation for s in chunk], torch.as_tensor(tokens))
+        forced.append(dist.argmax(-1).numpy() == tokens)
         sample = policy.sample_actions([s.observation for s in chunk], greedy=True)
         said = policy.embodiment.action.decode_places(sample.tokens)
         for k, (s, where, action) in enumerate(zip(chunk, said, sample.actions, strict=True)):
@@ -52,6 +60,8 @@ def main() -> None:
         "within_a_block_width": {p: round(float(hits[:, i].mean()), 3) for i, p in enumerate(PLACES)},
         "all_three_right": round(float(hits.all(1).mean()), 3),
         "action_signs_match_demonstrator": round(float(np.mean(signs)), 3),
+        "place_radices": policy.config.place_radices,
+        "teacher_forced_slot_accuracy": np.round(np.concatenate(forced).mean(0), 3).tolist(),
     }, indent=2))  # fmt: skip
 
 
