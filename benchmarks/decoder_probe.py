@@ -6,7 +6,7 @@ greedy closed loop on held-out seeds with the true places. It separates how big 
 map needs from how well the policy sees.
 
 Prints one JSON object. Usage:
-  python benchmarks/decoder_probe.py --sizes 2x128 4x256 --steps 6000
+  python benchmarks/decoder_probe.py --sizes 2x128 4x256 --steps 6000 [--radices 6 4]
 """
 
 from __future__ import annotations
@@ -24,9 +24,17 @@ from sefm_policy.tokenizers import PlaceTokenizer, language_table_action
 from sefm_sim_bridge.envs import make_env
 from sefm_trainer.evaluate import HELD_OUT_SEED, success_summary
 
-PLACE, ACTION = PlaceTokenizer(), language_table_action()
-VOCAB = max(max(PLACE.slot_sizes), max(ACTION.slot_sizes))
-N_PLACE, N_ACTION = 3 * len(PLACE.slot_sizes), len(ACTION.slot_sizes)
+ACTION = language_table_action()
+N_ACTION = len(ACTION.slot_sizes)
+PLACE = PlaceTokenizer()  # main() sets the digits, and with them VOCAB and N_PLACE
+VOCAB = N_PLACE = 0
+
+
+def set_place_digits(radices: tuple[int, ...]) -> None:
+    global PLACE, VOCAB, N_PLACE
+    PLACE = PlaceTokenizer(radices)
+    VOCAB = max(max(PLACE.slot_sizes), max(ACTION.slot_sizes))
+    N_PLACE = 3 * len(PLACE.slot_sizes)
 
 
 class Decoder(nn.Module):
@@ -99,14 +107,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--radices", type=int, nargs="+", default=[8, 8], help="place digits (place_radices)")
     args = parser.parse_args()
+    set_place_digits(tuple(args.radices))
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    x, y = demonstrations(make_env(args.task, render_images=False), args.demos)
+    x, y = demonstrations(make_env(args.task, render_images=False), args.demos, places)
     sequences = np.concatenate([PLACE.encode(x.reshape(-1, 3, 2)).reshape(len(x), -1), ACTION.encode(y)], 1)
     sequences = torch.as_tensor(sequences, dtype=torch.long)
     seeds = range(HELD_OUT_SEED, HELD_OUT_SEED + args.episodes)
-    result = {"task": args.task, "demos": args.demos, "steps": args.steps, "batch": args.batch}
+    result = {"task": args.task, "demos": args.demos, "steps": args.steps, "batch": args.batch, "radices": args.radices}
     for size in args.sizes:
         layers, width = (int(v) for v in size.split("x"))
         model = Decoder(layers, width)

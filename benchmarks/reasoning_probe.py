@@ -3,6 +3,11 @@ how often each place it says (the named block, its target, the effector) lies wi
 width of the truth, and how often the action it then takes matches the demonstrator's signs.
 Beside them each slot's accuracy when every earlier slot is the truth (teacher forcing, what
 training optimises): which digits of a place, and which action tokens, are learned at all.
+The same forced accuracy is scored twice more with the images changed and the true places kept:
+another step's images (``rolled``) and the current frame in place of the previous one
+(``still``). Action tokens that hold up under both come from the places; ones that fall with
+``still`` read the last motion off the frame pair and copy it (the copycat shortcut of
+imitation from frame histories), which a policy acting on its own motion cannot use.
 
 Prints one JSON object. Usage:
   python benchmarks/reasoning_probe.py --checkpoint runs/sft_b2b4_reason/best_bc --data runs/b2b4_obj [--steps 256]
@@ -12,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from sefm_policy.checkpoint import load_checkpoint
+from sefm_policy.losses import images_rolled
 from sefm_sim_bridge.scene import board_point
 from sefm_trainer.grounding import POINT_TOLERANCE
 from sefm_trainer.sft import Data, SFTConfig, places_at
@@ -29,8 +36,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data", required=True, help="demonstrations that record objects (the Stage 1 data)")
     parser.add_argument("--steps", type=int, default=256, help="validation steps to score")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     policy = load_checkpoint(args.checkpoint).eval()
     if not policy.config.reason:
         raise SystemExit(f"{args.checkpoint} does not reason (EFMConfig.reason is false)")
@@ -38,14 +46,20 @@ def main() -> None:
     picks = np.random.default_rng(0).permutation(len(data.val))[: args.steps]
     steps = [data.val[int(i)] for i in picks]
     data.tokenizer = policy.embodiment.action
-    forced = []
+    forced = {"true": [], "rolled": [], "still": []}
     hits, signs = np.zeros((len(steps), len(PLACES)), bool), []
     for start in range(0, len(steps), 64):
         chunk = steps[start : start + 64]
-        _, tokens = data.batch("bc", data.val, picks[start : start + 64])
-        with torch.no_grad():
-            dist = policy.action_distributions([s.observation for s in chunk], torch.as_tensor(tokens))
-        forced.append(dist.argmax(-1).numpy() == tokens)
+        observations, tokens = data.batch("bc", data.val, picks[start : start + 64])
+        variants = {
+            "true": observations,
+            "rolled": images_rolled(observations),
+            "still": [replace(o, images=(o.images[0], o.images[0])) for o in observations],
+        }
+        for name, shown in variants.items():
+            with torch.no_grad():
+                dist = policy.action_distributions(shown, torch.as_tensor(tokens))
+            forced[name].append(dist.argmax(-1).numpy() == tokens)
         sample = policy.sample_actions([s.observation for s in chunk], greedy=True)
         said = policy.embodiment.action.decode_places(sample.tokens)
         for k, (s, where, action) in enumerate(zip(chunk, said, sample.actions, strict=True)):
@@ -61,7 +75,11 @@ def main() -> None:
         "all_three_right": round(float(hits.all(1).mean()), 3),
         "action_signs_match_demonstrator": round(float(np.mean(signs)), 3),
         "place_radices": policy.config.place_radices,
-        "teacher_forced_slot_accuracy": np.round(np.concatenate(forced).mean(0), 3).tolist(),
+        "teacher_forced_slot_accuracy": np.round(np.concatenate(forced["true"]).mean(0), 3).tolist(),
+        "teacher_forced_slot_accuracy_images_rolled": np.round(np.concatenate(forced["rolled"]).mean(0), 3).tolist(),
+        "teacher_forced_slot_accuracy_previous_frame_still": np.round(
+            np.concatenate(forced["still"]).mean(0), 3
+        ).tolist(),
     }, indent=2))  # fmt: skip
 
 

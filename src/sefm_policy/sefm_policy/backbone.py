@@ -40,6 +40,7 @@ def tiny_backbone_config(config: EFMConfig, layout: TokenLayout) -> PaliGemmaCon
         pad_token_id=layout.pad,
         bos_token_id=layout.bos,
         eos_token_id=layout.eos,
+        tie_word_embeddings=t.tie_embeddings,
     )
     return PaliGemmaConfig(
         vision_config=vision,
@@ -48,6 +49,7 @@ def tiny_backbone_config(config: EFMConfig, layout: TokenLayout) -> PaliGemmaCon
         vocab_size=layout.vocab_size,
         projection_dim=t.hidden_size,
         hidden_size=t.hidden_size,
+        tie_word_embeddings=t.tie_embeddings,
     )
 
 

@@ -52,6 +52,9 @@ class TextConfig(StrictModel):
     num_kv_heads: int = Field(1, gt=0)
     head_dim: int = Field(64, gt=0)
     intermediate_size: int = Field(256, gt=0)
+    tie_embeddings: bool = Field(
+        True, description="the output head reuses the input embeddings (Gemma's default); false gives it its own"
+    )
 
 
 DEFAULT_IMAGE_SIZE = {"language_table": 96, "aloha": 64}
@@ -94,6 +97,16 @@ class EFMConfig(StrictModel):
         description="with reason: a place's digits, cells per axis at each level, coarse first "
         "(tokenizers.PlaceTokenizer); [6, 4] is the 96 px view's patch, then 4 px within it",
     )
+    action_from: Literal["images", "places"] = Field(
+        "images",
+        description="with reason: what the action's tokens attend to; 'places' decodes them in a second pass "
+        "over the prompt and the chain's places, without the images, so the action follows from the places",
+    )
+    slot_tokens: Literal["shared", "per_slot"] = Field(
+        "shared",
+        description="action slots' tokens: bin b of any slot is <loc b> (shared), or each slot has its own run of "
+        "loc tokens (per_slot; tokenizers.slot_token_ids), so a token says which slot it fills",
+    )
     joint_bins: int = Field(256, gt=1)
 
     @model_validator(mode="after")
@@ -105,6 +118,8 @@ class EFMConfig(StrictModel):
             )
         if self.reason and self.embodiment != "language_table":
             raise ValueError("reason is for LanguageTable's planar actions")
+        if self.action_from == "places" and not self.reason:
+            raise ValueError("action_from: 'places' needs reason: true (the places come from the chain)")
         if min(self.place_radices) < 2:
             raise ValueError(f"place_radices must each be >= 2, got {self.place_radices}")
         if self.text.num_heads % self.text.num_kv_heads:

@@ -44,6 +44,18 @@ def bc_loss(model: EFM, observations: Sequence[Observation], action_tokens, acti
     )
 
 
+def plan_loss(model: EFM, observations: Sequence[Observation], action_tokens) -> LossOutput:
+    """Cross-entropy of the action's own tokens given the true places, without the images
+    (``EFM.action_from_places_distributions``): the decoder probe's training inside the VLM."""
+    target = torch.as_tensor(np.asarray(action_tokens), dtype=torch.long, device=model.device)
+    acting = target[:, model.embodiment.reasoning_slots :]
+    dist = model.action_from_places_distributions(observations, target)
+    nll = -dist.gather(-1, acting[..., None])[..., 0]
+    hit = dist.argmax(-1) == acting
+    metrics = {"plan/loss": nll.mean().item(), "plan/action_exact": hit.all(-1).float().mean().item()}
+    return LossOutput(nll.mean(), metrics)
+
+
 def images_rolled(observations: Sequence[Observation]) -> list[Observation]:
     """Each observation with the next one's images (same instruction and state): BC loss on these
     minus the true loss says how much the policy looks; about zero means it acts from text alone."""

@@ -2,7 +2,10 @@
 
 Sequences are ``[pad…][image tokens][bos][prompt][state tokens][sep] | suffix``: left padding
 puts every row's suffix at the same position, the prefix attends bidirectionally and the
-suffix causally (PaliGemma's prefix-LM). Every output slot is restricted to its valid
+suffix causally (PaliGemma's prefix-LM). A reasoning policy with ``action_from: places`` says
+its chain of places over the images, then its action in a second pass over the same prompt
+without the images: the action cannot copy the motion it sees between the two frames, only
+follow from the places. Every output slot is restricted to its valid
 tokens, for training, log-probs and sampling alike, so the distribution REINFORCE
 differentiates is the one the robot samples from.
 """
@@ -22,7 +25,7 @@ from .backbone import build_backbone
 from .config import EFMConfig
 from .embodiment import embodiment_for
 from .prompts import Observation, Task, prompt_text
-from .tokenizers import slot_vocab, to_vocab
+from .tokenizers import slot_token_ids
 from .vocab import TokenLayout
 
 MAX_PROMPT_TOKENS = 32
@@ -38,7 +41,7 @@ class Prefix:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
-    pixel_values: torch.Tensor
+    pixel_values: torch.Tensor | None  # None: a text-only prefix
 
     @property
     def batch_size(self) -> int:
@@ -74,6 +77,11 @@ class EFM(nn.Module):
             "steps_centres", torch.tensor(self.embodiment.steps.centres, dtype=torch.float32), persistent=False
         )
         self.action_slot_sizes = torch.tensor(self.embodiment.action.slot_sizes)
+        per_slot = config.slot_tokens == "per_slot"
+        self.register_buffer(
+            "action_ids", slot_token_ids(self.embodiment.action.slot_sizes, self.loc_ids, per_slot), persistent=False
+        )
+        self.register_buffer("steps_ids", slot_token_ids([self.embodiment.steps.bins], self.loc_ids), persistent=False)
 
     @classmethod
     def build(cls, config: EFMConfig) -> EFM:
@@ -135,18 +143,27 @@ class EFM(nn.Module):
                 ids += self.tokenizer.encode(piece, add_special_tokens=False)
         return ids
 
-    def prefix(self, task: Task, observations: Sequence[Observation], prompts: Sequence[str] | None = None) -> Prefix:
-        """``prompts`` replaces the task's prompt per row (Stage 0's grounding questions)."""
+    def prefix(
+        self,
+        task: Task,
+        observations: Sequence[Observation],
+        prompts: Sequence[str] | None = None,
+        images: bool = True,
+    ) -> Prefix:
+        """``prompts`` replaces the task's prompt per row (Stage 0's grounding questions); without
+        ``images`` the prefix is the prompt alone."""
         if not observations:
             raise ValueError("need at least one observation")
         if prompts is not None and len(prompts) != len(observations):
             raise ValueError(f"{len(prompts)} prompts for {len(observations)} observations")
         lay, emb = self.layout, self.embodiment
-        images, rows = [], []
+        pixels, rows = [], []
+        image_ids = [lay.image] * (self.tokens_per_image * emb.num_model_images) if images else []
         for i, obs in enumerate(observations):
-            images.append(self._raw_pixels(obs))
+            if images:
+                pixels.append(self._raw_pixels(obs))
             text = self.encode_text(prompt_text(task, obs.instruction) if prompts is None else prompts[i])
-            ids = [lay.image] * (self.tokens_per_image * emb.num_model_images) + [lay.bos] + text[:MAX_PROMPT_TOKENS]
+            ids = [*image_ids, lay.bos, *text[:MAX_PROMPT_TOKENS]]
             if emb.state is not None and task in (Task.ACT, Task.STEPS):
                 if obs.state is None:
                     raise ValueError(f"{emb.name} observations need the joint state for the prompt")
@@ -160,16 +177,17 @@ class EFM(nn.Module):
             mask[i, width - len(r) :] = 1
         position_ids = (mask.cumsum(-1)).clamp(min=1)  # PaliGemma positions start at 1
         dev = self.device
-        pixels = self._normalise(torch.stack(images).to(dev)).flatten(0, 1)
-        return Prefix(input_ids.to(dev), mask.to(dev), position_ids.to(dev), pixels)
+        values = self._normalise(torch.stack(pixels).to(dev)).flatten(0, 1) if images else None
+        return Prefix(input_ids.to(dev), mask.to(dev), position_ids.to(dev), values)
 
     # ----- forward passes -------------------------------------------------------------
 
-    def _teacher_forced_logits(self, prefix: Prefix, suffix: torch.Tensor | None, suffix_mask=None) -> torch.Tensor:
-        """Logits predicting suffix tokens 0..L (B, L+1, V), given the prefix and ``suffix`` (B, L)."""
+    @staticmethod
+    def _joined(prefix: Prefix, suffix: torch.Tensor | None, suffix_mask=None) -> tuple[torch.Tensor, ...]:
+        """(ids, attention mask, positions, token types) of the prefix followed by answer tokens
+        ``suffix`` (B, L), which attend causally (token type 1)."""
         ids, mask, pos = prefix.input_ids, prefix.attention_mask, prefix.position_ids
         types = torch.zeros_like(ids)
-        n = 0
         if suffix is not None and suffix.shape[1] > 0:
             n = suffix.shape[1]
             smask = torch.ones_like(suffix) if suffix_mask is None else suffix_mask.long()
@@ -177,6 +195,12 @@ class EFM(nn.Module):
             mask = torch.cat([mask, smask], 1)
             pos = torch.cat([pos, pos[:, -1:] + torch.arange(1, n + 1, device=ids.device)], 1)
             types = torch.cat([types, torch.ones_like(suffix)], 1)
+        return ids, mask, pos, types
+
+    def _teacher_forced_logits(self, prefix: Prefix, suffix: torch.Tensor | None, suffix_mask=None) -> torch.Tensor:
+        """Logits predicting suffix tokens 0..L (B, L+1, V), given the prefix and ``suffix`` (B, L)."""
+        ids, mask, pos, types = self._joined(prefix, suffix, suffix_mask)
+        n = ids.shape[1] - prefix.input_ids.shape[1]
         out = self.backbone(
             input_ids=ids,
             pixel_values=prefix.pixel_values,
@@ -188,19 +212,52 @@ class EFM(nn.Module):
         )
         return out.logits
 
-    def _restrict(self, logits: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-        """Log-softmax over each slot's valid loc tokens: (..., L, V) -> (..., L, max size)."""
+    def _restrict(self, logits: torch.Tensor, sizes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Log-softmax over each slot's valid tokens: (B, L, V) -> (B, L, max size), slot l's
+        bins being vocabulary ids ``ids[l]``."""
         width = int(sizes.max())
-        sub = logits[..., slot_vocab(width, self.loc_ids)]
+        ids = ids[:, :width]
+        sub = logits.gather(-1, ids.expand(logits.shape[0], *ids.shape))
         invalid = torch.arange(width, device=logits.device) >= sizes.to(logits.device)[:, None]
         return sub.masked_fill(invalid, float("-inf")).log_softmax(-1)
+
+    def _action_vocab(self, bins: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Vocabulary ids of action bins (B, n) that fill slots ``first``.. ``first + n - 1``."""
+        slots = torch.arange(first, first + bins.shape[1], device=bins.device)
+        return self.action_ids[slots, bins]
+
+    @property
+    def _chain_slots(self) -> int:
+        """Slots said over the images before a second, image-free pass says the rest (0: one pass)."""
+        return self.embodiment.reasoning_slots if self.config.action_from == "places" else 0
 
     def action_distributions(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
         """Per-slot log-probs (B, slots, max slot size) of the action, teacher-forced on ``tokens``."""
         tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
-        prefix = self.prefix(Task.ACT, observations)
-        logits = self._teacher_forced_logits(prefix, to_vocab(tokens[:, :-1], self.loc_ids))
-        return self._restrict(logits, self.action_slot_sizes)
+        suffix = self._action_vocab(tokens[:, :-1])
+        chain = self._chain_slots
+        if not chain:
+            logits = self._teacher_forced_logits(self.prefix(Task.ACT, observations), suffix)
+        else:
+            seen = self._teacher_forced_logits(self.prefix(Task.ACT, observations), suffix[:, : chain - 1])
+            logits = torch.cat([seen, self._blind_logits(observations, suffix)], 1)
+        return self._restrict(logits, self.action_slot_sizes, self.action_ids)
+
+    def _blind_logits(self, observations: Sequence[Observation], suffix: torch.Tensor) -> torch.Tensor:
+        """The image-free pass's logits for the action's own slots, after the chain in ``suffix``."""
+        prefix = self.prefix(Task.ACT, observations, images=False)
+        return self._teacher_forced_logits(prefix, suffix)[:, self._chain_slots :]
+
+    def action_from_places_distributions(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
+        """Log-probs (B, action slots, max size) of the action's own slots given the chain's places in
+        ``tokens``, from the image-free pass alone (``action_from: places``): the place -> action map,
+        which needs no pixels and so trains on many examples cheaply."""
+        if not self._chain_slots:
+            raise ValueError("the action follows from places only with reason and action_from: places")
+        tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
+        chain = self._chain_slots
+        logits = self._blind_logits(observations, self._action_vocab(tokens[:, :-1]))
+        return self._restrict(logits, self.action_slot_sizes[chain:], self.action_ids[chain:])
 
     def action_log_prob(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
         """log p(a | o, g) summed over the step's action tokens (B,): what REINFORCE weighs."""
@@ -211,7 +268,7 @@ class EFM(nn.Module):
     def steps_to_go_log_probs(self, observations: Sequence[Observation]) -> torch.Tensor:
         """log p(k | o, g) over the steps-to-go bins (B, K), in one forward pass."""
         logits = self._teacher_forced_logits(self.prefix(Task.STEPS, observations), None)
-        return self._restrict(logits[:, -1:], torch.tensor([self.embodiment.steps.bins]))[:, 0]
+        return self._restrict(logits[:, -1:], torch.tensor([self.embodiment.steps.bins]), self.steps_ids)[:, 0]
 
     def steps_to_go_distribution(self, observations: Sequence[Observation]) -> torch.Tensor:
         return self.steps_to_go_log_probs(observations).exp()
@@ -246,19 +303,21 @@ class EFM(nn.Module):
 
     # ----- decoding --------------------------------------------------------------------
 
-    def _decode_steps(self, prefix: Prefix, steps: int, choose, done=None) -> list[torch.Tensor]:
+    def _decode_steps(self, prefix: Prefix, steps: int, choose, done=None, suffix=None) -> list[torch.Tensor]:
         """Autoregressive decoding with a KV cache; ``choose(k, logits) -> vocab ids`` picks slot k;
-        stops early once ``done(chosen)`` says every row has finished."""
+        stops early once ``done(chosen)`` says every row has finished. ``suffix`` (B, n): answer
+        tokens already said, read in the first pass; slot 0 is then the one after them."""
+        ids, mask, pos, types = self._joined(prefix, suffix)
         out = self.backbone(
-            input_ids=prefix.input_ids,
+            input_ids=ids,
             pixel_values=prefix.pixel_values,
-            attention_mask=prefix.attention_mask,
-            position_ids=prefix.position_ids,
-            token_type_ids=torch.zeros_like(prefix.input_ids),
+            attention_mask=mask,
+            position_ids=pos,
+            token_type_ids=types,
             use_cache=True,
             logits_to_keep=1,
         )
-        mask, pos, cache = prefix.attention_mask, prefix.position_ids[:, -1:], out.past_key_values
+        pos, cache = pos[:, -1:], out.past_key_values
         chosen = []
         for k in range(steps):
             ids = choose(k, out.logits[:, -1])
@@ -299,7 +358,7 @@ class EFM(nn.Module):
 
         def choose(k: int, logits: torch.Tensor) -> torch.Tensor:
             nonlocal log_prob
-            lp = self._restrict(logits[:, None], sizes[k : k + 1])[:, 0]
+            lp = self._restrict(logits[:, None], sizes[k : k + 1], self.action_ids[k : k + 1])[:, 0]
             if greedy:
                 b = lp.argmax(-1)
             else:
@@ -311,9 +370,14 @@ class EFM(nn.Module):
                 chosen = chosen.masked_fill(told, 0.0)
             log_prob = log_prob + chosen
             bins.append(b)
-            return to_vocab(b, self.loc_ids)
+            return self._action_vocab(b[:, None], k)[:, 0]
 
-        self._decode_steps(self.prefix(Task.ACT, observations), len(sizes), choose)
+        chain = self._chain_slots
+        self._decode_steps(self.prefix(Task.ACT, observations), chain or len(sizes), choose)
+        if chain:
+            said = self._action_vocab(torch.stack(bins, 1))
+            blind = self.prefix(Task.ACT, observations, images=False)
+            self._decode_steps(blind, len(sizes) - chain, lambda k, logits: choose(k + chain, logits), suffix=said)
         tokens = torch.stack(bins, 1).cpu().numpy()
         return ActionSample(tokens, self.embodiment.action.decode(tokens), log_prob)
 

@@ -1,8 +1,8 @@
 """The paper's tokenizer (App. E): actions, joint states and steps-to-go <-> tokens.
 
 Each tokenizer maps values to slot-local bins (0..size-1 per output slot), and slot bin b is
-the vocabulary's ``<loc b>`` token (``to_vocab``), in the tiny vocabulary as in a real
-PaliGemma one. Out-of-range values are clipped and counted in ``clipped`` (a policy or
+the vocabulary's ``<loc b>`` token (``slot_token_ids``; or a run of loc tokens per slot), in the
+tiny vocabulary as in a real PaliGemma one. Out-of-range values are clipped and counted in ``clipped`` (a policy or
 dataset that often leaves the range should be noticed, not crash); NaN is rejected because it
 means the caller's data is broken.
 
@@ -292,11 +292,15 @@ def aloha_steps() -> UniformBins:
     return UniformBins(-0.5, 300.5, 301)
 
 
-def to_vocab(bins: torch.Tensor, loc_ids: torch.Tensor) -> torch.Tensor:
-    """Vocabulary ids of slot bins: bin b of any slot is ``<loc b>`` (``loc_ids[b]``)."""
-    return loc_ids[bins]
-
-
-def slot_vocab(size: int, loc_ids: torch.Tensor) -> torch.Tensor:
-    """The vocabulary ids a slot of ``size`` bins may emit: ``<loc0000>`` .. ``<loc{size-1}>``."""
-    return loc_ids[:size]
+def slot_token_ids(sizes: Sequence[int], loc_ids: torch.Tensor, per_slot: bool = False) -> torch.Tensor:
+    """(slots, max size) vocabulary ids of each output slot's bins. Shared (the paper's and
+    PaliGemma's way): bin b of any slot is ``<loc b>``. Per slot: each slot's bins take the next
+    run of loc tokens, so a token also says which slot it fills; a decoder with rotary positions
+    alone otherwise sees the same vector for digit 3 of the effector's column as of the object's
+    row. Rows are padded with their last id (padding bins are masked out by the model)."""
+    width = max(sizes)
+    if per_slot and sum(sizes) > len(loc_ids):
+        raise ValueError(f"slot_tokens: per_slot needs {sum(sizes)} loc tokens, the vocabulary has {len(loc_ids)}")
+    starts = np.cumsum([0, *sizes[:-1]]) if per_slot else np.zeros(len(sizes), int)
+    index = [[start + min(b, size - 1) for b in range(width)] for start, size in zip(starts, sizes, strict=True)]
+    return loc_ids[torch.tensor(index, dtype=torch.long)]

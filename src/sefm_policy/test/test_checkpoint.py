@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sefm_policy.checkpoint import CheckpointError, load_checkpoint, read_manifest, save_checkpoint
-from sefm_policy.config import EFMConfig
+from sefm_policy.config import EFMConfig, TextConfig
 from sefm_policy.model import EFM
 from sefm_policy.testing import aloha_observations, table_observations
 
@@ -41,6 +41,18 @@ def test_aloha_round_trip_keeps_joint_normalisation(tmp_path):
         model.sample_actions(obs, greedy=True).actions, loaded.sample_actions(obs, greedy=True).actions
     )
     assert loaded.embodiment.action.low == [-1.0] * 14
+
+
+def test_an_untied_output_head_keeps_its_own_weights_through_a_round_trip(tmp_path):
+    model = EFM.build(EFMConfig(text=TextConfig(tie_embeddings=False))).eval()
+    head, embed = model.backbone.lm_head.weight, model.backbone.get_input_embeddings().weight
+    assert head.data_ptr() != embed.data_ptr() and not torch.equal(head, embed)
+    save_checkpoint(model, tmp_path / "untied")
+    loaded = load_checkpoint(tmp_path / "untied").eval()
+    assert torch.equal(loaded.backbone.lm_head.weight, head)
+    assert loaded.backbone.lm_head.weight.data_ptr() != loaded.backbone.get_input_embeddings().weight.data_ptr()
+    obs = table_observations(2)
+    assert torch.equal(model.expected_steps_to_go(obs), loaded.expected_steps_to_go(obs))
 
 
 def test_round_trip_keeps_the_fitted_background(tiny, tmp_path):

@@ -298,3 +298,36 @@ def test_a_reconfigured_model_is_validated_like_a_new_one():
     assert model.embodiment.reasoning_slots == 12 and model.embodiment.action.slot_sizes[:4] == (6, 6, 4, 4)
     with pytest.raises(ValueError, match="place_radices"):
         model.reconfigured(place_radices=[8, 1])
+
+
+def test_an_action_from_places_follows_the_said_places_and_not_the_images():
+    model = EFM.build(EFMConfig(reason=True, action_from="places"))
+    obs = table_observations(4)
+    sample = model.sample_actions(obs, temperature=1.0, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model.action_log_prob(obs, sample.tokens), sample.log_prob, atol=1e-4, rtol=1e-4)
+        true = model.action_distributions(obs, sample.tokens)
+        rolled = model.action_distributions(images_rolled(obs), sample.tokens)
+    chain = model.embodiment.reasoning_slots
+    torch.testing.assert_close(true[:, chain:], rolled[:, chain:])  # the action never sees the images
+    assert not torch.allclose(true[:, :chain], rolled[:, :chain])  # the places do
+    torch.testing.assert_close(model.action_from_places_distributions(obs, sample.tokens), true[:, chain:])
+    told = model.sample_actions(images_rolled(obs), greedy=True, given=sample.tokens[:, :chain]).tokens
+    assert np.array_equal(told, model.sample_actions(obs, greedy=True, given=sample.tokens[:, :chain]).tokens)
+    with pytest.raises(ValueError, match="action_from"):
+        EFMConfig(action_from="places")
+
+
+def test_per_slot_tokens_give_every_slot_its_own_loc_tokens_and_decode_consistently():
+    model = EFM.build(EFMConfig(reason=True, place_radices=[6, 4], slot_tokens="per_slot"))
+    sizes = model.embodiment.action.slot_sizes
+    valid = torch.cat([model.action_ids[k, :size] for k, size in enumerate(sizes)])
+    assert len(valid) == sum(sizes) == len(set(valid.tolist()))  # no token fills two slots
+    assert set(valid.tolist()) <= set(model.loc_ids.tolist())
+    obs = table_observations(3)
+    sample = model.sample_actions(obs, temperature=1.0, generator=torch.Generator().manual_seed(4))
+    assert np.all((sample.tokens >= 0) & (sample.tokens < np.array(sizes)))
+    with torch.no_grad():
+        torch.testing.assert_close(model.action_log_prob(obs, sample.tokens), sample.log_prob, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="slot_tokens"):
+        EFM.build(EFMConfig(embodiment="aloha", slot_tokens="per_slot"))

@@ -22,12 +22,20 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import Field
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig, StrictModel
-from sefm_policy.losses import LossOutput, answer_loss, bc_loss, images_rolled, instruction_loss, steps_to_go_loss
+from sefm_policy.losses import (
+    LossOutput,
+    answer_loss,
+    bc_loss,
+    images_rolled,
+    instruction_loss,
+    plan_loss,
+    steps_to_go_loss,
+)
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
 from sefm_policy.tokenizers import GroundedActionTokenizer, JointTokenizer
@@ -40,7 +48,7 @@ from .grounding import GroundingData
 from .schedule import warmup_cosine
 from .trainer_state import load_trainer_state, save_resume_point, state_path
 
-Objective = Literal["bc", "steps", "instruction", "grounding"]
+Objective = Literal["bc", "steps", "instruction", "grounding", "plan"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
 
 
@@ -53,7 +61,15 @@ class SFTConfig(StrictModel):
     warmup: int = Field(0, ge=0, description="steps of linear learning-rate warm-up")
     cosine: bool = Field(False, description="after warm-up, decay the learning rate by a cosine to 10% at `steps`")
     weight_decay: float = Field(0.01, ge=0)
-    objectives: list[Objective] = Field(default_factory=lambda: ["bc", "steps", "instruction"])
+    objectives: list[Objective] = Field(
+        default_factory=lambda: ["bc", "steps", "instruction"],
+        min_length=1,
+        description="plan: the action from its true places in the image-free pass alone (action_from: places), "
+        "the place -> action map without pixels, so cheap that it can take many more examples a step",
+    )
+    objective_batch: dict[Objective, int] = Field(
+        default_factory=dict, description="examples per step of these objectives; the rest share batch_size evenly"
+    )
     val_fraction: float = Field(0.1, gt=0, lt=1)
     val_every: int = Field(100, gt=0)
     val_samples: int = Field(256, gt=0, description="validation steps per objective")
@@ -66,6 +82,9 @@ class SFTConfig(StrictModel):
     place_radices: list[int] | None = Field(
         None, description="rewrite the chain's places in these digits (EFMConfig.place_radices), e.g. of an --init"
     )
+    action_from: Literal["images", "places"] | None = Field(
+        None, description="what the action's tokens attend to (EFMConfig.action_from), e.g. of an --init"
+    )
     action_weight: float = Field(
         1.0, gt=0, description="weight of the action's own tokens against a reasoning chain's place tokens in bc"
     )
@@ -73,6 +92,15 @@ class SFTConfig(StrictModel):
         None, description="checkpoint to start from (the Stage 0 base); its config and background replace model"
     )
     model: EFMConfig = EFMConfig()
+
+    @model_validator(mode="after")
+    def _check_objective_batch(self) -> SFTConfig:
+        unknown = sorted(set(self.objective_batch) - set(self.objectives))
+        if unknown:
+            raise ValueError(f"objective_batch names {unknown}, which are not in objectives {self.objectives}")
+        if any(n < 1 for n in self.objective_batch.values()):
+            raise ValueError(f"objective_batch sizes must be >= 1, got {self.objective_batch}")
+        return self
 
 
 class Data:
@@ -133,7 +161,7 @@ class Data:
             return obs, [e.meta.instruction for e in eps]
         steps = [index[int(i)] for i in picks]
         obs = [s.observation for s in steps]
-        if objective == "bc":
+        if objective in ("bc", "plan"):
             if isinstance(self.tokenizer, GroundedActionTokenizer):
                 places = [places_at(index.episodes[s.episode], s.t) for s in steps]
                 return obs, np.stack([self.tokenizer.encode(s.action, p) for s, p in zip(steps, places, strict=True)])
@@ -164,8 +192,20 @@ def grounding_loss(model: EFM, observations, questions) -> LossOutput:
     return answer_loss(model, observations, prompts, answers)
 
 
-LOSSES = {"bc": bc_loss, "steps": steps_to_go_loss, "instruction": instruction_loss, "grounding": grounding_loss}
-SELECT = {"bc": "bc/loss", "steps": "steps/loss", "instruction": "instr/loss", "grounding": "answer/loss"}
+LOSSES = {
+    "bc": bc_loss,
+    "steps": steps_to_go_loss,
+    "instruction": instruction_loss,
+    "grounding": grounding_loss,
+    "plan": plan_loss,
+}
+SELECT = {
+    "bc": "bc/loss",
+    "steps": "steps/loss",
+    "instruction": "instr/loss",
+    "grounding": "answer/loss",
+    "plan": "plan/loss",
+}
 POPULATION = 2**30  # grounding: scenes are drawn fresh, not from the episodes
 
 
@@ -175,9 +215,14 @@ def objective_loss(objective: str, cfg: SFTConfig):
     return LOSSES[objective]
 
 
-def objective_split(batch_size: int, objectives: list[str]) -> dict[str, int]:
-    base, extra = divmod(batch_size, len(objectives))
-    return {o: base + (i < extra) for i, o in enumerate(objectives)}
+def objective_split(batch_size: int, objectives: list[str], fixed: dict[str, int] | None = None) -> dict[str, int]:
+    """Examples per objective a step, in ``objectives``' order: ``fixed`` ones as given, the
+    others share ``batch_size`` evenly."""
+    fixed = fixed or {}
+    shared = [o for o in objectives if o not in fixed]
+    base, extra = divmod(batch_size, max(len(shared), 1))
+    even = {o: base + (i < extra) for i, o in enumerate(shared)}
+    return {o: fixed.get(o, even.get(o)) for o in objectives}
 
 
 def shard(n: int, rank: int, world: int) -> slice:
@@ -214,8 +259,12 @@ def train_sft(cfg: SFTConfig) -> dict:
     changes = {"reason": cfg.reason}
     if cfg.place_radices is not None:
         changes["place_radices"] = cfg.place_radices
+    if cfg.action_from is not None:
+        changes["action_from"] = cfg.action_from
     if any(getattr(model.config, key) != value for key, value in changes.items()):
         model = model.reconfigured(**changes)
+    if "plan" in cfg.objectives and model.config.action_from != "places":
+        raise ValueError("objectives: plan trains the action from places alone, which needs action_from: places")
     data.tokenizer = model.embodiment.action
     if "grounding" in cfg.objectives:
         data.grounding = GroundingData(model.image_size)
@@ -226,7 +275,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         saved = read_manifest(last)["metadata"]["step"]
         step, best = load_trainer_state(optimizer, state_path(out, saved))
         print(f"sft: resuming {out} at step {step}")
-    split = objective_split(cfg.batch_size, cfg.objectives)
+    split = objective_split(cfg.batch_size, cfg.objectives, cfg.objective_batch)
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter

@@ -28,6 +28,7 @@ def weights(path):
 def test_batches_split_uniformly_and_shard_evenly():
     assert objective_split(32, ["bc", "steps", "instruction"]) == {"bc": 11, "steps": 11, "instruction": 10}
     assert [shard(11, r, 2) for r in (0, 1)] == [slice(0, 6), slice(6, 11)]
+    assert objective_split(32, ["bc", "plan", "steps"], {"plan": 128}) == {"bc": 16, "plan": 128, "steps": 16}
 
 
 def test_stage1_keeps_best_checkpoints_per_objective_and_logs(demo_episodes, tmp_path):
@@ -82,6 +83,20 @@ def test_a_reasoning_policy_learns_to_say_where_things_are_before_it_acts(demo_e
     place = policy.embodiment.action.decode_places(tokens)[0]
     obj = episode.objects[episode.meta.extra["obj"]][0]
     assert np.abs(place[0] - image_point(obj)).max() <= 0.5 / policy.embodiment.action.place.cells  # within its cell
+
+
+def test_an_action_from_places_trains_on_its_own_image_free_batch_and_keeps_its_best(demo_episodes, tmp_path):
+    cfg = config(demo_episodes, tmp_path / "run", objectives=["bc", "plan"], reason=True, action_from="places")
+    best = train_sft(cfg.model_copy(update={"objective_batch": {"plan": 8}, "steps": 2, "val_every": 2}))
+    assert load_checkpoint(tmp_path / "run" / "best_plan").config.action_from == "places"
+    assert best["plan"]["step"] == 2
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(x["plan/loss"]) and np.isfinite(x["bc/loss"]) for x in lines if "val" not in x)
+    assert 0.0 <= lines[-1]["val"]["plan/action_exact"] <= 1.0
+    with pytest.raises(ValueError, match="objectives: plan"):
+        train_sft(config(demo_episodes, tmp_path / "plain", objectives=["plan"], reason=True))
+    with pytest.raises(ValueError, match="objective_batch"):
+        config(demo_episodes, tmp_path / "x", objectives=["bc"], objective_batch={"plan": 8})
 
 
 def test_warm_up_ramps_the_rate_and_the_cosine_ends_at_a_tenth():
