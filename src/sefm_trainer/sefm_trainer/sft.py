@@ -85,6 +85,9 @@ class SFTConfig(StrictModel):
     action_from: Literal["images", "places"] | None = Field(
         None, description="what the action's tokens attend to (EFMConfig.action_from), e.g. of an --init"
     )
+    slot_tokens: Literal["shared", "per_slot"] | None = Field(
+        None, description="the action slots' tokens (EFMConfig.slot_tokens), e.g. of an --init"
+    )
     action_weight: float = Field(
         1.0, gt=0, description="weight of the action's own tokens against a reasoning chain's place tokens in bc"
     )
@@ -261,6 +264,8 @@ def train_sft(cfg: SFTConfig) -> dict:
         changes["place_radices"] = cfg.place_radices
     if cfg.action_from is not None:
         changes["action_from"] = cfg.action_from
+    if cfg.slot_tokens is not None:
+        changes["slot_tokens"] = cfg.slot_tokens
     if any(getattr(model.config, key) != value for key, value in changes.items()):
         model = model.reconfigured(**changes)
     if "plan" in cfg.objectives and model.config.action_from != "places":

@@ -89,6 +89,9 @@ def test_an_action_from_places_trains_on_its_own_image_free_batch_and_keeps_its_
     cfg = config(demo_episodes, tmp_path / "run", objectives=["bc", "plan"], reason=True, action_from="places")
     best = train_sft(cfg.model_copy(update={"objective_batch": {"plan": 8}, "steps": 2, "val_every": 2}))
     assert load_checkpoint(tmp_path / "run" / "best_plan").config.action_from == "places"
+    again = cfg.model_copy(update={"out": str(tmp_path / "again"), "init": str(tmp_path / "run" / "best_plan")})
+    train_sft(again.model_copy(update={"slot_tokens": "per_slot", "steps": 1, "val_every": 1}))
+    assert load_checkpoint(tmp_path / "again" / "best_bc").config.slot_tokens == "per_slot"
     assert best["plan"]["step"] == 2
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(x["plan/loss"]) and np.isfinite(x["bc/loss"]) for x in lines if "val" not in x)
