@@ -1,10 +1,10 @@
 """The paper's tokenizer (App. E): actions, joint states and steps-to-go <-> tokens.
 
 Each tokenizer maps values to slot-local bins (0..size-1 per output slot), and slot bin b is
-the vocabulary's ``<loc b>`` token (``slot_token_ids``; or a run of loc tokens per slot), in the
-tiny vocabulary as in a real PaliGemma one. Out-of-range values are clipped and counted in ``clipped`` (a policy or
-dataset that often leaves the range should be noticed, not crash); NaN is rejected because it
-means the caller's data is broken.
+the vocabulary's ``<loc b>`` token (``slot_token_ids``; or a run of loc tokens per slot), in
+the tiny vocabulary as in a real PaliGemma one. Out-of-range values are clipped and counted in
+``clipped`` (a policy or dataset that often leaves the range should be noticed, not crash);
+NaN is rejected because it means the caller's data is broken.
 
 A LanguageTable step, worked through (0.01 m per unit, at most 10 units per axis):
 
