@@ -26,6 +26,7 @@ from sefm_trainer.bag_reader import load_episodes
 
 pytestmark = pytest.mark.ros
 TIMEOUT = 120
+DELIVERY_SLACK_S = 0.3  # a control period, DDS delivery and a loaded executor
 
 
 def rig_graph(repo_root, checkpoint, out_dir) -> GraphConfig:
@@ -126,8 +127,14 @@ def test_the_aloha_rig_graph_holds_with_empty_trajectories_until_armed_then_send
     config = parse_config(data, GraphConfig, "real_aloha.yaml")
     with running(config, tmp_path / "logs") as (bringup, probe, executor):
         trajectories: list[JointTrajectory] = []
+        arrived: list[float] = []  # when each trajectory came, on the monotonic clock
+
+        def command(msg: JointTrajectory) -> None:
+            trajectories.append(msg)
+            arrived.append(time.monotonic())
+
         controller = "/arms_controller/joint_trajectory"
-        probe.create_subscription(JointTrajectory, controller, trajectories.append, RELIABLE_QOS)
+        probe.create_subscription(JointTrajectory, controller, command, RELIABLE_QOS)
         drivers = ("high", "low", "left_wrist", "right_wrist")
         cameras = [probe.create_publisher(Image, f"/cam_{c}/image_raw", RELIABLE_QOS) for c in drivers]
         states = probe.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
@@ -170,7 +177,10 @@ def test_the_aloha_rig_graph_holds_with_empty_trajectories_until_armed_then_send
         streaming["on"] = False  # the cameras stall: empty trajectories only, the arms hold
         stalled, count = time.monotonic(), len(trajectories)
         spin_until(executor, bringup, lambda: time.monotonic() - stalled > 1.5, TIMEOUT, "stale cameras")
-        late = [t for t in trajectories[count:] if t.points]
+        # A chunk of a frame from before the stall may still go out while that frame is fresh
+        # (stale_after_s); after that, the watchdog holds. How many go out depends on how far
+        # inference lags on a loaded machine, when they go out does not.
+        late = [when - stalled for t, when in zip(trajectories[count:], arrived[count:], strict=True) if t.points]
         streaming["on"] = True
         # The operator ends an episode every 3 s and starts the next; the first may be dropped
         # (commands sent before DDS matched the recorder are lost, and the recorder says so).
@@ -183,7 +193,8 @@ def test_the_aloha_rig_graph_holds_with_empty_trajectories_until_armed_then_send
         )
         probe.create_timer(3.0, lambda: abort.call_async(Trigger.Request()))
         spin_until(executor, bringup, lambda: bags(tmp_path / "episodes"), TIMEOUT, "a recorded episode")
-    assert len(trajectories) > count and len(late) <= 1, late  # at most the chunk already under way
+    fresh_for = nodes["policy"]["stale_after_s"]
+    assert len(trajectories) > count and all(after <= fresh_for + DELIVERY_SLACK_S for after in late), late
     chunk = next(t for t in trajectories[armed:] if t.points)
     assert list(chunk.joint_names) == joints and len(chunk.points) == 5
     assert all(len(p.positions) == 14 for p in chunk.points)
