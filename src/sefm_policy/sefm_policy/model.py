@@ -252,10 +252,10 @@ class EFM(nn.Module):
         """Log-probs (B, action slots, max size) of the action's own slots given the chain's places in
         ``tokens``, from the image-free pass alone (``action_from: places``): the place -> action map,
         which needs no pixels and so trains on many examples cheaply."""
-        if not self._chain_slots:
+        chain = self._chain_slots
+        if not chain:
             raise ValueError("the action follows from places only with reason and action_from: places")
         tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
-        chain = self._chain_slots
         logits = self._blind_logits(observations, self._action_vocab(tokens[:, :-1]))
         return self._restrict(logits, self.action_slot_sizes[chain:], self.action_ids[chain:])
 

@@ -209,6 +209,8 @@ SELECT = {
     "grounding": "answer/loss",
     "plan": "plan/loss",
 }
+# SFTConfig keys that, when set, rewrite the same EFMConfig key of the model (an --init's too).
+MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens")
 POPULATION = 2**30  # grounding: scenes are drawn fresh, not from the episodes
 
 
@@ -260,12 +262,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         model = EFM.build(model_cfg)
         model.fit_background(data.background_sample(cfg.seed))
     changes = {"reason": cfg.reason}
-    if cfg.place_radices is not None:
-        changes["place_radices"] = cfg.place_radices
-    if cfg.action_from is not None:
-        changes["action_from"] = cfg.action_from
-    if cfg.slot_tokens is not None:
-        changes["slot_tokens"] = cfg.slot_tokens
+    changes |= {key: getattr(cfg, key) for key in MODEL_OVERRIDES if getattr(cfg, key) is not None}
     if any(getattr(model.config, key) != value for key, value in changes.items()):
         model = model.reconfigured(**changes)
     if "plan" in cfg.objectives and model.config.action_from != "places":
