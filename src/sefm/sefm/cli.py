@@ -116,7 +116,7 @@ def train_sft_cmd(args: argparse.Namespace) -> None:
     from sefm_trainer.sft import SFTConfig, train_sft
 
     overrides = {"data": args.data, "out": args.out, "steps": args.steps, "batch_size": args.batch_size}
-    cfg = config_with_overrides(args.config, overrides | {"init": args.init}, SFTConfig)
+    cfg = config_with_overrides(args.config, overrides | {"init": args.init, "device": args.device}, SFTConfig)
     print(json.dumps({"out": cfg.out, "best": train_sft(cfg)}, indent=2))
 
 
@@ -266,6 +266,7 @@ def parser() -> argparse.ArgumentParser:
     sft.add_argument("--batch-size", type=int)
     sft.add_argument("--init", help="start from this checkpoint, e.g. the Stage 0 base (checkpoints/base)")
     sft.add_argument("--config", help="YAML with any SFTConfig keys (model: an EFM config)")
+    sft.add_argument("--device", help="cpu (default), cuda or cuda:N")
     sft.set_defaults(run=train_sft_cmd)
     st2 = train.add_parser("stage2", help="Stage 2: REINFORCE on practice, rewarded by the frozen steps-to-go model")
     st2.add_argument("--config", help="YAML with any Stage2Config keys")

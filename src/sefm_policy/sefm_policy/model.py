@@ -30,6 +30,7 @@ from .vocab import TokenLayout
 
 MAX_PROMPT_TOKENS = 32
 MAX_INSTRUCTION_TOKENS = 24
+TEXT_CACHE_SIZE = 1 << 16  # prompts and answers whose token ids are kept
 LOC_PATTERN = re.compile(r"<loc(\d{4})>")
 # Background-normalised pixels: the scene's residual over 127.5 / BACKGROUND_GAIN, so an object
 # on the board spans about ±2 while the unchanged board is 0.
@@ -62,6 +63,7 @@ class EFM(nn.Module):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.layout = TokenLayout.from_tokenizer(tokenizer)
+        self._text_ids: dict[str, tuple[int, ...]] = {}
         self.embodiment = embodiment_for(config)
         self.image_size = int(backbone.config.vision_config.image_size)
         self.tokens_per_image = int(backbone.config.text_config.num_image_tokens)
@@ -108,18 +110,19 @@ class EFM(nn.Module):
     # ----- inputs -------------------------------------------------------------------------
 
     def _raw_pixels(self, obs: Observation) -> torch.Tensor:
-        """The observation's model images as (images, 3, S, S) floats in [0, 255]."""
+        """The observation's model images as (images, 3, S, S) uint8: batches travel to the device
+        as bytes, a quarter of their float size."""
         s, images = self.image_size, []
         for image in self.embodiment.model_images(obs):
             if image.shape[:2] != (s, s):
                 image = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA)
             images.append(torch.from_numpy(image).permute(2, 0, 1))
-        return torch.stack(images).float()
+        return torch.stack(images)
 
     def _normalise(self, raw: torch.Tensor) -> torch.Tensor:
         if self.config.pixel_normalization == "background":
-            return (raw - self.background).div_(127.5 / BACKGROUND_GAIN)
-        return raw.div_(127.5).sub_(1.0)
+            return (raw.float() - self.background).div_(127.5 / BACKGROUND_GAIN)
+        return raw.float().div_(127.5).sub_(1.0)
 
     @torch.no_grad()
     def fit_background(self, observations: Sequence[Observation]) -> None:
@@ -133,14 +136,20 @@ class EFM(nn.Module):
             total += self._raw_pixels(obs)
         self.background.copy_((total / len(observations)).float())
 
-    def encode_text(self, text: str) -> list[int]:
-        """Token ids of ``text``, where ``<locNNNN>`` stands for that loc token (PaliGemma's notation)."""
-        ids = []
-        for i, piece in enumerate(LOC_PATTERN.split(text)):
-            if i % 2:
-                ids.append(int(self.layout.loc[int(piece)]))
-            elif piece.strip():
-                ids += self.tokenizer.encode(piece, add_special_tokens=False)
+    def encode_text(self, text: str) -> tuple[int, ...]:
+        """Token ids of ``text``, where ``<locNNNN>`` stands for that loc token (PaliGemma's notation);
+        cached, since training batches repeat a few thousand prompts."""
+        ids = self._text_ids.get(text)
+        if ids is None:
+            ids = []
+            for i, piece in enumerate(LOC_PATTERN.split(text)):
+                if i % 2:
+                    ids.append(int(self.layout.loc[int(piece)]))
+                elif piece.strip():
+                    ids += self.tokenizer.encode(piece, add_special_tokens=False)
+            if len(self._text_ids) >= TEXT_CACHE_SIZE:
+                self._text_ids.clear()
+            ids = self._text_ids[text] = tuple(ids)
         return ids
 
     def prefix(
@@ -221,6 +230,12 @@ class EFM(nn.Module):
         invalid = torch.arange(width, device=logits.device) >= sizes.to(logits.device)[:, None]
         return sub.masked_fill(invalid, float("-inf")).log_softmax(-1)
 
+    def _token_tensor(self, tokens) -> torch.Tensor:
+        """Slot bins (an array, nested lists or a tensor on any device) as a long tensor here."""
+        if isinstance(tokens, torch.Tensor):
+            return tokens.to(self.device, torch.long)
+        return torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
+
     def _action_vocab(self, bins: torch.Tensor, first: int = 0) -> torch.Tensor:
         """Vocabulary ids of action bins (B, n) that fill slots ``first``.. ``first + n - 1``."""
         slots = torch.arange(first, first + bins.shape[1], device=bins.device)
@@ -233,7 +248,7 @@ class EFM(nn.Module):
 
     def action_distributions(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
         """Per-slot log-probs (B, slots, max slot size) of the action, teacher-forced on ``tokens``."""
-        tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
+        tokens = self._token_tensor(tokens)
         suffix = self._action_vocab(tokens[:, :-1])
         chain = self._chain_slots
         if not chain:
@@ -255,14 +270,14 @@ class EFM(nn.Module):
         chain = self._chain_slots
         if not chain:
             raise ValueError("the action follows from places only with reason and action_from: places")
-        tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
+        tokens = self._token_tensor(tokens)
         logits = self._blind_logits(observations, self._action_vocab(tokens[:, :-1]))
         return self._restrict(logits, self.action_slot_sizes[chain:], self.action_ids[chain:])
 
     def action_log_prob(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
         """log p(a | o, g) summed over the step's action tokens (B,): what REINFORCE weighs."""
         dist = self.action_distributions(observations, tokens)
-        idx = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=self.device)
+        idx = self._token_tensor(tokens)
         return dist.gather(-1, idx[..., None])[..., 0].sum(-1)
 
     def steps_to_go_log_probs(self, observations: Sequence[Observation]) -> torch.Tensor:
@@ -350,7 +365,7 @@ class EFM(nn.Module):
         greedy = greedy or temperature == 0
         sizes = self.action_slot_sizes
         bins, log_prob = [], torch.zeros(len(observations), device=self.device)
-        fixed = None if given is None else torch.as_tensor(np.asarray(given), dtype=torch.long, device=self.device)
+        fixed = None if given is None else self._token_tensor(given)
         if fixed is not None and (fixed.shape[0] != len(observations) or fixed.shape[1] > len(sizes)):
             raise ValueError(
                 f"given must be ({len(observations)}, <= {len(sizes)}) slot bins, got {tuple(fixed.shape)}"

@@ -50,6 +50,8 @@ def test_sampled_log_prob_matches_teacher_forced_log_prob(tiny):
     with torch.no_grad():
         forced = tiny.action_log_prob(obs, sample.tokens)
     torch.testing.assert_close(forced, sample.log_prob, atol=1e-4, rtol=1e-4)
+    as_tensor = tiny.action_log_prob(obs, torch.as_tensor(sample.tokens))  # a trainer's targets on its device
+    torch.testing.assert_close(as_tensor, forced)
 
 
 def test_given_slots_are_taken_as_told_and_the_rest_follow_from_them(tiny):
@@ -197,7 +199,7 @@ def test_grounding_answers_mix_words_and_loc_tokens_and_are_learned(tiny):
     obs = table_observations(4, seed=7)
     prompts = ["point to the red star", "name <loc0003><loc0040>", "is the red moon left of the blue cube ?", "x"]
     answers = ["<loc0012><loc0033>", "green cube", "yes", "<loc0063><loc0000> blue"]
-    assert tiny.encode_text("name <loc0003><loc0040>")[-2:] == tiny.layout.loc[[3, 40]].tolist()
+    assert list(tiny.encode_text("name <loc0003><loc0040>")[-2:]) == tiny.layout.loc[[3, 40]].tolist()
     fit(tiny, lambda: answer_loss(tiny, obs, prompts, answers), "answer/exact", lr=3e-3)
     tiny.eval()
     assert tiny.answer(obs, prompts) == ["<loc0012> <loc0033>", "green cube", "yes", "<loc0063> <loc0000> blue"]

@@ -17,7 +17,7 @@ import json
 import os
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -44,9 +44,11 @@ from sefm_sim_bridge.tasks import region_centre
 
 from .bag_reader import load_episodes, select_fraction
 from .dataset import StepIndex
-from .grounding import GroundingData
 from .schedule import warmup_cosine
 from .trainer_state import load_trainer_state, save_resume_point, state_path
+
+if TYPE_CHECKING:
+    from .grounding import GroundingData
 
 Objective = Literal["bc", "steps", "instruction", "grounding", "plan"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
@@ -93,6 +95,11 @@ class SFTConfig(StrictModel):
     )
     init: str | None = Field(
         None, description="checkpoint to start from (the Stage 0 base); its config and background replace model"
+    )
+    device: str = Field(
+        "cpu",
+        pattern=r"^(cpu|cuda(:\d+)?)$",
+        description="where the model trains: cpu, cuda or cuda:N (batches are assembled on the CPU either way)",
     )
     model: EFMConfig = EFMConfig()
 
@@ -247,6 +254,10 @@ def train_sft(cfg: SFTConfig) -> dict:
     torch.manual_seed(cfg.seed)
     data = Data(cfg)
     resuming = (last / "manifest.json").exists()
+    if cfg.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {cfg.device!r} asked for, but torch sees no CUDA device")
+        torch.backends.cuda.matmul.allow_tf32 = True
     if resuming:
         model = load_checkpoint(last)
     elif cfg.init is not None:
@@ -265,10 +276,13 @@ def train_sft(cfg: SFTConfig) -> dict:
     changes |= {key: getattr(cfg, key) for key in MODEL_OVERRIDES if getattr(cfg, key) is not None}
     if any(getattr(model.config, key) != value for key, value in changes.items()):
         model = model.reconfigured(**changes)
+    model = model.to(cfg.device)
     if "plan" in cfg.objectives and model.config.action_from != "places":
         raise ValueError("objectives: plan trains the action from places alone, which needs action_from: places")
     data.tokenizer = model.embodiment.action
     if "grounding" in cfg.objectives:
+        from .grounding import GroundingData  # renders scenes: the only objective that needs the sim
+
         data.grounding = GroundingData(model.image_size)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -41,7 +41,7 @@ def load_trainer_state(optimizer: torch.optim.Optimizer, path: Path) -> tuple[in
                     name = f"{g}.{i}.{key}"
                     if name in f.keys():  # noqa: SIM118 - safe_open has no __contains__
                         value = f.get_tensor(name)
-                        state[key] = value.reshape(()) if key == "step" else value
+                        state[key] = value.reshape(()) if key == "step" else value.to(p.device)
                 if state:
                     optimizer.state[p] = state
     return meta["step"], meta["best"]

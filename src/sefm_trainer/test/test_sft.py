@@ -31,6 +31,14 @@ def test_batches_split_uniformly_and_shard_evenly():
     assert objective_split(32, ["bc", "plan", "steps"], {"plan": 128}) == {"bc": 16, "plan": 128, "steps": 16}
 
 
+def test_a_device_that_is_not_cpu_or_cuda_is_refused_naming_the_key(tmp_path):
+    from sefm_policy.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="device"):
+        parse_config({"data": "d", "out": "o", "device": "gpu"}, SFTConfig)
+    assert parse_config({"data": "d", "out": "o", "device": "cuda:1"}, SFTConfig).device == "cuda:1"
+
+
 def test_stage1_keeps_best_checkpoints_per_objective_and_logs(demo_episodes, tmp_path):
     best = train_sft(config(demo_episodes, tmp_path / "run"))
     for objective in ("bc", "steps", "instruction"):
