@@ -164,7 +164,10 @@ def test_fleet_status_lists_every_robot(tiny_checkpoints, tmp_path):
     assert "/robot_0" in out and "/robot_1" in out and "max_steps @ 5" in out
 
 
-def test_sefm_bringup_stops_every_node_on_ctrl_c(tiny_checkpoints, tmp_path):
+@pytest.mark.parametrize("stop_with", ["SIGINT", "SIGTERM"])
+def test_sefm_bringup_stops_every_node_on_ctrl_c_or_sigterm(tiny_checkpoints, tmp_path, stop_with):
+    """Started as a shell's background job (SIGINT ignored from the start, as bash does), it still
+    stops on Ctrl-C; a service manager's SIGTERM stops it too, leaving no node behind."""
     import signal
     import subprocess
     import sys
@@ -182,13 +185,14 @@ def test_sefm_bringup_stops_every_node_on_ctrl_c(tiny_checkpoints, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     deadline = time.monotonic() + TIMEOUT
     while len({b.name[:7] for b in bags(out)}) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
     children = children_of(proc.pid)
     assert len(children) == 10 and {b.name[:7] for b in bags(out)} == {"robot_0", "robot_1"}
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, stop_with))
     assert proc.wait(timeout=30) == 0, proc.stdout.read()
     time.sleep(0.5)
     assert [pid for pid in children if os.path.exists(f"/proc/{pid}")] == []

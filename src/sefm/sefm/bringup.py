@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +50,24 @@ def write_params(spec: NodeSpec, folder: Path) -> Path:
     path = folder / f"{spec.namespace.strip('/').replace('/', '_')}_{spec.name}.yaml"
     path.write_text(yaml.safe_dump({spec.fqn: {"ros__parameters": spec.parameters}}))
     return path
+
+
+@contextlib.contextmanager
+def _interrupted_by(*signals: int):
+    """Raise KeyboardInterrupt on these signals for the duration (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupt) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class Bringup:
@@ -116,8 +135,15 @@ class Bringup:
         return {spec.fqn: self.log_path(spec).read_text(errors="replace")[-chars:] for spec, _ in self.dead()}
 
     def supervise(self, duration: float | None = None, on_tick=None) -> int:
-        """Run until Ctrl-C, a node exits, or ``duration`` seconds pass; 0 unless a node died."""
+        """Run until Ctrl-C or SIGTERM, a node exits, or ``duration`` seconds pass; 0 unless a node
+        died. Both signals stop the graph even where the shell started us with SIGINT ignored (a
+        background job) or a service manager stops us with SIGTERM: the nodes run in sessions of
+        their own, so dying without ``stop`` would orphan them."""
         deadline = None if duration is None else time.monotonic() + duration
+        with _interrupted_by(signal.SIGINT, signal.SIGTERM):
+            return self._supervise(deadline, on_tick)
+
+    def _supervise(self, deadline: float | None, on_tick) -> int:
         try:
             while deadline is None or time.monotonic() < deadline:
                 for spec in self.respawn_dead():

@@ -191,6 +191,14 @@ class EFM(nn.Module):
 
     # ----- forward passes -------------------------------------------------------------
 
+    def image_features(self, observations: Sequence[Observation]) -> torch.Tensor:
+        """The vision tower's patch features of each observation's model images, before the
+        projection into the decoder: (B, images, patches, vision hidden)."""
+        pixels = torch.stack([self._raw_pixels(obs) for obs in observations]).to(self.device)
+        out = self.backbone.model.vision_tower(pixel_values=self._normalise(pixels).flatten(0, 1))
+        features = out.last_hidden_state
+        return features.view(len(observations), -1, *features.shape[1:])
+
     @staticmethod
     def _joined(prefix: Prefix, suffix: torch.Tensor | None, suffix_mask=None) -> tuple[torch.Tensor, ...]:
         """(ids, attention mask, positions, token types) of the prefix followed by answer tokens

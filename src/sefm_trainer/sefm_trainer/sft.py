@@ -14,6 +14,7 @@ averaged with ``torch.distributed.all_reduce`` (gloo on CPU).
 from __future__ import annotations
 
 import json
+import math
 import os
 from functools import partial
 from pathlib import Path
@@ -44,13 +45,14 @@ from sefm_sim_bridge.tasks import region_centre
 
 from .bag_reader import load_episodes, select_fraction
 from .dataset import StepIndex
+from .object_map import ObjectMap, object_map_loss, step_targets
 from .schedule import warmup_cosine
-from .trainer_state import load_trainer_state, save_resume_point, state_path
+from .trainer_state import load_trainer_extra, load_trainer_state, save_resume_point, state_path
 
 if TYPE_CHECKING:
     from .grounding import GroundingData
 
-Objective = Literal["bc", "steps", "instruction", "grounding", "plan"]
+Objective = Literal["bc", "steps", "instruction", "grounding", "plan", "objects"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
 
 
@@ -67,7 +69,8 @@ class SFTConfig(StrictModel):
         default_factory=lambda: ["bc", "steps", "instruction"],
         min_length=1,
         description="plan: the action from its true places in the image-free pass alone (action_from: places), "
-        "the place -> action map without pixels, so cheap that it can take many more examples a step",
+        "the place -> action map without pixels, so cheap that it can take many more examples a step; "
+        "objects: where every object of the frame is, per patch of the vision tower (object_map)",
     )
     objective_batch: dict[Objective, int] = Field(
         default_factory=dict, description="examples per step of these objectives; the rest share batch_size evenly"
@@ -134,11 +137,14 @@ class Data:
             raise ValueError(f"{cfg.data} holds {kinds} episodes but model.embodiment is {cfg.model.embodiment!r}")
         if "instruction" in cfg.objectives and cfg.model.embodiment != "language_table":
             raise ValueError("objectives: instruction prediction is for LanguageTable episodes only (paper App. B)")
+        if "objects" in cfg.objectives and any(e.objects is None for e in episodes):
+            raise ValueError(f"objectives: objects needs demonstrations that record their objects ({cfg.data})")
         if "grounding" in cfg.objectives and cfg.model.embodiment != "language_table":
             raise ValueError("objectives: grounding asks about LanguageTable scenes; it is for LanguageTable only")
         self.train, self.val = StepIndex(train), StepIndex([e for e in episodes if e.path.name in val_names])
         self.tokenizer = None  # the model's action tokenizer, set once the model exists
         self.grounding: GroundingData | None = None  # Stage 0's questions, set once the model exists
+        self.patch_grid = 0  # patches per side of the model's images, set once the model exists
         if not len(self.train) or not len(self.val):
             raise ValueError(f"need episodes for both training and validation (have {len(episodes)})")
 
@@ -171,6 +177,8 @@ class Data:
             return obs, [e.meta.instruction for e in eps]
         steps = [index[int(i)] for i in picks]
         obs = [s.observation for s in steps]
+        if objective == "objects":
+            return obs, np.stack([step_targets(index.episodes[s.episode], s.t, self.patch_grid) for s in steps])
         if objective in ("bc", "plan"):
             if isinstance(self.tokenizer, GroundedActionTokenizer):
                 places = [places_at(index.episodes[s.episode], s.t) for s in steps]
@@ -208,6 +216,7 @@ LOSSES = {
     "instruction": instruction_loss,
     "grounding": grounding_loss,
     "plan": plan_loss,
+    "objects": object_map_loss,
 }
 SELECT = {
     "bc": "bc/loss",
@@ -215,15 +224,18 @@ SELECT = {
     "instruction": "instr/loss",
     "grounding": "answer/loss",
     "plan": "plan/loss",
+    "objects": "objects/loss",
 }
 # SFTConfig keys that, when set, rewrite the same EFMConfig key of the model (an --init's too).
 MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens")
 POPULATION = 2**30  # grounding: scenes are drawn fresh, not from the episodes
 
 
-def objective_loss(objective: str, cfg: SFTConfig):
+def objective_loss(objective: str, cfg: SFTConfig, head: ObjectMap | None = None):
     if objective == "bc":
         return partial(bc_loss, action_weight=cfg.action_weight)
+    if objective == "objects":
+        return partial(object_map_loss, head=head)
     return LOSSES[objective]
 
 
@@ -284,12 +296,20 @@ def train_sft(cfg: SFTConfig) -> dict:
         from .grounding import GroundingData  # renders scenes: the only objective that needs the sim
 
         data.grounding = GroundingData(model.image_size)
+    head = None
+    if "objects" in cfg.objectives:
+        data.patch_grid = math.isqrt(model.tokens_per_image)
+        head = ObjectMap(model.backbone.config.vision_config.hidden_size).to(cfg.device)
+    losses = {o: objective_loss(o, cfg, head) for o in cfg.objectives}
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = [*model.parameters(), *(head.parameters() if head is not None else ())]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, best = 0, {o: {"loss": float("inf"), "step": None} for o in cfg.objectives}
     if resuming:
         saved = read_manifest(last)["metadata"]["step"]
         step, best = load_trainer_state(optimizer, state_path(out, saved))
+        if head is not None:
+            head.load_state_dict(load_trainer_extra(state_path(out, saved)))
         print(f"sft: resuming {out} at step {step}")
     split = objective_split(cfg.batch_size, cfg.objectives, cfg.objective_batch)
     writer = None
@@ -309,7 +329,7 @@ def train_sft(cfg: SFTConfig) -> dict:
             population = data.population(objective, data.train)
             picks = rng.integers(0, population, n)[shard(n, rank, world)]
             obs, target = data.batch(objective, data.train, picks)
-            out_loss = objective_loss(objective, cfg)(model, obs, target)
+            out_loss = losses[objective](model, obs, target)
             (out_loss.loss / len(split)).backward()
             logged.update(out_loss.metrics)
         if world > 1:
@@ -325,7 +345,7 @@ def train_sft(cfg: SFTConfig) -> dict:
                 writer.add_scalar(f"train/{key}", value, step)
             metrics_file.write(json.dumps({"step": step, **logged}) + "\n")
         if step % cfg.val_every == 0 or step == cfg.steps:
-            val = validate(model, data, cfg)
+            val = validate(model, data, cfg, losses)
             for objective in cfg.objectives:
                 loss = val[SELECT[objective]]
                 if loss < best[objective]["loss"]:
@@ -339,7 +359,8 @@ def train_sft(cfg: SFTConfig) -> dict:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in val.items() if k.endswith(("loss", "image_gain"))})
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             metrics_file.flush()
-            save_resume_point(out, model, optimizer, step, best, {})
+            extra = head.state_dict() if head is not None else None
+            save_resume_point(out, model, optimizer, step, best, {}, extra)
     bar.close()
     if rank == 0:
         writer.close()
@@ -348,7 +369,9 @@ def train_sft(cfg: SFTConfig) -> dict:
 
 
 @torch.no_grad()
-def validate(model: EFM, data: Data, cfg: SFTConfig) -> dict[str, float]:
+def validate(model: EFM, data: Data, cfg: SFTConfig, losses: dict | None = None) -> dict[str, float]:
+    """Held-out metrics per objective; ``losses``: the training's loss functions (a head's too)."""
+    losses = losses or {o: objective_loss(o, cfg) for o in cfg.objectives}
     model.eval()
     rng = np.random.default_rng([cfg.seed, 10**9])
     result = {}
@@ -360,7 +383,7 @@ def validate(model: EFM, data: Data, cfg: SFTConfig) -> dict[str, float]:
         metrics = []
         for chunk in np.array_split(picks, max(1, len(picks) // 64)):
             obs, target = data.batch(objective, data.val, chunk)
-            m = objective_loss(objective, cfg)(model, obs, target).metrics
+            m = losses[objective](model, obs, target).metrics
             if objective == "bc":
                 m["bc/image_gain"] = bc_loss(model, images_rolled(obs), target).metrics["bc/loss"] - m["bc/loss"]
             metrics.append((len(chunk), m))

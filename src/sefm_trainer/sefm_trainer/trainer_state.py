@@ -19,8 +19,14 @@ def state_path(out: Path, step: int) -> Path:
     return out / f"trainer_state_{step:08d}.safetensors"
 
 
-def save_trainer_state(optimizer: torch.optim.Optimizer, path: Path, step: int, best: dict) -> None:
-    tensors, meta = {}, {"step": step, "best": best, "param_groups": []}
+EXTRA = "extra."  # prefix of tensors saved beside the optimizer's (e.g. a training-only head's weights)
+
+
+def save_trainer_state(
+    optimizer: torch.optim.Optimizer, path: Path, step: int, best: dict, extra: dict[str, torch.Tensor] | None = None
+) -> None:
+    tensors = {EXTRA + k: v.detach().clone().contiguous() for k, v in (extra or {}).items()}
+    meta = {"step": step, "best": best, "param_groups": []}
     for g, group in enumerate(optimizer.param_groups):
         meta["param_groups"].append({k: v for k, v in group.items() if k != "params"})
         for i, p in enumerate(group["params"]):
@@ -47,12 +53,24 @@ def load_trainer_state(optimizer: torch.optim.Optimizer, path: Path) -> tuple[in
     return meta["step"], meta["best"]
 
 
+def load_trainer_extra(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors saved with ``extra`` beside the optimizer state."""
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        return {k[len(EXTRA) :]: f.get_tensor(k) for k in f.keys() if k.startswith(EXTRA)}  # noqa: SIM118
+
+
 def save_resume_point(
-    out: Path, model, optimizer: torch.optim.Optimizer, step: int, best: dict, metadata: dict
+    out: Path,
+    model,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    best: dict,
+    metadata: dict,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Optimizer state first, then the weights as ``last`` (an atomic rename): ``last`` always has
-    its state; older states are removed."""
-    save_trainer_state(optimizer, state_path(out, step), step, best)
+    """Optimizer state (and ``extra`` tensors) first, then the weights as ``last`` (an atomic
+    rename): ``last`` always has its state; older states are removed."""
+    save_trainer_state(optimizer, state_path(out, step), step, best, extra)
     path = save_checkpoint(model, out / "last", {**metadata, "step": step})
     for old in out.glob("trainer_state_*.safetensors"):
         if old != state_path(out, step):

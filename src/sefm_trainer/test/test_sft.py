@@ -118,8 +118,10 @@ def test_warm_up_ramps_the_rate_and_the_cosine_ends_at_a_tenth():
     assert warmup_cosine(1e-3, 900, 100, 1000, decay=False) == 1e-3
 
 
-def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(demo_episodes, tmp_path):
-    train_sft(config(demo_episodes, tmp_path / "whole"))
+@pytest.mark.parametrize("objectives", [["bc", "steps", "instruction"], ["bc", "objects"]])
+def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(demo_episodes, tmp_path, objectives):
+    """With objects, the training-only head must come back from the resume state too."""
+    train_sft(config(demo_episodes, tmp_path / "whole", objectives=objectives))
     killer = textwrap.dedent(
         f"""
         import os, signal, torch
@@ -133,13 +135,14 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(demo_e
                 os.kill(os.getpid(), signal.SIGKILL)
             return step(self, *a, **k)
         torch.optim.AdamW.step = dying_step
-        train_sft(SFTConfig.model_validate_json({config(demo_episodes, tmp_path / "killed").model_dump_json()!r}))
+        cfg = {config(demo_episodes, tmp_path / "killed", objectives=objectives).model_dump_json()!r}
+        train_sft(SFTConfig.model_validate_json(cfg))
         """
     )
     proc = subprocess.run([sys.executable, "-c", killer], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert read_manifest(tmp_path / "killed" / "last")["metadata"]["step"] == 4
-    train_sft(config(demo_episodes, tmp_path / "killed"))
+    train_sft(config(demo_episodes, tmp_path / "killed", objectives=objectives))
     a, b = weights(tmp_path / "whole" / "last"), weights(tmp_path / "killed" / "last")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
