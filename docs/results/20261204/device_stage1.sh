@@ -2,9 +2,10 @@
 # Stage 1 on one GPU (the device machine: H200, Python 3.12, its own torch and transformers).
 # Carried: .whl (pydantic, rosbags and their needs, cp312 wheels) and .devdata (the episode bags
 # as a tar.xz). Results come back under $OUT: the best checkpoints as tars, metrics, the log.
-# Usage: bash docs/results/20261204/device_stage1.sh CONFIG STEPS TRAIN_SECONDS [DEVICE]
+# Usage: bash docs/results/20261204/device_stage1.sh CONFIG STEPS TRAIN_SECONDS DEVICE [sefm train sft options]
 set -uo pipefail
-CONFIG=$1 STEPS=$2 BUDGET=$3 DEVICE=${4:-cuda}
+CONFIG=$1 STEPS=$2 BUDGET=$3 DEVICE=$4
+shift 4
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 log() { echo "[$(date +%T)] $*"; }
@@ -18,11 +19,11 @@ log untar; xz -dc -T0 .devdata/*.tar.xz | tar xf - -C $DATA || exit 1
 RUN=/tmp/run
 log train
 timeout --signal=KILL "$BUDGET" python3 -c "import sys; from sefm.cli import main; sys.exit(main())" \
-  train sft --config "$CONFIG" --data $DATA/$(ls $DATA) --out $RUN --steps "$STEPS" --device "$DEVICE" \
+  train sft --config "$CONFIG" --data $DATA/$(ls $DATA) --out $RUN --steps "$STEPS" --device "$DEVICE" "$@" \
   2>&1 | tr '\r' '\n' | awk 'NR % 50 == 1 || /val|rror|Traceback|File|best/' | tee "$OUT/train.log"
 log "train exited ${PIPESTATUS[0]}"
 cp $RUN/metrics.jsonl "$OUT/" 2>/dev/null
-for c in best_bc best_steps best_plan; do
+for c in best_bc best_steps; do
   [ -d $RUN/$c ] && tar cf "$OUT/$c.tar" -C $RUN $c
 done
 tar czf "$OUT/tensorboard.tgz" -C $RUN tensorboard 2>/dev/null
