@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Stage 1 on one GPU (the device machine: H200, Python 3.12, its own torch and transformers).
-# Carried: .whl (pydantic, rosbags and their needs, cp312 wheels) and .devdata (the episode bags
-# as a tar.xz). Results come back under $OUT: the best checkpoints as tars, metrics, the log.
+# Carried: .whl, the cp312 wheels that machine lacks (pydantic 2.14.3, pydantic_core 2.50.4,
+# annotated-types 0.8.0, typing-inspection 0.4.5, rosbags 0.11.9, apsw 3.54.1.0, backports.zstd 1.8.0,
+# lz4 4.4.5, ruamel.yaml 0.19.1), and .devdata (the episode bags as one tar.xz; an --init checkpoint).
+# Results come back under $OUT: the best checkpoints as tars, metrics, the log.
 # Usage: bash docs/results/20261204/device_stage1.sh CONFIG STEPS TRAIN_SECONDS DEVICE [sefm train sft options]
 set -uo pipefail
 CONFIG=$1 STEPS=$2 BUDGET=$3 DEVICE=$4
