@@ -216,7 +216,6 @@ LOSSES = {
     "instruction": instruction_loss,
     "grounding": grounding_loss,
     "plan": plan_loss,
-    "objects": object_map_loss,
 }
 SELECT = {
     "bc": "bc/loss",
@@ -333,7 +332,7 @@ def train_sft(cfg: SFTConfig) -> dict:
             (out_loss.loss / len(split)).backward()
             logged.update(out_loss.metrics)
         if world > 1:
-            for p in model.parameters():
+            for p in params:  # the objects head's too, or the ranks' heads drift apart
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
                     p.grad /= world
