@@ -3,12 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3.10 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := sefm_policy sefm_reward sefm_trainer sefm_sim_bridge sefm
+PACKAGES := sefm_interfaces sefm_policy sefm_reward sefm_trainer sefm_sim_bridge sefm
 STAMP := $(VENV)/.installed
 # The CPU build of torch 2.13.0 sits on local disk here; plain `torch` from PyPI pulls GBs of CUDA.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-# Every ROS process we start stays on loopback with its own domain (DESIGN.md §8).
+# Every ROS process we start stays on loopback with its own domain.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export MUJOCO_GL ?= egl
 

@@ -15,7 +15,8 @@ import time
 import numpy as np
 import torch
 
-from sefm_policy.config import EFMConfig, load_config
+from sefm_interfaces.typed_config import load_config
+from sefm_policy.config import EFMConfig
 from sefm_policy.losses import bc_loss, instruction_loss, steps_to_go_loss
 from sefm_policy.model import EFM
 from sefm_policy.testing import aloha_observations, table_observations

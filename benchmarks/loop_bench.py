@@ -21,11 +21,11 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from sefm.harness import graph, running, spin_until
+from sefm_interfaces.ros_common import stamp_ns
 from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
-from sefm_policy.ros_common import stamp_ns
 from sefm_sim_bridge.language_table import LanguageTableEnv
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from sefm_policy.config import parse_config
+from sefm_interfaces.typed_config import parse_config
 from sefm_trainer.rig_import import RigMap, import_bags
 from sefm_trainer.rig_recording import Teleop, write_language_table_rig
 

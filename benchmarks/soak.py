@@ -25,10 +25,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from sefm.harness import graph, practice_nodes, running, spin_until
+from sefm_interfaces.episode_protocol import EpisodeEnd, decode_event
+from sefm_interfaces.ros_common import stamp_ns
 from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
-from sefm_policy.ros_common import stamp_ns
 from sefm_trainer.bag_reader import load_episodes
 
 SAMPLE_S = 5.0
@@ -63,9 +64,9 @@ def soak(checkpoint: Path, robots: int, minutes: float, max_steps: int, threshol
             )
 
             def on_event(msg, ns=ns):
-                event = json.loads(msg.data)
-                if event.get("event") == "end":
-                    ended.append({"namespace": ns, **event})
+                event = decode_event(msg.data)
+                if isinstance(event, EpisodeEnd):
+                    ended.append({"namespace": ns, **event.model_dump()})
 
             probe.create_subscription(String, f"{ns}/episode/events", on_event, qos)
         start = time.monotonic()

@@ -4,9 +4,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from sefm_policy.config import EFMConfig, load_config
+from sefm_interfaces.typed_config import load_config
+from sefm_policy.config import EFMConfig
 
-PACKAGES = ["sefm", "sefm_policy", "sefm_reward", "sefm_trainer", "sefm_sim_bridge"]
+PACKAGES = ["sefm", "sefm_interfaces", "sefm_policy", "sefm_reward", "sefm_trainer", "sefm_sim_bridge"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -15,7 +15,7 @@ setup(
         ("share/" + package_name + "/config", glob("config/*")),
         ("share/" + package_name + "/launch", glob("launch/*")),
     ],
-    install_requires=["sefm_policy", "sefm_reward", "sefm_trainer", "sefm_sim_bridge"],
+    install_requires=["sefm_interfaces", "sefm_policy", "sefm_reward", "sefm_trainer", "sefm_sim_bridge"],
     python_requires=">=3.10",
     zip_safe=True,
     entry_points={"console_scripts": ["sefm = sefm.cli:main", "episode_manager_node = sefm.episode_manager_node:main"]},

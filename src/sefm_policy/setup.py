@@ -11,6 +11,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
     ],
     install_requires=[
+        "sefm_interfaces",
         "torch",
         "transformers",
         "tokenizers",

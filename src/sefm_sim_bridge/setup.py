@@ -10,7 +10,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
     ],
-    install_requires=["sefm_policy", "mujoco", "gymnasium", "numpy", "opencv-python-headless"],
+    install_requires=["sefm_interfaces", "mujoco", "gymnasium", "numpy", "opencv-python-headless"],
     python_requires=">=3.10",
     zip_safe=True,
     entry_points={"console_scripts": ["sim_node = sefm_sim_bridge.sim_node:main"]},

@@ -8,10 +8,10 @@ from sensor_msgs.msg import Image
 from sefm.fleet_practice import practise_on_fleet
 from sefm.graph import load_graph
 from sefm.harness import fresh_domain, running, spin_until
+from sefm_interfaces.ros_common import SIM_CAMERA_QOS, stamp_ns
 from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
-from sefm_policy.ros_common import SIM_CAMERA_QOS, stamp_ns
 from sefm_trainer.bag_reader import load_episodes, peek_episode
 from sefm_trainer.datagen import DatagenConfig, generate
 from sefm_trainer.sft import SFTConfig, train_sft

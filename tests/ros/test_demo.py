@@ -5,7 +5,7 @@ import yaml
 
 from sefm.demo import run_demo
 from sefm.harness import fresh_domain
-from sefm_policy.config import ConfigError
+from sefm_interfaces.typed_config import ConfigError
 
 pytestmark = pytest.mark.ros
 

@@ -11,7 +11,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 
 from sefm.harness import bags, graph, log_text, practice_nodes, running, spin_until
-from sefm_policy.ros_common import SIM_CAMERA_QOS, array_to_image, stamp_ns
+from sefm_interfaces.ros_common import SIM_CAMERA_QOS, array_to_image, stamp_ns
 from sefm_trainer.bag_reader import load_episodes
 from sefm_trainer.bag_writer import recorded_start_ns
 

@@ -12,7 +12,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 
 from sefm.harness import bags, graph, log_text, practice_nodes, running, spin_until
-from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, stamp_ns
+from sefm_interfaces.ros_common import LATCHED_QOS, RELIABLE_QOS, stamp_ns
 from sefm_trainer.bag_reader import load_episodes
 from sefm_trainer.bag_writer import TYPESTORE
 

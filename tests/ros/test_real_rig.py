@@ -18,10 +18,11 @@ from trajectory_msgs.msg import JointTrajectory
 
 from sefm.graph import GraphConfig
 from sefm.harness import bags, running, spin_until
+from sefm_interfaces.ros_common import RELIABLE_QOS, set_stamp
+from sefm_interfaces.typed_config import parse_config
 from sefm_policy.checkpoint import save_checkpoint
-from sefm_policy.config import EFMConfig, parse_config
+from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
-from sefm_policy.ros_common import RELIABLE_QOS, set_stamp
 from sefm_trainer.bag_reader import load_episodes
 
 pytestmark = pytest.mark.ros

@@ -1,4 +1,4 @@
-import json
+from dataclasses import asdict
 
 import pytest
 import rclpy
@@ -8,8 +8,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from sefm.harness import fresh_domain
-from sefm_policy import interfaces as ifc
-from sefm_policy.ros_common import set_stamp
+from sefm_interfaces import topics as ifc
+from sefm_interfaces.episode_protocol import EpisodeEnd, EpisodeMeta, EpisodeStart, Message, encode
+from sefm_interfaces.ros_common import set_stamp
 from sefm_trainer.bag_reader import read_episode
 from sefm_trainer.recorder_node import RecorderNode
 
@@ -25,14 +26,21 @@ def recorder(tmp_path):
     rclpy.shutdown()
 
 
-def _event(kind: str, **fields) -> bytes:
-    return serialize_message(String(data=json.dumps({"event": kind, **fields})))
+INSTRUCTION = "push the red moon to the blue cube"
+
+
+def _event(event: Message) -> bytes:
+    return serialize_message(String(data=encode(event)))
+
+
+def _start() -> bytes:
+    return _event(EpisodeStart(instruction=INSTRUCTION, episode_id=1, embodiment="language_table"))
 
 
 def _end(length: int) -> bytes:
-    meta = {"instruction": "push the red moon to the blue cube", "embodiment": "language_table", "length": length,
-            "success": False, "termination": "abort"}  # fmt: skip
-    return _event("end", metadata=meta)
+    meta = EpisodeMeta(instruction=INSTRUCTION, embodiment="language_table", length=length, success=False,
+                       termination="abort")  # fmt: skip
+    return _event(EpisodeEnd(episode_id=1, metadata=asdict(meta)))
 
 
 def _saved(folder) -> list:
@@ -40,7 +48,7 @@ def _saved(folder) -> list:
 
 
 def test_an_episode_ended_before_its_first_step_is_not_saved(recorder, tmp_path):
-    recorder.on_event(_event("start", episode_id=1))
+    recorder.on_event(_start())
     recorder.on_event(_end(0))
     recorder.flush()
     assert recorder.committed == 0 and not _saved(tmp_path)
@@ -64,7 +72,7 @@ def _act(recorder, ns: int) -> None:
 
 
 def test_an_episode_missing_the_frame_after_its_last_action_is_not_saved(recorder, tmp_path):
-    recorder.on_event(_event("start", episode_id=1))
+    recorder.on_event(_start())
     for ns in (1, 2):  # two frames and two actions: the frame after the last action never came
         _frame(recorder, ns)
         _act(recorder, ns)
@@ -74,7 +82,7 @@ def test_an_episode_missing_the_frame_after_its_last_action_is_not_saved(recorde
 
 
 def test_an_episode_waits_past_its_grace_period_for_the_frame_after_its_last_action(recorder, tmp_path):
-    recorder.on_event(_event("start", episode_id=1))
+    recorder.on_event(_start())
     for ns in (1, 2):
         _frame(recorder, ns)
         _act(recorder, ns)

@@ -9,9 +9,9 @@ from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import String
 
 from sefm.harness import fresh_domain
-from sefm_policy import interfaces as ifc
+from sefm_interfaces import topics as ifc
+from sefm_interfaces.ros_common import LATCHED_QOS
 from sefm_policy.checkpoint import load_checkpoint
-from sefm_policy.ros_common import LATCHED_QOS
 from sefm_trainer.datagen import DatagenConfig, generate
 from sefm_trainer.node_params import TrainerParams
 from sefm_trainer.trainer_node import TrainerNode

@@ -7,19 +7,26 @@ import json
 import sys
 from pathlib import Path
 
-from sefm_policy.checkpoint import CheckpointError, load_checkpoint, read_manifest, save_checkpoint
-from sefm_policy.config import ConfigError, EFMConfig, load_config, parse_config
+from sefm_interfaces.typed_config import UsageError, load_config, parse_config
+from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
+from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
-from sefm_sim_bridge.envs import TASK_FAMILIES
-from sefm_trainer.evaluate import HELD_OUT_SEED
+from sefm_trainer.datagen import DatagenConfig, generate
+from sefm_trainer.evaluate import EvalConfig, run_evaluation
+from sefm_trainer.pretrain import PretrainConfig, pretrain
+from sefm_trainer.sft import SFTConfig, train_sft
+from sefm_trainer.stage2 import Stage2Config, self_improve
+from sefm_trainer.threshold import CalibrationConfig, calibrate_threshold
+
+from .config_flags import add_config_flags, given
+
+# Config fields whose flags keep their shorter names.
+FLAG_NAMES = {"task_family": "--task", "noise_std": "--noise"}
 
 
 def model_init(args: argparse.Namespace) -> None:
     config = load_config(args.config, EFMConfig, section=args.section) if args.config else EFMConfig()
-    if args.seed is not None:
-        config = config.model_copy(update={"seed": args.seed})
-    if args.embodiment is not None:
-        config = config.model_copy(update={"embodiment": args.embodiment})
+    config = config.model_copy(update=given(args, EFMConfig))
     model = EFM.build(config)
     path = save_checkpoint(model, args.out, metadata={"version": 0, "source": "init"})
     print(f"wrote {path} ({sum(p.numel() for p in model.parameters()):,} parameters, {config.embodiment})")
@@ -41,14 +48,7 @@ def model_info(args: argparse.Namespace) -> None:
 
 
 def datagen(args: argparse.Namespace) -> None:
-    from sefm_trainer.datagen import DatagenConfig, generate
-
-    cfg = DatagenConfig(
-        task_family=args.task,
-        image_size=(args.image_size, args.image_size),
-        max_steps=args.max_steps,
-        noise_std=args.noise,
-    )
+    cfg = parse_config(given(args, DatagenConfig), DatagenConfig, "<command line>")
     summary = generate(args.episodes, args.out, cfg, seed=args.seed, workers=args.workers)
     print(json.dumps({"out": str(args.out), **summary}, indent=2))
 
@@ -90,7 +90,7 @@ def strip(args: argparse.Namespace) -> None:
 
 
 def aloha_strip(args: argparse.Namespace) -> None:
-    from sefm_sim_bridge.figures import aloha_model_images
+    from .model_views import aloha_model_images
 
     print(f"wrote {aloha_model_images(args.out, seed=args.seed, scale=args.scale)}")
 
@@ -113,32 +113,23 @@ def fleet(args: argparse.Namespace) -> None:
 
 
 def train_sft_cmd(args: argparse.Namespace) -> None:
-    from sefm_trainer.sft import SFTConfig, train_sft
-
-    overrides = {"data": args.data, "out": args.out, "steps": args.steps, "batch_size": args.batch_size}
-    cfg = config_with_overrides(args.config, overrides | {"init": args.init, "device": args.device}, SFTConfig)
+    cfg = config_with_overrides(args, SFTConfig)
     print(json.dumps({"out": cfg.out, "best": train_sft(cfg)}, indent=2))
 
 
 def pretrain_cmd(args: argparse.Namespace) -> None:
-    from sefm_trainer.pretrain import PretrainConfig, pretrain
-
-    overrides = {"out": args.out, "steps": args.steps, "batch_size": args.batch_size, "unimodal": args.unimodal}
-    cfg = config_with_overrides(args.config, overrides, PretrainConfig)
+    cfg = config_with_overrides(args, PretrainConfig)
     print(json.dumps({"out": cfg.out, "best": pretrain(cfg)}, indent=2))
 
 
-def config_with_overrides(path: str | None, overrides: dict, cls):
-    """A YAML file's keys, then the command line's (those given), validated together."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return load_config(path, cls, overrides=given) if path else parse_config(given, cls, "<command line>")
+def config_with_overrides(args: argparse.Namespace, cls):
+    """``--config``'s keys, then the command line's flags (those given), validated together."""
+    flags = given(args, cls)
+    return load_config(args.config, cls, overrides=flags) if args.config else parse_config(flags, cls, "<command line>")
 
 
 def train_stage2_cmd(args: argparse.Namespace) -> None:
-    from sefm_trainer.stage2 import Stage2Config, self_improve
-
-    overrides = {"policy": args.policy, "reward_model": args.reward_model, "out": args.out, "loops": args.loops}
-    cfg = config_with_overrides(args.config, overrides, Stage2Config)
+    cfg = config_with_overrides(args, Stage2Config)
     if args.fleet:
         from .fleet_practice import practise_on_fleet
         from .graph import load_graph
@@ -150,17 +141,13 @@ def train_stage2_cmd(args: argparse.Namespace) -> None:
 
 
 def reward_calibrate(args: argparse.Namespace) -> int | None:
-    from sefm_trainer.threshold import calibrate_threshold
-
-    model = load_checkpoint(args.checkpoint)
-    result = calibrate_threshold(
-        model, args.data, args.out, args.max_threshold, args.step, args.tolerance, args.min_precision
-    )
+    cfg = parse_config(given(args, CalibrationConfig), CalibrationConfig, "<command line>")
+    result = calibrate_threshold(load_checkpoint(args.checkpoint), args.data, args.out, cfg)
     summary = {k: v for k, v in result.items() if k != "scores"}
     print(json.dumps({"checkpoint": str(args.checkpoint)} | summary | {"out": str(args.out)}, indent=2))
     if result["recommended_threshold"] is None:
         print(
-            f"sefm: no threshold reaches precision {args.min_precision}: this reward model does not tell "
+            f"sefm: no threshold reaches precision {cfg.min_precision}: this reward model does not tell "
             "success apart on these episodes",
             file=sys.stderr,
         )
@@ -169,28 +156,7 @@ def reward_calibrate(args: argparse.Namespace) -> int | None:
 
 
 def eval_cmd(args: argparse.Namespace) -> None:
-    from sefm_reward.detector import StepsToGoDetector
-    from sefm_trainer.evaluate import evaluate
-
-    policy = load_checkpoint(args.checkpoint)
-    detector = None
-    if args.reward_model:
-        detector = StepsToGoDetector(load_checkpoint(args.reward_model), args.success_threshold)
-    kept: list = []
-    result = evaluate(policy, detector, args.episodes, args.task, seed=args.seed, keep=kept, max_steps=args.max_steps)
-    summary = {
-        "checkpoint": str(args.checkpoint),
-        "task": args.task,
-        "seeds": [args.seed, args.seed + args.episodes - 1],
-    }
-    summary |= result
-    if args.video:
-        from sefm_trainer.episode_video import episode_grid_gif
-
-        summary["video"] = str(episode_grid_gif(kept[: args.video_episodes], args.video))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    summary = run_evaluation(parse_config(given(args, EvalConfig), EvalConfig, "<command line>"))
     print(json.dumps(summary, indent=2))
 
 
@@ -210,8 +176,7 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--out", required=True, help="checkpoint directory to create")
     init.add_argument("--config", help="YAML file holding an EFM config")
     init.add_argument("--section", help="top-level key of the YAML file that holds the EFM config, e.g. model")
-    init.add_argument("--seed", type=int, help="override the config's seed")
-    init.add_argument("--embodiment", choices=["language_table", "aloha"], help="override the config's embodiment")
+    add_config_flags(init, EFMConfig, ["seed", "embodiment"])
     init.set_defaults(run=model_init)
     info = model.add_parser("info", help="verify a checkpoint and print its config and metadata")
     info.add_argument("checkpoint")
@@ -220,12 +185,9 @@ def parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("datagen", help="write scripted demonstration episodes as rosbag2 bags")
     gen.add_argument("--episodes", type=int, required=True)
     gen.add_argument("--out", required=True, help="folder to write episode bags into (kept episodes are skipped)")
-    gen.add_argument("--task", default="block2block", choices=TASK_FAMILIES)
     gen.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed + i")
     gen.add_argument("--workers", type=int, default=1, help="parallel processes")
-    gen.add_argument("--image-size", type=int, default=96, help="camera image side in pixels")
-    gen.add_argument("--max-steps", type=int, default=100)
-    gen.add_argument("--noise", type=float, default=0.004, help="demonstrator action noise (m per step)")
+    add_config_flags(gen, DatagenConfig, ["task_family", "image_size", "max_steps", "noise_std"], FLAG_NAMES)
     gen.set_defaults(run=datagen)
 
     episodes_cmd = sub.add_parser("episodes", help="summarise episode bags, or import a rig's own recordings")
@@ -249,31 +211,20 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(run=bringup)
 
     pre = sub.add_parser("pretrain", help="Stage 0: grounding pretraining of the base model on sim scenes; resumes")
-    pre.add_argument("--out", help="run folder (resumed if it holds a run); best/ is the base for Stage 1")
-    pre.add_argument("--steps", type=int)
-    pre.add_argument("--batch-size", type=int)
-    pre.add_argument("--unimodal", action="store_true", default=None, help="vision without words (the ablation)")
     pre.add_argument("--config", help="YAML with any PretrainConfig keys (model: an EFM config)")
+    add_config_flags(pre, PretrainConfig, ["out", "steps", "batch_size", "unimodal"])
     pre.set_defaults(run=pretrain_cmd)
 
     train = sub.add_parser("train", help="Stage 1 fine-tuning and Stage 2 self-improvement").add_subparsers(
         dest="stage", required=True
     )
     sft = train.add_parser("sft", help="Stage 1: BC + steps-to-go (+ instruction) on episode bags; resumes")
-    sft.add_argument("--data", help="folder of episode bags")
-    sft.add_argument("--out", help="run folder (resumed if it holds a run)")
-    sft.add_argument("--steps", type=int)
-    sft.add_argument("--batch-size", type=int)
-    sft.add_argument("--init", help="start from this checkpoint, e.g. the Stage 0 base (checkpoints/base)")
     sft.add_argument("--config", help="YAML with any SFTConfig keys (model: an EFM config)")
-    sft.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    add_config_flags(sft, SFTConfig, ["data", "out", "steps", "batch_size", "init", "device"])
     sft.set_defaults(run=train_sft_cmd)
     st2 = train.add_parser("stage2", help="Stage 2: REINFORCE on practice, rewarded by the frozen steps-to-go model")
     st2.add_argument("--config", help="YAML with any Stage2Config keys")
-    st2.add_argument("--policy", help="Stage 1 checkpoint to improve (best_bc)")
-    st2.add_argument("--reward-model", help="frozen Stage 1 checkpoint for d(o,g) (best_steps)")
-    st2.add_argument("--out", help="run folder; a killed run there resumes after its last completed loop")
-    st2.add_argument("--loops", type=int)
+    add_config_flags(st2, Stage2Config, ["policy", "reward_model", "out", "loops"])
     st2.add_argument("--fleet", help="graph YAML: practise on its robots through ROS (default: in-process sim)")
     st2.add_argument("--log-dir", help="with --fleet: folder for the nodes' logs")
     st2.set_defaults(run=train_stage2_cmd)
@@ -283,23 +234,11 @@ def parser() -> argparse.ArgumentParser:
     cal.add_argument("--checkpoint", required=True, help="reward model (Stage 1 best_steps)")
     cal.add_argument("--data", required=True, help="folder of episode bags not trained on, e.g. fresh demonstrations")
     cal.add_argument("--out", required=True, help="folder for calibration.json and calibration.png")
-    cal.add_argument("--tolerance", type=int, default=2, help="firing this many steps before the goal still counts")
-    cal.add_argument("--min-precision", type=float, default=0.9)
-    cal.add_argument("--max-threshold", type=float, default=20.0)
-    cal.add_argument("--step", type=float, default=0.5, help="spacing of the thresholds tried")
+    add_config_flags(cal, CalibrationConfig, list(CalibrationConfig.model_fields))
     cal.set_defaults(run=reward_calibrate)
 
     ev = sub.add_parser("eval", help="greedy success of a policy checkpoint on seeded episodes, with Wilson 95% bounds")
-    ev.add_argument("--checkpoint", required=True, help="policy checkpoint (Stage 1 best_bc or a Stage 2 policy)")
-    ev.add_argument("--task", default="block2block", choices=[f for f in TASK_FAMILIES if f != "insertion"])
-    ev.add_argument("--episodes", type=int, default=200)
-    ev.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first seed (default: the held-out range)")
-    ev.add_argument("--max-steps", type=int, default=100)
-    ev.add_argument("--reward-model", help="also score this steps-to-go detector against ground truth")
-    ev.add_argument("--success-threshold", type=float, default=3.0, help="with --reward-model: s")
-    ev.add_argument("--out", help="also write the JSON here")
-    ev.add_argument("--video", help="GIF grid of the first episodes")
-    ev.add_argument("--video-episodes", type=int, default=8)
+    add_config_flags(ev, EvalConfig, list(EvalConfig.model_fields), FLAG_NAMES, required=True)
     ev.set_defaults(run=eval_cmd)
 
     demo = sub.add_parser("demo", help="the whole story: demonstrations, Stage 1, Stage 2 on a ROS fleet, report")
@@ -334,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code = args.run(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as err:
+    except (UsageError, FileNotFoundError) as err:  # anything else is a bug: its traceback stays
         print(f"sefm: error: {err}", file=sys.stderr)
         return 2
     return code or 0

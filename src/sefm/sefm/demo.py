@@ -15,14 +15,15 @@ from typing import Literal
 
 from pydantic import Field
 
+from sefm_interfaces.typed_config import StrictModel, load_config, parse_config
 from sefm_policy.checkpoint import load_checkpoint, read_manifest
-from sefm_policy.config import StrictModel, load_config, parse_config
 from sefm_reward.detector import StepsToGoDetector
+from sefm_sim_bridge.envs import LANGUAGE_TABLE_FAMILIES
 from sefm_trainer.datagen import DatagenConfig, generate
 from sefm_trainer.evaluate import evaluate
 from sefm_trainer.sft import SFTConfig, train_sft
 from sefm_trainer.stage2 import Stage2Config
-from sefm_trainer.threshold import calibrate_threshold
+from sefm_trainer.threshold import CalibrationConfig, calibrate_threshold
 
 from .fleet_practice import practise_on_fleet
 from .graph import load_graph, resolve
@@ -41,16 +42,14 @@ class DemoStage1(StrictModel):
     sft_config: str = Field(..., description="YAML of SFTConfig keys (data and out are the demo's)")
 
 
-class DemoCalibration(StrictModel):
+class DemoCalibration(CalibrationConfig):
     """Measure s on fresh demonstrations (``sefm reward calibrate``) instead of trusting a number."""
 
     episodes: int = Field(100, gt=0, description="fresh demonstrations the reward model never saw")
-    tolerance: int = Field(2, ge=0, description="firing this many steps before the goal still counts")
-    min_precision: float = Field(0.9, gt=0, le=1, description="s is the highest-recall threshold at this precision")
 
 
 class DemoConfig(StrictModel):
-    task_family: Literal["block2block", "block2block4", "block2location", "banana"] = "block2block"
+    task_family: Literal[LANGUAGE_TABLE_FAMILIES] = "block2block"
     graph: str = Field(..., description="graph YAML of the practising fleet (relative to this file)")
     stage1: DemoStage1
     stage2: dict = Field(default_factory=dict, description="Stage2Config keys (policy, reward_model, out: the demo's)")
@@ -69,13 +68,8 @@ def measure_threshold(cfg: DemoConfig, st2: Stage2Config, run: Path) -> tuple[St
         return st2, None
     data = run / "calibration_demonstrations"
     generate(cfg.calibration.episodes, data, DatagenConfig(task_family=cfg.task_family), CALIBRATION_SEED, cfg.workers)
-    result = calibrate_threshold(
-        load_checkpoint(st2.reward_model),
-        data,
-        run / "calibration",
-        tolerance=cfg.calibration.tolerance,
-        min_precision=cfg.calibration.min_precision,
-    )
+    sweep = CalibrationConfig.model_validate(cfg.calibration.model_dump(exclude={"episodes"}))
+    result = calibrate_threshold(load_checkpoint(st2.reward_model), data, run / "calibration", sweep)
     s = result["recommended_threshold"]
     if s is None:
         print(

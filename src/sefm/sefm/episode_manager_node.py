@@ -4,15 +4,26 @@ success, max length or an operator's abort, and resets; one human supervises man
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 
 from rclpy.node import Node
-from std_msgs.msg import Bool, Int32MultiArray, String
+from std_msgs.msg import Bool, Header, Int32MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
-from sefm_policy import interfaces as ifc
-from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, run
+from sefm_interfaces import topics as ifc
+from sefm_interfaces.episode_protocol import (
+    CheckpointInfo,
+    EpisodeEnd,
+    EpisodeStart,
+    Message,
+    PauseChange,
+    PauseReply,
+    ProtocolError,
+    SimTask,
+    decode,
+    encode,
+)
+from sefm_interfaces.ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, run, stamp_ns
 
 from .episode_tracker import EpisodeTracker
 from .node_params import EpisodeManagerParams
@@ -38,7 +49,7 @@ class EpisodeManagerNode(Node):
         self.create_timer(1.0 / p.heartbeat_hz, self.heartbeat)
         self.create_timer(0.5, self.check_stall)
         self.create_subscription(Int32MultiArray, ifc.ACTION_TOKENS, self.on_action, RELIABLE_QOS)
-        self.create_subscription(Bool, ifc.SUCCESS, self.on_success, RELIABLE_QOS)
+        self.create_subscription(Header, ifc.SUCCESS, self.on_success, RELIABLE_QOS)
         self.create_subscription(String, ifc.POLICY_VERSION, self.on_policy_version, LATCHED_QOS)
         self.create_service(Trigger, ifc.RESET, self.on_reset)
         self.create_service(Trigger, ifc.ABORT, self.on_abort)
@@ -76,7 +87,7 @@ class EpisodeManagerNode(Node):
             return
         if self.sim_reset is None:
             k = self.tracker.episode_id % len(self.params.instructions)
-            self.begin({"instruction": self.params.instructions[k], "seed": None, "task_family": None})
+            self.begin(SimTask(instruction=self.params.instructions[k]))
             return
         if not self.sim_reset.service_is_ready():
             self.get_logger().info("waiting for the sim bridge", throttle_duration_sec=5.0)
@@ -96,24 +107,30 @@ class EpisodeManagerNode(Node):
             return
         if self.paused:  # paused while the sim was resetting
             return
-        self.begin(json.loads(result.message))
+        try:
+            task = decode(result.message, SimTask)
+        except ProtocolError as err:
+            self.get_logger().error(f"sim reset: {err}; retrying")
+            self.schedule_start(1.0)
+            return
+        self.begin(task)
 
-    def begin(self, task: dict) -> None:
+    def begin(self, task: SimTask) -> None:
         info = {
-            "instruction": task["instruction"],
-            "seed": task.get("seed"),
-            "task_family": task.get("task_family"),
+            "instruction": task.instruction,
+            "seed": task.seed,
+            "task_family": task.task_family,
             "embodiment": self.params.embodiment,
             "namespace": self.namespace,
             "cameras": list(self.params.cameras),
             "policy_version": self.policy_version,
         }
         self.detected = False
-        episode_id = self.tracker.start(info, time.monotonic())
+        episode_id = self.tracker.start(info, time.monotonic(), self.get_clock().now().nanoseconds)
         self.heartbeat()  # before the start event: the policy may move from the first frame on
-        self.instruction_pub.publish(String(data=task["instruction"]))
-        self.publish_event({"event": "start", "episode_id": episode_id, **info})
-        self.get_logger().info(f"episode {episode_id}: {task['instruction']!r}")
+        self.instruction_pub.publish(String(data=task.instruction))
+        self.publish_event(EpisodeStart(episode_id=episode_id, **info))
+        self.get_logger().info(f"episode {episode_id}: {task.instruction!r}")
 
     def limit_reached(self) -> bool:
         return self.params.episodes > 0 and self.finished >= self.params.episodes
@@ -126,7 +143,7 @@ class EpisodeManagerNode(Node):
         meta = self.tracker.finish(termination, self.detected)
         self.heartbeat()
         self.finished += 1
-        self.publish_event({"event": "end", "episode_id": self.tracker.episode_id, "metadata": meta})
+        self.publish_event(EpisodeEnd(episode_id=self.tracker.episode_id, metadata=meta))
         self.get_logger().info(
             f"episode {self.tracker.episode_id} ended: {termination} after {meta['length']} steps"
             f" (detected success {meta['extra']['detected_success']})"
@@ -139,15 +156,19 @@ class EpisodeManagerNode(Node):
         if reason:
             self.end_episode(reason)
 
-    def on_success(self, msg: Bool) -> None:
-        if self.tracker.on_detected_success(msg.data):
+    def on_success(self, msg: Header) -> None:
+        verdict = ifc.VERDICTS.get(msg.frame_id)
+        if verdict is None:
+            self.get_logger().error(f"ignoring a verdict named {msg.frame_id!r}", throttle_duration_sec=5.0)
+            return
+        if self.tracker.on_detected_success(verdict, stamp_ns(msg)):
             self.detected = True
             self.end_episode("success")
 
     def on_policy_version(self, msg: String) -> None:
         """Episodes carry the version the policy node acts with, which a learner filters on."""
-        with contextlib.suppress(ValueError, AttributeError):
-            self.policy_version = json.loads(msg.data).get("version")
+        with contextlib.suppress(ProtocolError):
+            self.policy_version = decode(msg.data, CheckpointInfo).version
             self.heard_policy_version = True
 
     # ----- operator services --------------------------------------------------------------
@@ -176,9 +197,9 @@ class EpisodeManagerNode(Node):
             self.end_episode("abort")
         else:
             self.schedule_start(self.params.start_delay_s)
-        self.publish_event({"event": "pause" if self.paused else "resume"})
+        self.publish_event(PauseChange(event="pause" if self.paused else "resume"))
         response.success = True
-        response.message = json.dumps({"paused": self.paused, "aborted_episode": aborted})
+        response.message = encode(PauseReply(paused=self.paused, aborted_episode=aborted))
         return response
 
     def check_stall(self) -> None:
@@ -197,8 +218,8 @@ class EpisodeManagerNode(Node):
         """The policy commands only while it hears this say an episode runs (no motion unsupervised)."""
         self.heartbeat_pub.publish(Bool(data=self.tracker.running))
 
-    def publish_event(self, event: dict) -> None:
-        self.events_pub.publish(String(data=json.dumps(event, sort_keys=True)))
+    def publish_event(self, event: Message) -> None:
+        self.events_pub.publish(String(data=encode(event)))
 
 
 def main(args=None) -> None:

@@ -20,9 +20,12 @@ class EpisodeTracker:
     steps: int = 0
     info: dict = field(default_factory=dict)
     last_progress: float = 0.0  # when the episode started or last took a step (monotonic seconds)
+    start_ns: int = 0  # the ROS time the episode started: frames stamped before are the last one's
+    first_frame_ns: int | None = None  # the stamp of the first frame judged in this episode
 
-    def start(self, info: dict, now: float = 0.0) -> int:
+    def start(self, info: dict, now: float = 0.0, start_ns: int = 0) -> int:
         self.running, self.steps, self.info, self.last_progress = True, 0, dict(info), now
+        self.start_ns, self.first_frame_ns = start_ns, None
         self.episode_id += 1
         return self.episode_id
 
@@ -38,9 +41,16 @@ class EpisodeTracker:
         episode must end so that practice goes on once it is back."""
         return self.running and self.stall_timeout_s > 0 and now - self.last_progress > self.stall_timeout_s
 
-    def on_detected_success(self, verdict: bool) -> str | None:
-        """``verdict``: the reward node's d <= s on the newest frame, which has seen ``steps`` actions."""
-        return "success" if self.running and detects_success(self.steps, verdict) else None
+    def on_detected_success(self, verdict: bool, frame_ns: int) -> str | None:
+        """``verdict``: the reward node's d <= s on the frame stamped ``frame_ns``. A frame from
+        before the start is the last episode's; the first frame judged is this one's frame 0 (or,
+        if the reward node skipped frame 0, the next: one frame late, never early)."""
+        if not self.running or frame_ns <= self.start_ns:
+            return None
+        if self.first_frame_ns is None:
+            self.first_frame_ns = frame_ns
+        step = self.steps if frame_ns > self.first_frame_ns else 0
+        return "success" if detects_success(step, verdict) else None
 
     def finish(self, termination: str, detected_success: bool) -> dict:
         """Close the episode; the metadata of the ``end`` event. ``success`` is left unknown: only

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
 import time
 
@@ -11,10 +11,11 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rich.console import Console
 from rich.live import Live
-from std_msgs.msg import Bool, Float32, Int32MultiArray, String
+from std_msgs.msg import Float32, Header, Int32MultiArray, String
 
-from sefm_policy import interfaces as ifc
-from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS
+from sefm_interfaces import topics as ifc
+from sefm_interfaces.episode_protocol import CheckpointInfo, ProtocolError, decode, decode_event
+from sefm_interfaces.ros_common import LATCHED_QOS, RELIABLE_QOS
 
 from .fleet_table import FleetTable
 
@@ -41,18 +42,22 @@ class FleetStatusNode(Node):
         t = self.table
         t.row(ns)
         handlers = [
-            (String, ifc.EVENTS, lambda m: t.on_event(ns, json.loads(m.data))),
+            (String, ifc.EVENTS, lambda m: self.on_event(ns, m)),
             (Float32, ifc.STEPS_TO_GO, lambda m: t.on_steps_to_go(ns, m.data)),
-            (Bool, ifc.SUCCESS, lambda m: t.on_success(ns, m.data)),
+            (Header, ifc.SUCCESS, lambda m: t.on_success(ns, ifc.VERDICTS.get(m.frame_id))),
             (Int32MultiArray, ifc.ACTION_TOKENS, lambda _m: t.on_action(ns)),
         ]
         for msg_type, topic, handler in handlers:
             self.create_subscription(msg_type, f"{ns}/{topic}", handler, RELIABLE_QOS)
 
+    def on_event(self, ns: str, msg: String) -> None:
+        with contextlib.suppress(ProtocolError):  # the table shows what it can read
+            self.table.on_event(ns, decode_event(msg.data))
+
     def on_checkpoint(self, msg: String) -> None:
         try:
-            self.table.policy_version = str(json.loads(msg.data).get("version"))
-        except ValueError:
+            self.table.policy_version = str(decode(msg.data, CheckpointInfo).version)
+        except ProtocolError:
             self.table.policy_version = "?"
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from rich.table import Table
 
+from sefm_interfaces.episode_protocol import EpisodeEnd, EpisodeStart, PauseChange
+
 
 @dataclass
 class RobotRow:
@@ -27,18 +29,17 @@ class FleetTable:
     def row(self, namespace: str) -> RobotRow:
         return self.rows.setdefault(namespace, RobotRow())
 
-    def on_event(self, namespace: str, event: dict) -> None:
+    def on_event(self, namespace: str, event: EpisodeStart | EpisodeEnd | PauseChange) -> None:
         row = self.row(namespace)
-        kind = event.get("event")
-        if kind == "start":
-            row.episode, row.step, row.steps_to_go, row.success = event.get("episode_id"), 0, None, None
-        elif kind == "end":
-            meta = event.get("metadata", {})
+        if isinstance(event, EpisodeStart):
+            row.episode, row.step, row.steps_to_go, row.success = event.episode_id, 0, None, None
+        elif isinstance(event, EpisodeEnd):
+            meta = event.meta
             row.episodes_done += 1
-            row.detections += bool(meta.get("extra", {}).get("detected_success"))
-            row.last_end = f"{meta.get('termination', '?')} @ {meta.get('length', '?')}"
-        elif kind in ("pause", "resume"):
-            row.paused = kind == "pause"
+            row.detections += bool(meta.extra.get("detected_success"))
+            row.last_end = f"{meta.termination} @ {meta.length}"
+        else:
+            row.paused = event.event == "pause"
 
     def on_steps_to_go(self, namespace: str, d: float) -> None:
         self.row(namespace).steps_to_go = d

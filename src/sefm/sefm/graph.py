@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
-from sefm_policy.config import StrictModel, load_config
+from sefm_interfaces.typed_config import StrictModel, load_config
 from sefm_policy.node_params import PolicyParams
 from sefm_reward.node_params import RewardParams
 from sefm_sim_bridge.node_params import SimBridgeParams

@@ -12,7 +12,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 
-from sefm_policy.config import parse_config
+from sefm_interfaces.typed_config import parse_config
 
 from .bringup import Bringup
 from .graph import GraphConfig

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from sefm.cli import main
 from sefm_policy.checkpoint import load_checkpoint
 
@@ -59,3 +61,31 @@ def test_reward_calibrate_writes_the_sweep_and_fails_when_no_threshold_is_precis
     result = json.loads((out / "calibration.json").read_text())
     assert code == 1 and "does not tell success apart" in captured.err
     assert result["episodes"] == 3 and len(result["scores"]) == 40 and (out / "calibration.png").exists()
+
+
+def test_flags_take_their_choices_defaults_and_help_from_the_config(capsys):
+    from sefm_sim_bridge.envs import LANGUAGE_TABLE_FAMILIES
+    from sefm_trainer.evaluate import EvalConfig
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--task {" + ",".join(LANGUAGE_TABLE_FAMILIES) + "}" in help_text
+    assert f"--episodes EPISODES (default: {EvalConfig.model_fields['episodes'].default})" in help_text
+    assert EvalConfig.model_fields["reward_model"].description in help_text
+
+
+def test_a_flag_outside_the_configs_range_exits_2_naming_the_key(tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path), "--episodes", "0"]) == 2
+    assert "key 'episodes'" in capsys.readouterr().err
+
+
+def test_a_bug_is_not_turned_into_an_exit_code(monkeypatch, tmp_path):
+    import sefm.cli
+
+    def broken(cfg):
+        raise ValueError("a bug, not the user's doing")
+
+    monkeypatch.setattr(sefm.cli, "run_evaluation", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["eval", "--checkpoint", str(tmp_path)])

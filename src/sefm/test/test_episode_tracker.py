@@ -11,11 +11,23 @@ def test_episode_ends_at_max_steps_counted_in_actions():
 
 def test_detected_success_needs_an_action_in_this_episode():
     t = EpisodeTracker(max_steps=10)
-    assert t.on_detected_success(True) is None  # nothing running
-    t.start({})
-    assert t.on_detected_success(True) is None  # a late verdict on the previous episode's last frame
+    assert t.on_detected_success(True, frame_ns=5) is None  # nothing running
+    t.start({}, start_ns=100)
+    assert t.on_detected_success(True, frame_ns=110) is None  # frame 0, before any action
     t.on_action()
-    assert t.on_detected_success(False) is None and t.on_detected_success(True) == "success"
+    assert t.on_detected_success(True, frame_ns=110) is None  # frame 0's verdict, arriving late
+    assert t.on_detected_success(False, frame_ns=120) is None and t.on_detected_success(True, frame_ns=120) == "success"
+
+
+def test_a_verdict_on_the_last_episodes_frame_is_matched_by_stamp_not_by_arrival():
+    t = EpisodeTracker(max_steps=10)
+    t.start({}, start_ns=100)
+    t.on_action()
+    t.on_action()
+    assert t.on_detected_success(True, frame_ns=90) is None  # stamped before this episode began
+    assert t.on_detected_success(True, frame_ns=100) is None
+    assert t.on_detected_success(False, frame_ns=105) is None  # this episode's first judged frame
+    assert t.on_detected_success(True, frame_ns=130) == "success"
 
 
 def test_the_detector_never_fills_the_ground_truth_success_field():

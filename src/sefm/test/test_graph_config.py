@@ -6,7 +6,7 @@ import yaml
 
 from sefm.bringup import command, ros_environment, write_params
 from sefm.graph import GraphConfig, load_graph, node_specs
-from sefm_policy.config import ConfigError, parse_config
+from sefm_interfaces.typed_config import ConfigError, parse_config
 
 
 def test_specs_put_every_node_in_every_robot_namespace(repo_root):

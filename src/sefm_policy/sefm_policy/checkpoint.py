@@ -19,7 +19,9 @@ import safetensors
 import safetensors.torch
 from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PreTrainedTokenizerFast
 
-from .config import EFMConfig, parse_config
+from sefm_interfaces.typed_config import UsageError, parse_config
+
+from .config import EFMConfig
 from .model import EFM
 from .stem import install_stem
 
@@ -32,7 +34,7 @@ BACKBONE_CONFIG = "backbone_config.json"
 TOKENIZER = "tokenizer.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsageError):
     """A checkpoint is missing, incomplete or altered; the message names the file."""
 
 

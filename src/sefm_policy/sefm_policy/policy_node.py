@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -14,12 +13,14 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, Float64MultiArray, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from . import interfaces as ifc
+from sefm_interfaces import topics as ifc
+from sefm_interfaces.episode_protocol import CheckpointInfo, ProtocolError, decode, encode
+from sefm_interfaces.frame_sync import FrameSync, Snapshot
+from sefm_interfaces.ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, run, set_stamp, subscribe_moments
+
 from .checkpoint import load_checkpoint, read_manifest
-from .frame_sync import FrameSync, Snapshot
 from .node_params import PolicyParams
 from .prompts import Observation
-from .ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, run, set_stamp, subscribe_moments
 from .safety import SafetyLayer, SafetyLimits
 
 
@@ -211,11 +212,11 @@ class PolicyNode(Node):
 
     def on_checkpoint(self, msg: String) -> None:
         try:
-            info = json.loads(msg.data)
-            path, version = info["path"], info.get("version")
-        except (ValueError, KeyError, TypeError):
-            self.get_logger().error(f"ignoring malformed checkpoint announcement {msg.data!r}")
+            info = decode(msg.data, CheckpointInfo)
+        except ProtocolError as err:
+            self.get_logger().error(f"ignoring a checkpoint announcement: {err}")
             return
+        path, version = info.path, info.version
         threading.Thread(target=self._reload, args=(path, version), daemon=True).start()
 
     def _reload(self, path: str, version) -> None:
@@ -236,7 +237,7 @@ class PolicyNode(Node):
 
     def publish_version(self, path: str) -> None:
         """Latched, so a learner can wait until every robot acts with its newest checkpoint."""
-        self.version_pub.publish(String(data=json.dumps({"path": str(path), "version": self.version})))
+        self.version_pub.publish(String(data=encode(CheckpointInfo(path=str(path), version=self.version))))
 
 
 def main(args=None) -> None:

@@ -1,6 +1,7 @@
 import pytest
 
-from sefm_policy.config import ConfigError, EFMConfig, load_config, parse_config
+from sefm_interfaces.typed_config import ConfigError, load_config, parse_config
+from sefm_policy.config import EFMConfig
 
 
 def test_wrong_value_names_its_key():

@@ -15,6 +15,7 @@ from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
 
 DISTANCE_BATCH = 64
+DEFAULT_THRESHOLD = 3.0  # s before it is measured (``sefm reward calibrate``): 3 steps to go
 
 
 def detects_success(step: int, verdict: bool) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from sefm_policy.config import StrictModel
+from sefm_interfaces.typed_config import StrictModel
 
 
 class RewardParams(StrictModel):

@@ -7,19 +7,27 @@ asynchronous success detector).
 
 from __future__ import annotations
 
-import json
 import threading
 
 import torch
 from rclpy.node import Node
-from std_msgs.msg import Bool, Float32, String
+from std_msgs.msg import Float32, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from sefm_policy import interfaces as ifc
+from sefm_interfaces import topics as ifc
+from sefm_interfaces.episode_protocol import EpisodeStart
+from sefm_interfaces.frame_sync import FrameSync, Snapshot
+from sefm_interfaces.ros_common import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    declare_params,
+    read_event,
+    run,
+    stamped_verdict,
+    subscribe_moments,
+)
 from sefm_policy.checkpoint import load_checkpoint
-from sefm_policy.frame_sync import FrameSync, Snapshot
 from sefm_policy.prompts import Observation
-from sefm_policy.ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, run, subscribe_moments
 
 from .detector import Reading, StepsToGoDetector
 from .node_params import RewardParams
@@ -37,14 +45,14 @@ class RewardNode(Node):
         self.sync = FrameSync(p.cameras, needs_state=needs_state, slop_ns=round(p.sync_slop_s * 1e9))
         self.instruction: str | None = None
         self.prev_frame = None
-        self.pending = None  # newest (observation, episode)
+        self.pending = None  # newest (observation, its stamp, episode)
         self.episode = 0
         self.processed = 0
         self.cond = threading.Condition()
         self.stopping = False
         self.d_pub = self.create_publisher(Float32, ifc.STEPS_TO_GO, RELIABLE_QOS)
         self.r_pub = self.create_publisher(Float32, ifc.REWARD, RELIABLE_QOS)
-        self.s_pub = self.create_publisher(Bool, ifc.SUCCESS, RELIABLE_QOS)
+        self.s_pub = self.create_publisher(Header, ifc.SUCCESS, RELIABLE_QOS)
         self.m_pub = self.create_publisher(MarkerArray, ifc.MARKERS, RELIABLE_QOS)
         subscribe_moments(self, self.sync, self.on_snapshot, p.state_joints)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
@@ -57,7 +65,8 @@ class RewardNode(Node):
             self.instruction = msg.data
 
     def on_event(self, msg: String) -> None:
-        if json.loads(msg.data).get("event") == "start":
+        event = read_event(self, msg.data)
+        if isinstance(event, EpisodeStart):
             with self.cond:
                 self.episode += 1
                 self.prev_frame = None
@@ -72,7 +81,8 @@ class RewardNode(Node):
                 images, state = (frame, frame if self.prev_frame is None else self.prev_frame), None
                 self.prev_frame = frame
             if self.instruction is not None:
-                self.pending = (Observation(images=images, instruction=self.instruction, state=state), self.episode)
+                observation = Observation(images=images, instruction=self.instruction, state=state)
+                self.pending = (observation, snapshot.stamp_ns, self.episode)
                 self.cond.notify()
 
     def work(self) -> None:
@@ -83,7 +93,7 @@ class RewardNode(Node):
                 self.cond.wait_for(lambda: self.pending is not None or self.stopping)
                 if self.stopping:
                     return
-                observation, episode = self.pending
+                observation, stamp, episode = self.pending
                 self.pending = None
             try:
                 if episode != last_episode:
@@ -96,14 +106,16 @@ class RewardNode(Node):
             with self.cond:
                 if episode != self.episode:
                     continue  # the episode ended while we computed; its verdict is moot
-            self.publish(reading)
+            self.publish(reading, stamp)
             self.processed += 1
 
-    def publish(self, reading: Reading) -> None:
+    def publish(self, reading: Reading, stamp: int) -> None:
+        """The verdict carries the stamp of the frame it judges (``topics.VERDICTS``): the episode
+        manager matches it to its episode by that, not by when it arrives."""
         self.d_pub.publish(Float32(data=reading.steps_to_go))
         if reading.reward is not None:
             self.r_pub.publish(Float32(data=reading.reward))
-        self.s_pub.publish(Bool(data=reading.success))
+        self.s_pub.publish(stamped_verdict(reading.success, stamp))
         marker = Marker(ns="sefm_reward", id=0, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
         marker.header.frame_id = "board"
         marker.header.stamp = self.get_clock().now().to_msg()

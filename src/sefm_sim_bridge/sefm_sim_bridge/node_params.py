@@ -6,11 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from sefm_policy.config import StrictModel
+from sefm_interfaces.typed_config import StrictModel
+
+from .envs import TASK_FAMILIES
 
 
 class SimBridgeParams(StrictModel):
-    task_family: Literal["block2block", "block2block4", "block2location", "banana", "insertion"] = Field(
+    task_family: Literal[TASK_FAMILIES] = Field(
         "block2block", description="insertion: bimanual ALOHA (four cameras, joint_states, JointTrajectory commands)"
     )
     image_size: int = Field(96, gt=0, description="LanguageTable camera side; ALOHA renders its cameras at 32x64")

@@ -11,7 +11,6 @@ manager: ``sim/reset`` lays out the next seeded task, the ``start`` event makes 
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -22,15 +21,18 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from sefm_policy import interfaces as ifc
-from sefm_policy.ros_common import (
+from sefm_interfaces import topics as ifc
+from sefm_interfaces.episode_protocol import EpisodeEnd, EpisodeStart, SimTask, encode
+from sefm_interfaces.ros_common import (
     RELIABLE_QOS,
     SIM_CAMERA_QOS,
     array_to_image,
     declare_params,
+    read_event,
     run,
     set_stamp,
     stamp_ns,
+    stamped_verdict,
 )
 
 from .envs import embodiment_of, make_env
@@ -79,22 +81,22 @@ class SimBridgeNode(Node):
         self.episode += 1
         self.running = False
         response.success = True
-        response.message = json.dumps(
-            {"instruction": obs["instruction"], "seed": seed, "task_family": self.params.task_family}
+        response.message = encode(
+            SimTask(instruction=obs["instruction"], seed=seed, task_family=self.params.task_family)
         )
         return response
 
     def on_event(self, msg: String) -> None:
-        event = json.loads(msg.data)
-        if event.get("event") == "start":
+        event = read_event(self, msg.data)
+        if isinstance(event, EpisodeStart):
             self.running, self.actions, self.stop_after, self.latest = True, 0, None, None
             self.busy_until, self.executed = 0.0, None
             self.publish_observation()
-        elif event.get("event") == "end":
+        elif isinstance(event, EpisodeEnd):
             # Lockstep: the command for the episode's last action may still be on its way; execute
             # it so the episode's final frame exists, then stop.
-            length = event.get("metadata", {}).get("length")
-            if self.params.mode == "lockstep" and length is not None and self.actions < length:
+            length = event.meta.length
+            if self.params.mode == "lockstep" and self.actions < length:
                 self.stop_after = length
             else:
                 self.running = False
@@ -170,8 +172,7 @@ class SimBridgeNode(Node):
             state.pose.orientation.w = 1.0
         # The sim's verdict on this very frame, stamped like it: a recorder matches it to the
         # episode's final frame however late it arrives (ifc.SIM_SUCCESS).
-        verdict = Header(frame_id="success" if self.env.success() else "failure")
-        set_stamp(verdict, self.frame_stamp)
+        verdict = stamped_verdict(self.env.success(), self.frame_stamp)
         # The state goes first: a policy acts the moment its last camera frame arrives.
         self.last_observation = [(self.state_pub, state), (self.success_pub, verdict), *messages]
         for publisher, msg in self.last_observation:

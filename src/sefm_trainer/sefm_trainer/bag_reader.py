@@ -6,6 +6,7 @@ path and the reason, and the rest still load.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -17,10 +18,10 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
-from sefm_policy.config import EFMConfig
-from sefm_policy.frame_sync import joint_positions
-from sefm_policy.image_codec import ImageError, image_to_array
-from sefm_policy.interfaces import (
+from sefm_interfaces.episode_protocol import EpisodeEnd, EpisodeMeta, ProtocolError, decode_event
+from sefm_interfaces.frame_sync import joint_positions
+from sefm_interfaces.image_codec import ImageError, image_to_array
+from sefm_interfaces.topics import (
     ACTION_TOKENS,
     COMMAND,
     EFFECTOR_POSE,
@@ -30,9 +31,11 @@ from sefm_policy.interfaces import (
     SIM_SUCCESS,
     VERDICTS,
 )
+from sefm_interfaces.typed_config import UsageError
+from sefm_policy.config import EFMConfig
 
 from .bag_writer import CHECKSUMS, TYPESTORE, file_sha256
-from .episode import METADATA_KEY, Episode, EpisodeMeta
+from .episode import METADATA_KEY, Episode
 
 CAMERA = re.compile(r"^(?P<ns>.*)/camera/(?P<cam>[^/]+)/image_raw$")
 DEFAULT_CHUNK = EFMConfig.model_fields["action_chunk"].default
@@ -40,7 +43,7 @@ DEFAULT_CHUNK = EFMConfig.model_fields["action_chunk"].default
 COMMAND_TYPES = ("geometry_msgs/msg/TwistStamped", "trajectory_msgs/msg/JointTrajectory")
 
 
-class NotAnEpisode(ValueError):
+class NotAnEpisode(UsageError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = path, reason
@@ -125,9 +128,10 @@ def _metadata(reader: Reader, path: Path, events_topic: str | None) -> EpisodeMe
     if text is None and events_topic is not None:
         conns = [c for c in reader.connections if c.topic == events_topic]
         for conn, _, raw in reader.messages(connections=conns):
-            event = json.loads(TYPESTORE.deserialize_cdr(raw, conn.msgtype).data)
-            if event.get("event") == "end" and "metadata" in event:
-                text = json.dumps(event["metadata"])
+            with contextlib.suppress(ProtocolError):  # another tool's events on the topic are not ours
+                event = decode_event(TYPESTORE.deserialize_cdr(raw, conn.msgtype).data)
+                if isinstance(event, EpisodeEnd):
+                    text = json.dumps(event.metadata)
     if text is None:
         raise NotAnEpisode(path, f"no sefm episode metadata (custom_data '{METADATA_KEY}' or an end event)")
     try:
@@ -302,7 +306,7 @@ def select_fraction(names: Sequence[str], fraction: float, seed: int = 0) -> lis
 
     Smaller fractions are subsets of larger ones (10% ⊂ 20% ⊂ 80%), as in the paper's sweeps."""
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise UsageError(f"fraction must be in (0, 1], got {fraction}")
     ranked = sorted(names, key=lambda n: hashlib.sha256(f"{seed}:{n}".encode()).hexdigest())
     return sorted(ranked[: max(1, round(fraction * len(ranked)))]) if ranked else []
 

@@ -11,19 +11,19 @@ subscription delivers, as ``ros2 bag record`` stores it).
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import shutil
 import struct
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from sefm_policy.checkpoint import file_sha256
-from sefm_policy.interfaces import (
+from sefm_interfaces.episode_protocol import EpisodeEnd, EpisodeMeta, Message, encode
+from sefm_interfaces.topics import (
     ACTION_TOKENS,
     COMMAND,
     EFFECTOR_POSE,
@@ -33,8 +33,9 @@ from sefm_policy.interfaces import (
     SIM_OBJECTS,
     camera_topic,
 )
+from sefm_policy.checkpoint import file_sha256
 
-from .episode import METADATA_KEY, EpisodeMeta
+from .episode import METADATA_KEY
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 T = TYPESTORE.types
@@ -217,14 +218,14 @@ class EpisodeWriter:
         )
         self.write(COMMAND, msg, stamp_ns)
 
-    def event(self, stamp_ns: int, event: dict) -> None:
-        self.write(EVENTS, T["std_msgs/msg/String"](data=json.dumps(event, sort_keys=True)), stamp_ns)
+    def event(self, stamp_ns: int, event: Message) -> None:
+        self.write(EVENTS, T["std_msgs/msg/String"](data=encode(event)), stamp_ns)
 
     # ----- finishing --------------------------------------------------------------------
 
     def commit(self, meta: EpisodeMeta, end_ns: int) -> Path:
         """Record the metadata (custom data + an ``end`` event), close and move into place."""
-        self.event(end_ns, {"event": "end", "metadata": json.loads(meta.to_json())})
+        self.event(end_ns, EpisodeEnd(metadata=asdict(meta)))
         self._writer.set_custom_data(METADATA_KEY, meta.to_json())
         self._writer.close()
         write_checksums(self._staging / self.final.name)

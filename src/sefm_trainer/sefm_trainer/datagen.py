@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 from tqdm import tqdm
 
+from sefm_interfaces.episode_protocol import EpisodeMeta, EpisodeStart
+from sefm_interfaces.typed_config import StrictModel, UsageError
 from sefm_policy.config import ALOHA_DEFAULT_HIGH, ALOHA_DEFAULT_LOW
 from sefm_policy.tokenizers import JointTokenizer, language_table_action
-from sefm_sim_bridge.envs import embodiment_of
+from sefm_sim_bridge.envs import TASK_FAMILIES, embodiment_of
 
 from .bag_writer import EpisodeWriter
-from .episode import EpisodeMeta
 
 EPOCH_NS = 1_700_000_000 * 1_000_000_000  # fixed start time: identical seeds give identical bags
 SEED_SPACING_NS = 100 * 1_000_000_000  # each seed's episode starts 100 s after the previous seed's
 MAX_SEED = (2**31 - 1 - 1_000 - EPOCH_NS // 1_000_000_000) * 1_000_000_000 // SEED_SPACING_NS  # int32 header seconds
 
 
-@dataclass(frozen=True)
-class DatagenConfig:
-    task_family: str = "block2block"  # a LanguageTable family, or "insertion" (ALOHA)
-    image_size: tuple[int, int] = (96, 96)  # LanguageTable frames; ALOHA renders each camera at camera_size
-    camera_size: tuple[int, int] = (32, 64)
-    max_steps: int = 100
-    noise_std: float = 0.004
+class DatagenConfig(StrictModel):
+    task_family: Literal[TASK_FAMILIES] = Field(
+        "block2block", description="a LanguageTable family, or insertion (ALOHA)"
+    )
+    image_size: int = Field(96, gt=0, description="LanguageTable camera image side in pixels")
+    camera_size: tuple[int, int] = Field((32, 64), description="ALOHA: each camera's (height, width) in pixels")
+    max_steps: int = Field(100, gt=0)
+    noise_std: float = Field(0.004, ge=0, description="demonstrator action noise (m per step)")
     namespace: str = "/robot_0"
 
 
@@ -89,7 +92,7 @@ def record_demonstration(env, demo, seed: int, out_dir: Path, cfg: DatagenConfig
     demo.reset(seed)
     t0 = EPOCH_NS + seed * SEED_SPACING_NS
     with EpisodeWriter(out_dir, episode_name(cfg.task_family, seed), cfg.namespace) as writer:
-        writer.event(t0, {"event": "start", "instruction": obs["instruction"], "seed": seed})
+        writer.event(t0, EpisodeStart(instruction=obs["instruction"], seed=seed))
         writer.instruction(t0, obs["instruction"])
         topics.observe(writer, t0, obs)
         stamp, steps, done = t0, 0, False
@@ -129,7 +132,7 @@ def _make(cfg: DatagenConfig):
     from sefm_sim_bridge.demonstrator import PushDemonstrator
     from sefm_sim_bridge.language_table import LanguageTableEnv
 
-    env = LanguageTableEnv(cfg.task_family, image_size=cfg.image_size, max_steps=cfg.max_steps)
+    env = LanguageTableEnv(cfg.task_family, image_size=(cfg.image_size, cfg.image_size), max_steps=cfg.max_steps)
     return env, PushDemonstrator(noise_std=cfg.noise_std)
 
 
@@ -150,7 +153,7 @@ def generate(episodes: int, out_dir: str | Path, cfg: DatagenConfig, seed: int =
     """Write ``episodes`` demonstrations (seeds ``seed``..``seed+episodes-1``); already written
     episodes are kept, so an interrupted run continues where it stopped."""
     if seed < 0 or seed + episodes - 1 > MAX_SEED:
-        raise ValueError(
+        raise UsageError(
             f"demonstration seeds must lie in [0, {MAX_SEED}] (ROS stamps count seconds in int32); "
             f"asked for {seed}..{seed + episodes - 1}"
         )

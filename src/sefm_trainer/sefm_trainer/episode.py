@@ -4,48 +4,14 @@ on ``episode/events``)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sefm_interfaces.episode_protocol import EpisodeMeta
+
 METADATA_KEY = "sefm.episode"
-FORMAT = "sefm-episode/1"
-
-TERMINATIONS = ("success", "max_steps", "abort", "error")
-
-
-@dataclass
-class EpisodeMeta:
-    instruction: str
-    embodiment: str
-    length: int  # number of actions; the bag holds length + 1 frames per camera
-    success: bool | None  # ground truth where known (the sim's verdict on the final frame), else None
-    termination: str
-    seed: int | None = None
-    policy_version: int | str | None = None
-    task_family: str | None = None
-    namespace: str = "/robot_0"
-    cameras: list[str] = field(default_factory=lambda: ["front"])
-    control_hz: float = 10.0
-    format: str = FORMAT
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.termination not in TERMINATIONS:
-            raise ValueError(f"termination must be one of {TERMINATIONS}, got {self.termination!r}")
-        if self.length < 0:
-            raise ValueError(f"length must be >= 0, got {self.length}")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> EpisodeMeta:
-        data = json.loads(text)
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 @dataclass

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
+from sefm_interfaces.typed_config import StrictModel
+from sefm_policy.checkpoint import load_checkpoint
 from sefm_policy.model import EFM
-from sefm_reward.detector import StepsToGoDetector
+from sefm_reward.detector import DEFAULT_THRESHOLD, StepsToGoDetector
+from sefm_sim_bridge.envs import LANGUAGE_TABLE_FAMILIES
 
 from .rollout import PracticeEpisode, run_episodes
 
 HELD_OUT_SEED = 1_000_000  # evaluation seeds start here; demonstrations and practice use lower ones
+
+
+class EvalConfig(StrictModel):
+    """``sefm eval``: what LeRobot users know as ``lerobot-eval``."""
+
+    checkpoint: str = Field(..., description="policy checkpoint (Stage 1 best_bc or a Stage 2 policy)")
+    task_family: Literal[LANGUAGE_TABLE_FAMILIES] = "block2block"
+    episodes: int = Field(200, gt=0)
+    seed: int = Field(HELD_OUT_SEED, ge=0, description="first seed (the default starts the held-out range)")
+    max_steps: int = Field(100, gt=0)
+    reward_model: str | None = Field(None, description="also score this steps-to-go detector against ground truth")
+    success_threshold: float = Field(DEFAULT_THRESHOLD, ge=0, description="with reward_model: s")
+    out: str | None = Field(None, description="also write the JSON here")
+    video: str | None = Field(None, description="GIF grid of the first episodes")
+    video_episodes: int = Field(8, gt=0, description="episodes in the video grid")
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -70,3 +92,23 @@ def evaluate(
     if keep is not None:
         keep.extend(done)
     return summarise(done)
+
+
+def run_evaluation(cfg: EvalConfig) -> dict:
+    """Evaluate ``cfg.checkpoint`` and return (and, with ``out``, write) its summary."""
+    policy = load_checkpoint(cfg.checkpoint)
+    detector = None
+    if cfg.reward_model:
+        detector = StepsToGoDetector(load_checkpoint(cfg.reward_model), cfg.success_threshold)
+    kept: list = []
+    result = evaluate(policy, detector, cfg.episodes, cfg.task_family, cfg.seed, kept, max_steps=cfg.max_steps)
+    summary = {"checkpoint": cfg.checkpoint, "task": cfg.task_family, "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1]}
+    summary |= result
+    if cfg.video:
+        from .episode_video import episode_grid_gif
+
+        summary["video"] = str(episode_grid_gif(kept[: cfg.video_episodes], cfg.video))
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from sefm_policy.config import StrictModel
+from sefm_interfaces.typed_config import StrictModel
 
 
 class RecorderParams(StrictModel):

@@ -22,8 +22,9 @@ import torch
 from pydantic import Field, field_validator
 from tqdm import tqdm
 
+from sefm_interfaces.typed_config import StrictModel
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
-from sefm_policy.config import EFMConfig, StrictModel
+from sefm_policy.config import EFMConfig
 from sefm_policy.losses import EOS_WEIGHT, answer_loss
 from sefm_policy.model import EFM
 

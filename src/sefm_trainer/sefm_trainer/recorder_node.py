@@ -11,7 +11,6 @@ within the grace period, and the reader ignores what is past an episode's last a
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 
@@ -22,12 +21,12 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from sefm_policy import interfaces as ifc
-from sefm_policy.ros_common import LATCHED_QOS, RECORD_IMAGE_QOS, RECORD_QOS, declare_params, run
+from sefm_interfaces import topics as ifc
+from sefm_interfaces.episode_protocol import EpisodeEnd, EpisodeMeta, EpisodeStart
+from sefm_interfaces.ros_common import LATCHED_QOS, RECORD_IMAGE_QOS, RECORD_QOS, declare_params, read_event, run
 
 from .bag_reader import acted_frames, nearest_parts
 from .bag_writer import EpisodeWriter, episode_bag_name, header_stamp_ns
-from .episode import EpisodeMeta
 from .node_params import RecorderParams
 
 
@@ -80,13 +79,12 @@ class RecorderNode(Node):
 
     def on_event(self, raw: bytes) -> None:
         now = self.get_clock().now().nanoseconds
-        event = json.loads(deserialize_message(raw, String).data)
-        kind = event.get("event")
-        if kind == "start":
+        event = read_event(self, deserialize_message(raw, String).data)
+        if isinstance(event, EpisodeStart):
             if self.writer is not None:  # its manager restarted mid-episode: that episode never ends
                 self.get_logger().warning("a new episode started before the last one ended; dropping the last one")
                 self.discard(self.writer)
-            name = episode_bag_name(self.namespace, now, event.get("episode_id", 0))
+            name = episode_bag_name(self.namespace, now, event.episode_id or 0)
             self.writer = EpisodeWriter(self.params.out_dir, name, self.namespace)
             self.stamps[self.writer] = {t: set() for t in self.checked}
             self.writer.write_raw(ifc.EVENTS, "std_msgs/msg/String", now, raw)
@@ -97,8 +95,8 @@ class RecorderNode(Node):
                 if topic in self.checked:
                     self.stamps[self.writer][topic].add(header_stamp_ns(buffered))
             self.between.clear()
-        elif kind == "end" and self.writer is not None:
-            self.schedule_commit(self.writer, EpisodeMeta(**event["metadata"]), now)
+        elif isinstance(event, EpisodeEnd) and self.writer is not None:
+            self.schedule_commit(self.writer, event.meta, now)
             self.writer = None
 
     def open_writers(self) -> list[EpisodeWriter]:

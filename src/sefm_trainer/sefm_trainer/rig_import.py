@@ -33,11 +33,11 @@ from pydantic import Field, model_validator
 from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
-from sefm_policy.config import StrictModel
-from sefm_policy.image_codec import ImageError, compressed_to_array, image_to_array
+from sefm_interfaces.episode_protocol import EpisodeMeta, EpisodeStart
+from sefm_interfaces.image_codec import ImageError, compressed_to_array, image_to_array
+from sefm_interfaces.typed_config import StrictModel
 
 from .bag_writer import TYPESTORE, EpisodeWriter
-from .episode import EpisodeMeta
 
 CAMERAS = {"language_table": ("front",), "aloha": ("top", "angle", "left_wrist", "right_wrist")}
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -377,7 +377,7 @@ def _write(series: dict[str, Series], rig: RigMap, grid: np.ndarray, out: Path, 
     instruction = rig.instruction or _instruction(series[rig.instruction_topic], int(grid[0]), int(grid[-1]))
     joint_names = _joint_names(rig.command, actions.shape[-1]) if rig.embodiment == "aloha" else None
     with EpisodeWriter(out, name, rig.namespace) as writer:
-        writer.event(int(grid[0]), {"event": "start", "instruction": instruction, "source": str(bag)})
+        writer.event(int(grid[0]), EpisodeStart(instruction=instruction, source=str(bag)))
         writer.instruction(int(grid[0]), instruction)
         for k, t in enumerate(grid):
             for camera, topic in rig.cameras.items():

@@ -26,8 +26,9 @@ import torch.distributed as dist
 from pydantic import Field, model_validator
 from tqdm import tqdm
 
+from sefm_interfaces.typed_config import ConfigError, StrictModel
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
-from sefm_policy.config import EFMConfig, StrictModel
+from sefm_policy.config import EFMConfig
 from sefm_policy.losses import (
     LossOutput,
     answer_loss,
@@ -125,7 +126,7 @@ class Data:
             print(f"sft: skipping {path}: {reason}")
         episodes = [e for e in loaded.episodes if e.meta.success]
         if not episodes:
-            raise ValueError(f"no successful episodes in {cfg.data}")
+            raise ConfigError(f"no successful episodes in {cfg.data}")
         names = [e.path.name for e in episodes]
         val_names = set(select_fraction(names, cfg.val_fraction, seed=cfg.seed + 1))
         train = [e for e in episodes if e.path.name not in val_names]
@@ -134,19 +135,19 @@ class Data:
             train = [e for e in train if e.path.name in keep]
         kinds = sorted({e.meta.embodiment for e in episodes})
         if kinds != [cfg.model.embodiment]:
-            raise ValueError(f"{cfg.data} holds {kinds} episodes but model.embodiment is {cfg.model.embodiment!r}")
+            raise ConfigError(f"{cfg.data} holds {kinds} episodes but model.embodiment is {cfg.model.embodiment!r}")
         if "instruction" in cfg.objectives and cfg.model.embodiment != "language_table":
-            raise ValueError("objectives: instruction prediction is for LanguageTable episodes only (paper App. B)")
-        if "objects" in cfg.objectives and any(e.objects is None for e in episodes):
-            raise ValueError(f"objectives: objects needs demonstrations that record their objects ({cfg.data})")
+            raise ConfigError("objectives: instruction prediction is for LanguageTable episodes only (paper App. B)")
+        if "objects" in cfg.objectives and any(e.objects is None or e.effector is None for e in episodes):
+            raise ConfigError(f"objectives: objects needs demonstrations that record their objects ({cfg.data})")
         if "grounding" in cfg.objectives and cfg.model.embodiment != "language_table":
-            raise ValueError("objectives: grounding asks about LanguageTable scenes; it is for LanguageTable only")
+            raise ConfigError("objectives: grounding asks about LanguageTable scenes; it is for LanguageTable only")
         self.train, self.val = StepIndex(train), StepIndex([e for e in episodes if e.path.name in val_names])
         self.tokenizer = None  # the model's action tokenizer, set once the model exists
         self.grounding: GroundingData | None = None  # Stage 0's questions, set once the model exists
         self.patch_grid = 0  # patches per side of the model's images, set once the model exists
         if not len(self.train) or not len(self.val):
-            raise ValueError(f"need episodes for both training and validation (have {len(episodes)})")
+            raise ConfigError(f"need episodes for both training and validation (have {len(episodes)})")
 
     def joint_stats(self) -> tuple[list[float], list[float]]:
         """Per-joint range of the training commands and states: ALOHA's token normalisation."""
@@ -198,7 +199,7 @@ def places_at(episode, t: int) -> np.ndarray:
     """``chain_places`` at step ``t`` of a demonstration that recorded its objects."""
     extra = episode.meta.extra
     if episode.objects is None or episode.effector is None or "obj" not in extra:
-        raise ValueError(f"{episode.path}: reasoning needs demonstrations that record objects and the effector")
+        raise ConfigError(f"{episode.path}: reasoning needs demonstrations that record objects and the effector")
     objects = {name: track[t] for name, track in episode.objects.items()}
     return chain_places(objects, episode.effector[t], extra["obj"], extra.get("target"), extra.get("location"))
 
@@ -267,7 +268,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     resuming = (last / "manifest.json").exists()
     if cfg.device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device: {cfg.device!r} asked for, but torch sees no CUDA device")
+            raise ConfigError(f"device: {cfg.device!r} asked for, but torch sees no CUDA device")
         torch.backends.cuda.matmul.allow_tf32 = True
     if resuming:
         model = load_checkpoint(last)
@@ -275,7 +276,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         model = load_checkpoint(cfg.init)
         if model.config.embodiment != cfg.model.embodiment:
             kind = model.config.embodiment
-            raise ValueError(f"init {cfg.init} is a {kind} model; model.embodiment is {cfg.model.embodiment}")
+            raise ConfigError(f"init {cfg.init} is a {kind} model; model.embodiment is {cfg.model.embodiment}")
     else:
         model_cfg = cfg.model
         if model_cfg.embodiment == "aloha" and model_cfg.joint_low is None:
@@ -289,7 +290,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         model = model.reconfigured(**changes)
     model = model.to(cfg.device)
     if "plan" in cfg.objectives and model.config.action_from != "places":
-        raise ValueError("objectives: plan trains the action from places alone, which needs action_from: places")
+        raise ConfigError("objectives: plan trains the action from places alone, which needs action_from: places")
     data.tokenizer = model.embodiment.action
     if "grounding" in cfg.objectives:
         from .grounding import GroundingData  # renders scenes: the only objective that needs the sim

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from sefm_policy.config import StrictModel
+from sefm_interfaces.typed_config import StrictModel
 from sefm_policy.losses import reinforce_loss
 from sefm_policy.model import EFM
-from sefm_reward.detector import StepsToGoDetector, label_episode
+from sefm_reward.detector import DEFAULT_THRESHOLD, StepsToGoDetector, label_episode
 from sefm_sim_bridge.envs import TASK_FAMILIES
 
 from .rollout import PracticeEpisode, run_episodes
@@ -41,7 +41,7 @@ class Stage2Config(StrictModel):
     coef: float = Field(5e-2, gt=0, description="c in -c·R·log p")
     lr: float = Field(1e-4, gt=0)
     temperature: float = Field(1.0, gt=0)
-    success_threshold: float = Field(3.0, ge=0, description="s: detected success when d <= s")
+    success_threshold: float = Field(DEFAULT_THRESHOLD, ge=0, description="s: detected success when d <= s")
     success_bonus: float = Field(0.0, ge=0, description="added to the reward of a detected success (ALOHA)")
     max_steps: int = Field(100, gt=0)
     task_family: Literal[TASK_FAMILIES] = "block2block"

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
+from sefm_interfaces.typed_config import StrictModel, UsageError
 from sefm_policy.embodiment import observation_at
 from sefm_policy.model import EFM
 from sefm_reward.calibration import plot_sweep, sweep
@@ -23,7 +25,7 @@ def episode_distances(detector: StepsToGoDetector, data: str | Path, progress: b
     loaded = load_episodes(data, progress=False)
     episodes = [ep for ep in loaded.episodes if ep.meta.success is not None]
     if not episodes:
-        raise ValueError(f"no episodes with a known outcome (ground-truth success) in {data}")
+        raise UsageError(f"no episodes with a known outcome (ground-truth success) in {data}")
     distances = []
     for ep in tqdm(episodes, desc="d(o,g)", unit="ep", disable=not progress):
         frames, states = timeline(ep)
@@ -32,22 +34,29 @@ def episode_distances(detector: StepsToGoDetector, data: str | Path, progress: b
     return distances, [ep.meta.success for ep in episodes]
 
 
+class CalibrationConfig(StrictModel):
+    """How s is chosen: the sweep and what a precise enough threshold is."""
+
+    tolerance: int = Field(2, ge=0, description="firing this many steps before the goal still counts")
+    min_precision: float = Field(0.9, gt=0, le=1, description="s is the highest-recall threshold at this precision")
+    max_threshold: float = Field(20.0, gt=0, description="the largest s tried")
+    step: float = Field(0.5, gt=0, description="spacing of the thresholds tried")
+
+    @model_validator(mode="after")
+    def _step_fits(self) -> CalibrationConfig:
+        if self.step > self.max_threshold:
+            raise ValueError(f"step ({self.step}) must not exceed max_threshold ({self.max_threshold})")
+        return self
+
+
 def calibrate_threshold(
-    reward_model: EFM,
-    data: str | Path,
-    out: str | Path,
-    max_threshold: float = 20.0,
-    step: float = 0.5,
-    tolerance: int = 2,
-    min_precision: float = 0.9,
-    progress: bool = True,
+    reward_model: EFM, data: str | Path, out: str | Path, cfg: CalibrationConfig | None = None, progress: bool = True
 ) -> dict:
     """Sweep s over step, 2·step, .., max_threshold; writes calibration.json and .png to ``out``."""
-    if not 0 < step <= max_threshold:
-        raise ValueError(f"need 0 < step <= max_threshold, got step {step}, max_threshold {max_threshold}")
+    cfg = cfg or CalibrationConfig()
     distances, successes = episode_distances(StepsToGoDetector(reward_model, 0.0), data, progress)
-    thresholds = np.arange(step, max_threshold + step / 2, step)
-    result = {"data": str(data)} | sweep(distances, successes, thresholds, tolerance, min_precision)
+    thresholds = np.arange(cfg.step, cfg.max_threshold + cfg.step / 2, cfg.step)
+    result = {"data": str(data)} | sweep(distances, successes, thresholds, cfg.tolerance, cfg.min_precision)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(result, indent=2))

@@ -17,9 +17,10 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
-from sefm_policy import interfaces as ifc
-from sefm_policy.config import load_config
-from sefm_policy.ros_common import LATCHED_QOS, declare_params, run
+from sefm_interfaces import topics as ifc
+from sefm_interfaces.episode_protocol import CheckpointInfo, PauseReply, ProtocolError, decode, encode
+from sefm_interfaces.ros_common import LATCHED_QOS, declare_params, run
+from sefm_interfaces.typed_config import load_config
 
 from .fleet_source import FleetSource
 from .node_params import TrainerParams
@@ -80,12 +81,12 @@ class TrainerNode(Node):
 
     def on_version(self, namespace: str, msg: String) -> None:
         try:
-            self.versions[namespace] = json.loads(msg.data).get("version")
-        except (ValueError, AttributeError):
+            self.versions[namespace] = decode(msg.data, CheckpointInfo).version
+        except ProtocolError:
             self.get_logger().error(f"malformed policy version from {namespace}: {msg.data!r}")
 
     def publish_checkpoint(self, path: Path, version) -> None:
-        self.checkpoint_pub.publish(String(data=json.dumps({"path": str(path), "version": version})))
+        self.checkpoint_pub.publish(String(data=encode(CheckpointInfo(path=str(path), version=version))))
 
     def wait_for_version(self, version: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -107,7 +108,8 @@ class TrainerNode(Node):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{ifc.PAUSE} did not answer within {timeout_s} s")
             time.sleep(0.01)
-        return sum(json.loads(f.result().message).get("aborted_episode") is not None for f in futures.values())
+        replies = [decode(f.result().message, PauseReply) for f in futures.values()]
+        return sum(reply.aborted_episode is not None for reply in replies)
 
 
 def main(args=None) -> None:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
+from sefm_interfaces.typed_config import ConfigError
 from sefm_policy.checkpoint import load_checkpoint
-from sefm_policy.config import ConfigError, EFMConfig
+from sefm_policy.config import EFMConfig
 from sefm_reward.detector import StepsToGoDetector
 from sefm_sim_bridge.aloha import CAMERAS, JOINT_NAMES, START_COMMAND, AlohaInsertionEnv
 from sefm_sim_bridge.aloha_demonstrator import InsertionDemonstrator

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sefm_interfaces.episode_protocol import EpisodeMeta
 from sefm_sim_bridge.demonstrator import PushDemonstrator
 from sefm_sim_bridge.language_table import LanguageTableEnv
 from sefm_trainer.bag_reader import (
@@ -18,7 +19,6 @@ from sefm_trainer.bag_reader import (
 from sefm_trainer.bag_writer import EpisodeWriter, episode_bag_name, recorded_start_ns
 from sefm_trainer.datagen import DatagenConfig, generate, record_demonstration
 from sefm_trainer.dataset import StepIndex
-from sefm_trainer.episode import EpisodeMeta
 
 
 def test_bag_round_trip_returns_the_arrays_that_were_recorded(tmp_path):
@@ -239,7 +239,7 @@ def test_a_bag_whose_bytes_changed_is_skipped_with_its_path(episode_folder, wher
 def live_bag(out, verdicts: dict[int, str]):
     """A bag as the recorder writes it: 2 actions, a frame past the episode's end, the sim's
     verdicts for the frames in ``verdicts`` (frame index -> frame_id) and no success in the metadata."""
-    from sefm_policy.interfaces import SIM_SUCCESS
+    from sefm_interfaces.topics import SIM_SUCCESS
     from sefm_trainer.bag_writer import header
 
     stamps = [10**9 + k * 10**8 for k in range(4)]

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from sefm_interfaces.episode_protocol import EpisodeMeta
 from sefm_policy.checkpoint import read_manifest
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_reward.detector import StepsToGoDetector, label_episode
 from sefm_trainer.bag_writer import EpisodeWriter
-from sefm_trainer.episode import EpisodeMeta
 from sefm_trainer.fleet_source import FleetSource
 from sefm_trainer.rollout import PracticeEpisode, run_episodes
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 
-from sefm_policy.config import ConfigError, parse_config
+from sefm_interfaces.typed_config import ConfigError, parse_config
 from sefm_sim_bridge.scene import BLOCK_HALF
 from sefm_trainer.grounding import PLACE, TASKS, GroundingData, parse_point, point_text, points_at
 from sefm_trainer.pretrain import PretrainConfig, pretrain

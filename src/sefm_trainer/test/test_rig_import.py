@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import yaml
 
+from sefm_interfaces.typed_config import ConfigError, parse_config
 from sefm_policy.checkpoint import load_checkpoint
-from sefm_policy.config import ConfigError, EFMConfig, parse_config
+from sefm_policy.config import EFMConfig
 from sefm_trainer.bag_reader import load_episodes
 from sefm_trainer.rig_import import RigMap, import_bags
 from sefm_trainer.rig_recording import Teleop, leader_targets, write_aloha_rig, write_language_table_rig

@@ -32,7 +32,7 @@ def test_batches_split_uniformly_and_shard_evenly():
 
 
 def test_a_device_that_is_not_cpu_or_cuda_is_refused_naming_the_key(tmp_path):
-    from sefm_policy.config import ConfigError, parse_config
+    from sefm_interfaces.typed_config import ConfigError, parse_config
 
     with pytest.raises(ConfigError, match="device"):
         parse_config({"data": "d", "out": "o", "device": "gpu"}, SFTConfig)

@@ -8,6 +8,7 @@ COMMAND = "policy/command"
 POLICY_VERSION = "policy/version"  # std_msgs/String JSON {path, version}: what the policy acts with now
 STEPS_TO_GO = "reward/steps_to_go"
 REWARD = "reward/reward"
+# std_msgs/Header per frame judged, like SIM_SUCCESS: stamp = the frame, frame_id a VERDICTS key.
 SUCCESS = "reward/success"
 MARKERS = "reward/markers"
 EVENTS = "episode/events"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sefm_policy.frame_sync import FrameSync
+from sefm_interfaces.frame_sync import FrameSync
 
 CAMS = ("top", "angle", "left_wrist", "right_wrist")
 

@@ -14,11 +14,13 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
 
-from . import interfaces as ifc
-from .config import parse_config
+from . import topics as ifc
+from .episode_protocol import EpisodeEnd, EpisodeStart, PauseChange, ProtocolError, decode_event
 from .frame_sync import FrameSync, Snapshot, joint_positions
 from .image_codec import ImageError, image_to_array
+from .typed_config import parse_config
 
 SENSOR_QOS = qos_profile_sensor_data
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -49,14 +51,33 @@ def declare_params(node: Node, model: type[BaseModel]):
     return parse_config(values, model, f"parameters of node {node.get_fully_qualified_name()}")
 
 
+def read_event(node: Node, text: str) -> EpisodeStart | EpisodeEnd | PauseChange | None:
+    """An ``episode/events`` message, or None (logged) when it does not parse: a stranger's message
+    on the topic must not take a node down."""
+    try:
+        return decode_event(text)
+    except ProtocolError as err:
+        node.get_logger().error(f"ignoring an event: {err}", throttle_duration_sec=BAD_IMAGE_LOG_PERIOD_S)
+        return None
+
+
 def stamp_ns(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+    """A message's header stamp in ns; a bare ``std_msgs/Header`` (a verdict) is read itself."""
+    stamp = msg.stamp if hasattr(msg, "stamp") else msg.header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def set_stamp(msg, ns: int) -> None:
     """Stamp a message's header; a bare ``std_msgs/Header`` is stamped itself."""
     stamp = msg.stamp if hasattr(msg, "stamp") else msg.header.stamp
     stamp.sec, stamp.nanosec = divmod(int(ns), 1_000_000_000)
+
+
+def stamped_verdict(success: bool, ns: int) -> Header:
+    """A verdict on the frame stamped ``ns`` (``topics.SUCCESS``, ``topics.SIM_SUCCESS``)."""
+    msg = Header(frame_id=next(name for name, value in ifc.VERDICTS.items() if value == bool(success)))
+    set_stamp(msg, ns)
+    return msg
 
 
 def array_to_image(rgb: np.ndarray, stamp: int, frame_id: str) -> Image:

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sensor_msgs.msg import Image
 
-from sefm_policy.ros_common import ImageError, array_to_image, image_to_array
+from sefm_interfaces.ros_common import ImageError, array_to_image, image_to_array, stamp_ns, stamped_verdict
+from sefm_interfaces.topics import VERDICTS
 
 RGB = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 7
 
@@ -73,3 +74,9 @@ def test_any_image_message_is_either_a_frame_of_its_size_or_an_image_error(encod
     except ImageError:
         return
     assert frame.shape == (height, width, 3) and frame.dtype == np.uint8
+
+
+@pytest.mark.parametrize("success", [True, False])
+def test_a_verdict_carries_the_stamp_of_the_frame_it_judges(success):
+    msg = stamped_verdict(success, 1_700_000_000_123_456_789)
+    assert stamp_ns(msg) == 1_700_000_000_123_456_789 and VERDICTS[msg.frame_id] is success
