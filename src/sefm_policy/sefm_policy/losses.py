@@ -63,6 +63,27 @@ def images_rolled(observations: Sequence[Observation]) -> list[Observation]:
     return [replace(o, images=observations[(i + 1) % n].images) for i, o in enumerate(observations)]
 
 
+def chain_loss(model: EFM, observations: Sequence[Observation], tokens) -> LossOutput:
+    """Cross-entropy over a reasoning chain's place tokens alone (no action): pointing to the blocks an
+    instruction names, which Stage 1 can ask of every block of every frame, not only the two the
+    demonstration's instruction names."""
+    chain = model.embodiment.reasoning_slots
+    target = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=model.device)[:, :chain]
+    dist = model.chain_distributions(observations, target)
+    nll = -dist.gather(-1, target[..., None])[..., 0]
+    hit = dist.argmax(-1) == target
+    per_place = len(model.config.place_radices) * 2
+    return LossOutput(
+        nll.mean(),
+        {
+            "chain/loss": nll.mean().item(),
+            "chain/token_acc": hit.float().mean().item(),
+            "chain/object_exact": hit[:, :per_place].all(-1).float().mean().item(),
+            "chain/target_exact": hit[:, per_place : 2 * per_place].all(-1).float().mean().item(),
+        },
+    )
+
+
 def steps_to_go_loss(model: EFM, observations: Sequence[Observation], steps_to_go) -> LossOutput:
     """Cross-entropy of the binned steps-to-go target (T - t)."""
     target = torch.as_tensor(model.embodiment.steps.encode(steps_to_go, "steps-to-go"), device=model.device)

@@ -266,6 +266,16 @@ class EFM(nn.Module):
             logits = torch.cat([seen, self._blind_logits(observations, suffix)], 1)
         return self._restrict(logits, self.action_slot_sizes, self.action_ids)
 
+    def chain_distributions(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
+        """Log-probs (B, chain slots, max size) of a reasoning chain's places alone, teacher-forced on
+        ``tokens`` (its place slots, or the whole action): the pass over the images, no action."""
+        chain = self.embodiment.reasoning_slots
+        if not chain:
+            raise ValueError("a chain of places needs reason: true")
+        suffix = self._action_vocab(self._token_tensor(tokens)[:, : chain - 1])
+        logits = self._teacher_forced_logits(self.prefix(Task.ACT, observations), suffix)
+        return self._restrict(logits, self.action_slot_sizes[:chain], self.action_ids[:chain])
+
     def _blind_logits(self, observations: Sequence[Observation], suffix: torch.Tensor) -> torch.Tensor:
         """The image-free pass's logits for the action's own slots, after the chain in ``suffix``."""
         prefix = self.prefix(Task.ACT, observations, images=False)

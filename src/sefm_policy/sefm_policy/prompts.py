@@ -20,7 +20,7 @@ class Observation:
     """One step as the model sees it.
 
     ``images`` are uint8 HxWx3 frames in the embodiment's camera order
-    (LanguageTable: current, previous; ALOHA: top, table, left wrist, right wrist;
+    (LanguageTable: current, previous; ALOHA: top, angle, left wrist, right wrist;
     instruction prediction: first, last). ``state`` is the joint vector (ALOHA).
     """
 

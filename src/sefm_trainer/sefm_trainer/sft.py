@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -33,6 +34,7 @@ from sefm_policy.losses import (
     LossOutput,
     answer_loss,
     bc_loss,
+    chain_loss,
     images_rolled,
     instruction_loss,
     plan_loss,
@@ -42,7 +44,7 @@ from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
 from sefm_policy.tokenizers import GroundedActionTokenizer, JointTokenizer
 from sefm_sim_bridge.scene import image_point
-from sefm_sim_bridge.tasks import region_centre
+from sefm_sim_bridge.tasks import LOCATIONS, PREPOSITIONS, VERBS, region_centre
 
 from .bag_reader import load_episodes, select_fraction
 from .dataset import StepIndex
@@ -53,7 +55,7 @@ from .trainer_state import load_trainer_extra, load_trainer_state, save_resume_p
 if TYPE_CHECKING:
     from .grounding import GroundingData
 
-Objective = Literal["bc", "steps", "instruction", "grounding", "plan", "objects"]
+Objective = Literal["bc", "steps", "instruction", "grounding", "plan", "objects", "chain"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
 
 
@@ -71,7 +73,8 @@ class SFTConfig(StrictModel):
         min_length=1,
         description="plan: the action from its true places in the image-free pass alone (action_from: places), "
         "the place -> action map without pixels, so cheap that it can take many more examples a step; "
-        "objects: where every object of the frame is, per patch of the vision tower (object_map)",
+        "objects: where every object of the frame is, per patch of the vision tower (object_map); "
+        "chain: a reasoning chain's places alone for an instruction naming two random blocks of the frame",
     )
     objective_batch: dict[Objective, int] = Field(
         default_factory=dict, description="examples per step of these objectives; the rest share batch_size evenly"
@@ -138,8 +141,11 @@ class Data:
             raise ConfigError(f"{cfg.data} holds {kinds} episodes but model.embodiment is {cfg.model.embodiment!r}")
         if "instruction" in cfg.objectives and cfg.model.embodiment != "language_table":
             raise ConfigError("objectives: instruction prediction is for LanguageTable episodes only (paper App. B)")
-        if "objects" in cfg.objectives and any(e.objects is None or e.effector is None for e in episodes):
-            raise ConfigError(f"objectives: objects needs demonstrations that record their objects ({cfg.data})")
+        for objective in ("objects", "chain"):
+            if objective in cfg.objectives and any(e.objects is None or e.effector is None for e in episodes):
+                raise ConfigError(
+                    f"objectives: {objective} needs demonstrations that record their objects ({cfg.data})"
+                )
         if "grounding" in cfg.objectives and cfg.model.embodiment != "language_table":
             raise ConfigError("objectives: grounding asks about LanguageTable scenes; it is for LanguageTable only")
         self.train, self.val = StepIndex(train), StepIndex([e for e in episodes if e.path.name in val_names])
@@ -180,6 +186,13 @@ class Data:
         obs = [s.observation for s in steps]
         if objective == "objects":
             return obs, np.stack([step_targets(index.episodes[s.episode], s.t, self.patch_grid) for s in steps])
+        if objective == "chain":
+            asked = [
+                relabelled(index.episodes[s.episode], s.t, np.random.default_rng(int(i)))
+                for s, i in zip(steps, picks, strict=True)
+            ]
+            obs = [replace(o, instruction=instruction) for o, (instruction, _) in zip(obs, asked, strict=True)]
+            return obs, np.stack([self.tokenizer.encode(np.zeros(2), places) for _, places in asked])
         if objective in ("bc", "plan"):
             if isinstance(self.tokenizer, GroundedActionTokenizer):
                 places = [places_at(index.episodes[s.episode], s.t) for s in steps]
@@ -204,6 +217,22 @@ def places_at(episode, t: int) -> np.ndarray:
     return chain_places(objects, episode.effector[t], extra["obj"], extra.get("target"), extra.get("location"))
 
 
+def relabelled(episode, t: int, rng: np.random.Generator) -> tuple[str, np.ndarray]:
+    """An instruction of the episode's kind naming random things of step ``t``'s frame (two blocks, or
+    an object and a region of the table), and its chain of places: every frame can teach where each
+    of its objects is, not only the ones its demonstration was about."""
+    names = sorted(episode.objects)
+    verb = VERBS[rng.integers(len(VERBS))]
+    objects = {name: track[t] for name, track in episode.objects.items()}
+    if episode.meta.extra.get("target") is not None and len(names) >= 2:
+        obj, target = (names[int(k)] for k in rng.choice(len(names), 2, replace=False))
+        prep = PREPOSITIONS[rng.integers(len(PREPOSITIONS))]
+        return f"{verb} the {obj} {prep} the {target}", chain_places(objects, episode.effector[t], obj, target, None)
+    obj, location = names[rng.integers(len(names))], sorted(LOCATIONS)[rng.integers(len(LOCATIONS))]
+    instruction = f"{verb} the {obj} to the {location} of the table"
+    return instruction, chain_places(objects, episode.effector[t], obj, None, location)
+
+
 def grounding_loss(model: EFM, observations, questions) -> LossOutput:
     """Stage 0's questions kept in the mix (RT-2's co-fine-tuning): the binding of words to
     places that Stage 1 reads its frames with is not trained away by the action targets."""
@@ -217,6 +246,7 @@ LOSSES = {
     "instruction": instruction_loss,
     "grounding": grounding_loss,
     "plan": plan_loss,
+    "chain": chain_loss,
 }
 SELECT = {
     "bc": "bc/loss",
@@ -225,6 +255,7 @@ SELECT = {
     "grounding": "answer/loss",
     "plan": "plan/loss",
     "objects": "objects/loss",
+    "chain": "chain/loss",
 }
 # SFTConfig keys that, when set, rewrite the same EFMConfig key of the model (an --init's too).
 MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens")
@@ -289,6 +320,8 @@ def train_sft(cfg: SFTConfig) -> dict:
     if any(getattr(model.config, key) != value for key, value in changes.items()):
         model = model.reconfigured(**changes)
     model = model.to(cfg.device)
+    if "chain" in cfg.objectives and not model.config.reason:
+        raise ConfigError("objectives: chain trains a reasoning chain's places, which needs reason: true")
     if "plan" in cfg.objectives and model.config.action_from != "places":
         raise ConfigError("objectives: plan trains the action from places alone, which needs action_from: places")
     data.tokenizer = model.embodiment.action

@@ -93,6 +93,34 @@ def test_a_reasoning_policy_learns_to_say_where_things_are_before_it_acts(demo_e
     assert np.abs(place[0] - image_point(obj)).max() <= 0.5 / policy.embodiment.action.place.cells  # within its cell
 
 
+def test_the_chain_objective_asks_for_random_blocks_of_the_frame_and_trains_their_places(demo_episodes, tmp_path):
+    cfg = config(demo_episodes, tmp_path / "run", objectives=["bc", "chain"], reason=True, steps=2, val_every=2)
+    train_sft(cfg)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(x["chain/loss"]) for x in lines if "val" not in x)
+    assert 0.0 <= lines[-1]["val"]["chain/object_exact"] <= 1.0
+    policy = load_checkpoint(tmp_path / "run" / "best_chain")
+    data = Data(cfg)
+    data.tokenizer = policy.embodiment.action
+    picks = np.arange(16)
+    observations, tokens = data.batch("chain", data.train, picks)
+    again, same = data.batch("chain", data.train, picks)
+    assert [o.instruction for o in again] == [o.instruction for o in observations] and (same == tokens).all()
+    named = set()
+    for i, (obs, places) in enumerate(zip(observations, policy.embodiment.action.decode_places(tokens), strict=True)):
+        step = data.train[int(picks[i])]
+        episode = data.train.episodes[step.episode]
+        obj = next(n for n in episode.objects if obs.instruction.split(" the ")[1].startswith(n))
+        named.add(obj)
+        assert (
+            np.abs(places[0] - image_point(episode.objects[obj][step.t])).max()
+            <= 0.5 / policy.embodiment.action.place.cells
+        )
+    assert len(named) > 2  # not only the blocks the demonstrations were about
+    with pytest.raises(ValueError, match="objectives: chain"):
+        train_sft(config(demo_episodes, tmp_path / "plain", objectives=["chain"]))
+
+
 def test_an_action_from_places_trains_on_its_own_image_free_batch_and_keeps_its_best(demo_episodes, tmp_path):
     cfg = config(demo_episodes, tmp_path / "run", objectives=["bc", "plan"], reason=True, action_from="places")
     best = train_sft(cfg.model_copy(update={"objective_batch": {"plan": 8}, "steps": 2, "val_every": 2}))
