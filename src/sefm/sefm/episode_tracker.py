@@ -20,7 +20,7 @@ class EpisodeTracker:
     steps: int = 0
     info: dict = field(default_factory=dict)
     last_progress: float = 0.0  # when the episode started or last took a step (monotonic seconds)
-    start_ns: int = 0  # the ROS time the episode started: frames stamped before are the last one's
+    start_ns: int = 0  # ROS time at the start: frames stamped before are the last episode's (clocks synced, e.g. NTP)
     first_frame_ns: int | None = None  # the stamp of the first frame judged in this episode
 
     def start(self, info: dict, now: float = 0.0, start_ns: int = 0) -> int:
