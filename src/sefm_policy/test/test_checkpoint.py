@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from sefm_policy.checkpoint import CheckpointError, load_checkpoint, read_manifest, save_checkpoint
-from sefm_policy.config import EFMConfig, TextConfig
+from sefm_policy.checkpoint import CheckpointError, load_checkpoint, load_vision_tower, read_manifest, save_checkpoint
+from sefm_policy.config import EFMConfig, TextConfig, VisionConfig
 from sefm_policy.model import EFM
 from sefm_policy.testing import aloha_observations, table_observations
 
@@ -53,6 +53,26 @@ def test_an_untied_output_head_keeps_its_own_weights_through_a_round_trip(tmp_pa
     assert loaded.backbone.lm_head.weight.data_ptr() != loaded.backbone.get_input_embeddings().weight.data_ptr()
     obs = table_observations(2)
     assert torch.equal(model.expected_steps_to_go(obs), loaded.expected_steps_to_go(obs))
+
+
+def test_a_wider_decoder_starts_on_a_checkpoints_vision_tower_and_background(tiny, tmp_path):
+    tiny.fit_background(table_observations(4))
+    save_checkpoint(tiny, tmp_path / "seeing")
+    torch.manual_seed(1)
+    wide = EFM.build(EFMConfig(text=TextConfig(hidden_size=96, num_layers=3)))
+    decoder = {k: v.clone() for k, v in wide.backbone.model.language_model.state_dict().items()}
+    load_vision_tower(wide, tmp_path / "seeing")
+    for name, value in tiny.backbone.model.vision_tower.state_dict().items():
+        assert torch.equal(wide.backbone.model.vision_tower.state_dict()[name], value), name
+    assert all(torch.equal(v, decoder[k]) for k, v in wide.backbone.model.language_model.state_dict().items())
+    assert torch.equal(wide.background, tiny.background)
+
+
+def test_a_vision_tower_of_another_shape_is_refused_naming_both(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path / "seeing")
+    other = EFM.build(EFMConfig(vision=VisionConfig(hidden_size=32)))
+    with pytest.raises(CheckpointError, match=r"vision tower.*hidden_size.*differs"):
+        load_vision_tower(other, tmp_path / "seeing")
 
 
 def test_round_trip_keeps_the_fitted_background(tiny, tmp_path):

@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from sefm_interfaces.typed_config import ConfigError, StrictModel
-from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
+from sefm_policy.checkpoint import load_checkpoint, load_vision_tower, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.losses import (
     LossOutput,
@@ -103,6 +103,11 @@ class SFTConfig(StrictModel):
     init: str | None = Field(
         None, description="checkpoint to start from (the Stage 0 base); its config and background replace model"
     )
+    init_vision: str | None = Field(
+        None,
+        description="checkpoint whose vision tower (and background) a freshly built model starts from; "
+        "model.vision, image_size and pixel_norm must match it, the decoder is model.text's",
+    )
     device: str = Field(
         "cpu",
         pattern=r"^(cpu|cuda(:\d+)?)$",
@@ -117,6 +122,8 @@ class SFTConfig(StrictModel):
             raise ValueError(f"objective_batch names {unknown}, which are not in objectives {self.objectives}")
         if any(n < 1 for n in self.objective_batch.values()):
             raise ValueError(f"objective_batch sizes must be >= 1, got {self.objective_batch}")
+        if self.init is not None and self.init_vision is not None:
+            raise ValueError("init_vision builds a fresh model on a checkpoint's tower, init loads a whole one")
         return self
 
 
@@ -315,6 +322,8 @@ def train_sft(cfg: SFTConfig) -> dict:
             model_cfg = model_cfg.model_copy(update={"joint_low": low, "joint_high": high})
         model = EFM.build(model_cfg)
         model.fit_background(data.background_sample(cfg.seed))
+        if cfg.init_vision is not None:
+            load_vision_tower(model, cfg.init_vision)
     changes = {"reason": cfg.reason}
     changes |= {key: getattr(cfg, key) for key in MODEL_OVERRIDES if getattr(cfg, key) is not None}
     if any(getattr(model.config, key) != value for key, value in changes.items()):

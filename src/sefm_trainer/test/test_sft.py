@@ -39,6 +39,25 @@ def test_a_device_that_is_not_cpu_or_cuda_is_refused_naming_the_key(tmp_path):
     assert parse_config({"data": "d", "out": "o", "device": "cuda:1"}, SFTConfig).device == "cuda:1"
 
 
+def test_a_fresh_decoder_on_a_checkpoints_tower_takes_its_background_and_refuses_a_whole_init_too(
+    demo_episodes, tmp_path
+):
+    from sefm_interfaces.typed_config import ConfigError, parse_config
+    from sefm_policy.checkpoint import save_checkpoint
+    from sefm_policy.config import EFMConfig, TextConfig
+    from sefm_policy.model import EFM
+
+    seeing = EFM.build(EFMConfig())
+    seeing.background.fill_(3.0)
+    save_checkpoint(seeing, tmp_path / "seeing")
+    with pytest.raises(ConfigError, match="init_vision"):
+        parse_config({"data": "d", "out": "o", "init": "a", "init_vision": "b"}, SFTConfig)
+    wide = EFMConfig(text=TextConfig(hidden_size=96, num_layers=3))
+    train_sft(config(demo_episodes, tmp_path / "run", steps=1, init_vision=str(tmp_path / "seeing"), model=wide))
+    trained = load_checkpoint(tmp_path / "run" / "last")
+    assert trained.config.text.num_layers == 3 and trained.background.eq(3.0).all()
+
+
 def test_stage1_keeps_best_checkpoints_per_objective_and_logs(demo_episodes, tmp_path):
     best = train_sft(config(demo_episodes, tmp_path / "run"))
     for objective in ("bc", "steps", "instruction"):
