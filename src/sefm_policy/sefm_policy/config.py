@@ -78,6 +78,11 @@ class EFMConfig(StrictModel):
     joint_low: list[float] | None = Field(None, description="ALOHA joint normalisation stats (14 values)")
     joint_high: list[float] | None = None
     action_chunk: int = Field(5, gt=0, description="ALOHA steps per action chunk")
+    patch_positions: bool = Field(
+        False,
+        description="add a fixed 2-D sine-cosine code of each image token's row and column to its projection "
+        "into the decoder, so a place is a linear read-out of the token attended to (sefm_policy.patch_positions)",
+    )
     reason: bool = Field(
         False,
         description="LanguageTable: act answers the places of the object, its target and the effector before "

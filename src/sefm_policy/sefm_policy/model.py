@@ -24,6 +24,7 @@ from torch import nn
 from .backbone import build_backbone
 from .config import EFMConfig
 from .embodiment import embodiment_for
+from .patch_positions import set_patch_positions
 from .prompts import Observation, Task, prompt_text
 from .tokenizers import slot_token_ids
 from .vocab import TokenLayout
@@ -61,6 +62,7 @@ class EFM(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = backbone
+        set_patch_positions(backbone, config.patch_positions)
         self.tokenizer = tokenizer
         self.layout = TokenLayout.from_tokenizer(tokenizer)
         self._text_ids: dict[str, tuple[int, ...]] = {}

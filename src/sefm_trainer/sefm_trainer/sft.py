@@ -94,6 +94,9 @@ class SFTConfig(StrictModel):
     action_from: Literal["images", "places"] | None = Field(
         None, description="what the action's tokens attend to (EFMConfig.action_from), e.g. of an --init"
     )
+    patch_positions: bool | None = Field(
+        None, description="give the image tokens 2-D position codes (EFMConfig.patch_positions), e.g. of an --init"
+    )
     slot_tokens: Literal["shared", "per_slot"] | None = Field(
         None, description="the action slots' tokens (EFMConfig.slot_tokens), e.g. of an --init"
     )
@@ -265,7 +268,7 @@ SELECT = {
     "chain": "chain/loss",
 }
 # SFTConfig keys that, when set, rewrite the same EFMConfig key of the model (an --init's too).
-MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens")
+MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens", "patch_positions")
 POPULATION = 2**30  # grounding: scenes are drawn fresh, not from the episodes
 
 
