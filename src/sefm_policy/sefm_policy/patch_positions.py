@@ -3,12 +3,12 @@
 The decoder reads a place out of the image tokens it attends to. SigLIP adds its learned position
 embedding at the tower's input, and after the tower's layers a token's row and column are no
 longer a linear read-out; the decoder's own rotary positions count tokens in one dimension
-(``frame * grid**2 + row * grid + column``). On the 8-block board the chain found the effector, the
-one object that needs no words, within a block width in half the steps only (docs/results). With
-``EFMConfig.patch_positions`` the projector adds a fixed 2-D sine-cosine code of the token's row
-and column (MAE's ``get_2d_sincos_pos_embed``; LAVA too gives its image tokens 2-D positions), so
-a place is a linear read-out of whatever token the words select. The code has no weights: the
-checkpoint's tensors are unchanged and the switch lives in its config.
+(``frame * grid**2 + row * grid + column``). With ``EFMConfig.patch_positions`` the projector
+adds a fixed 2-D sine-cosine code of the token's row and column (MAE's ``get_2d_sincos_pos_embed``;
+LAVA too gives its image tokens 2-D positions), so a place is a linear read-out of whatever token
+the words select. The code has no weights: the checkpoint's tensors are unchanged and the switch
+lives in its config. Switched on for 400 steps of an 8-block chain trained without it, it changed
+nothing measurable (docs/results, session 9); from the start it is not yet measured.
 """
 
 from __future__ import annotations
