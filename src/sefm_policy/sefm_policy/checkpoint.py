@@ -154,25 +154,20 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> EFM:
     return model.to(device).eval()
 
 
-VISION_PREFIX = "model.vision_tower."
-
-
 def load_vision_tower(model: EFM, path: str | Path) -> None:
     """Copy a checkpoint's vision tower (and its background) into ``model``, whose decoder stays
     as built: a bigger decoder starts on a tower that already sees, as PaliGemma's started on SigLIP."""
-    path = Path(path)
-    read_manifest(path)
-    config = parse_config(json.loads((path / EFM_CONFIG).read_text()), EFMConfig, str(path / EFM_CONFIG))
-    ours = model.config
-    theirs = (config.vision, config.image_size, config.pixel_normalization)
-    if theirs != (ours.vision, ours.image_size, ours.pixel_normalization):
+    source = load_checkpoint(path)
+    theirs, ours = source.config, model.config
+    if (theirs.vision, theirs.image_size, theirs.pixel_normalization) != (
+        ours.vision,
+        ours.image_size,
+        ours.pixel_normalization,
+    ):
         raise CheckpointError(
-            f"{path}: its vision tower (vision {config.vision.model_dump()}, image_size {config.image_size}, "
-            f"pixel_norm {config.pixel_normalization}) differs from the model's (vision {ours.vision.model_dump()}, "
+            f"{path}: its vision tower (vision {theirs.vision.model_dump()}, image_size {theirs.image_size}, "
+            f"pixel_norm {theirs.pixel_normalization}) differs from the model's (vision {ours.vision.model_dump()}, "
             f"image_size {ours.image_size}, pixel_norm {ours.pixel_normalization})"
         )
-    every = safetensors.torch.load_file(str(path / WEIGHTS))
-    weights = {k[len(VISION_PREFIX) :]: v for k, v in every.items() if k.startswith(VISION_PREFIX)}
-    model.backbone.model.vision_tower.load_state_dict(weights, strict=True)
-    if (path / BACKGROUND).is_file():
-        model.background.copy_(safetensors.torch.load_file(str(path / BACKGROUND))["background"])
+    model.backbone.model.vision_tower.load_state_dict(source.backbone.model.vision_tower.state_dict())
+    model.background.copy_(source.background)

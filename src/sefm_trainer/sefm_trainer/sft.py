@@ -324,9 +324,10 @@ def train_sft(cfg: SFTConfig) -> dict:
             low, high = data.joint_stats()
             model_cfg = model_cfg.model_copy(update={"joint_low": low, "joint_high": high})
         model = EFM.build(model_cfg)
-        model.fit_background(data.background_sample(cfg.seed))
         if cfg.init_vision is not None:
             load_vision_tower(model, cfg.init_vision)
+        else:
+            model.fit_background(data.background_sample(cfg.seed))
     changes = {"reason": cfg.reason}
     changes |= {key: getattr(cfg, key) for key in MODEL_OVERRIDES if getattr(cfg, key) is not None}
     if any(getattr(model.config, key) != value for key, value in changes.items()):
