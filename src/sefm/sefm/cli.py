@@ -221,7 +221,9 @@ def parser() -> argparse.ArgumentParser:
     sft = train.add_parser("sft", help="Stage 1: BC + steps-to-go (+ instruction) on episode bags; resumes")
     sft.add_argument("--config", help="YAML with any SFTConfig keys (model: an EFM config)")
     add_config_flags(
-        sft, SFTConfig, ["data", "out", "steps", "batch_size", "init", "init_vision", "patch_positions", "device"]
+        sft,
+        SFTConfig,
+        ["data", "out", "steps", "batch_size", "init", "init_vision", "deepen", "patch_positions", "device"],
     )
     sft.set_defaults(run=train_sft_cmd)
     st2 = train.add_parser("stage2", help="Stage 2: REINFORCE on practice, rewarded by the frozen steps-to-go model")

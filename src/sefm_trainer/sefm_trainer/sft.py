@@ -30,6 +30,7 @@ from tqdm import tqdm
 from sefm_interfaces.typed_config import ConfigError, StrictModel
 from sefm_policy.checkpoint import load_checkpoint, load_vision_tower, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig
+from sefm_policy.deepen import deepened
 from sefm_policy.losses import (
     LossOutput,
     answer_loss,
@@ -111,6 +112,12 @@ class SFTConfig(StrictModel):
         description="checkpoint whose vision tower (and background) a freshly built model starts from; "
         "model.vision, image_size and pixel_norm must match it, the decoder is model.text's",
     )
+    deepen: int | None = Field(
+        None,
+        gt=0,
+        description="insert this many decoder layers into the init checkpoint, each starting as the identity "
+        "(sefm_policy.deepen): it keeps what it computes and gains depth to learn with",
+    )
     device: str = Field(
         "cpu",
         pattern=r"^(cpu|cuda(:\d+)?)$",
@@ -127,6 +134,8 @@ class SFTConfig(StrictModel):
             raise ValueError(f"objective_batch sizes must be >= 1, got {self.objective_batch}")
         if self.init is not None and self.init_vision is not None:
             raise ValueError("init_vision builds a fresh model on a checkpoint's tower, init loads a whole one")
+        if self.deepen is not None and self.init is None:
+            raise ValueError("deepen inserts layers into the init checkpoint, and init is not set")
         return self
 
 
@@ -318,6 +327,8 @@ def train_sft(cfg: SFTConfig) -> dict:
         if model.config.embodiment != cfg.model.embodiment:
             kind = model.config.embodiment
             raise ConfigError(f"init {cfg.init} is a {kind} model; model.embodiment is {cfg.model.embodiment}")
+        if cfg.deepen is not None:
+            model = deepened(model, cfg.deepen, seed=cfg.seed)
     else:
         model_cfg = cfg.model
         if model_cfg.embodiment == "aloha" and model_cfg.joint_low is None:

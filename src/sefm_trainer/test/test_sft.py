@@ -58,6 +58,19 @@ def test_a_fresh_decoder_on_a_checkpoints_tower_takes_its_background_and_refuses
     assert trained.config.text.num_layers == 3 and trained.background.eq(3.0).all()
 
 
+def test_deepen_inserts_layers_into_the_init_and_is_refused_without_one(demo_episodes, tmp_path):
+    from sefm_interfaces.typed_config import ConfigError, parse_config
+    from sefm_policy.checkpoint import save_checkpoint
+    from sefm_policy.config import EFMConfig
+    from sefm_policy.model import EFM
+
+    with pytest.raises(ConfigError, match="deepen"):
+        parse_config({"data": "d", "out": "o", "deepen": 2}, SFTConfig)
+    save_checkpoint(EFM.build(EFMConfig()), tmp_path / "small")
+    train_sft(config(demo_episodes, tmp_path / "run", steps=1, init=str(tmp_path / "small"), deepen=2))
+    assert load_checkpoint(tmp_path / "run" / "last").config.text.num_layers == EFMConfig().text.num_layers + 2
+
+
 def test_stage1_keeps_best_checkpoints_per_objective_and_logs(demo_episodes, tmp_path):
     best = train_sft(config(demo_episodes, tmp_path / "run"))
     for objective in ("bc", "steps", "instruction"):
