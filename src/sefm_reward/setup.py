@@ -10,7 +10,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
     ],
-    install_requires=["sefm_policy", "numpy"],
+    install_requires=["sefm_policy", "numpy", "scipy"],
     python_requires=">=3.10",
     zip_safe=True,
     entry_points={"console_scripts": ["reward_node = sefm_reward.reward_node:main"]},

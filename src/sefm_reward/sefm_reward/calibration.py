@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from .detector import detector_ending
 
@@ -57,6 +58,17 @@ def score_threshold(
     )
 
 
+def spearman_on_successes(episodes: Sequence[np.ndarray], successes: Sequence[bool]) -> float | None:
+    """Rank correlation of d with the true steps-to-go (T - t), pooled over every frame of the
+    successful episodes: whether d orders frames by how far they are from their goal, on one scale
+    across episodes as a threshold needs (None if undefined)."""
+    ds = [d for d, ok in zip(episodes, successes, strict=True) if ok]
+    if not ds:
+        return None
+    rho = spearmanr(np.concatenate(ds), np.concatenate([np.arange(len(d))[::-1] for d in ds])).statistic
+    return float(rho) if np.isfinite(rho) else None
+
+
 def sweep(
     episodes: Sequence[np.ndarray],
     successes: Sequence[bool],
@@ -77,6 +89,7 @@ def sweep(
         "tolerance": tolerance,
         "min_precision": min_precision,
         "recommended_threshold": None if best is None else best.threshold,
+        "spearman_on_successes": spearman_on_successes(episodes, successes),
         "d_at_goal_median": float(np.median(final)),
         "d_before_goal_p5": float(np.percentile(before, 5)) if before.size else None,
         "scores": [asdict(s) for s in scores],

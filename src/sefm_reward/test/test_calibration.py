@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sefm_reward.calibration import plot_sweep, score_threshold, sweep
+from sefm_reward.calibration import plot_sweep, score_threshold, spearman_on_successes, sweep
 
 
 def _ramp(length: int, end: float) -> np.ndarray:
@@ -42,7 +42,7 @@ def test_sweep_recommends_nothing_when_d_does_not_tell_success_apart(tmp_path):
     rng = np.random.default_rng(0)
     episodes = [rng.uniform(5, 20, size=30) for _ in range(40)]
     result = sweep(episodes, [i % 2 == 0 for i in range(40)], thresholds=np.arange(1, 21, 1.0))
-    assert result["recommended_threshold"] is None
+    assert result["recommended_threshold"] is None and abs(result["spearman_on_successes"]) < 0.2
     plot_sweep(result, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 1000
 
@@ -52,3 +52,12 @@ def test_scoring_needs_a_successful_episode_and_matching_flags():
         score_threshold([_ramp(5, 1.0)], [False], 2.0)
     with pytest.raises(ValueError, match="one success flag per episode"):
         score_threshold([_ramp(5, 1.0)], [True, False], 2.0)
+
+
+def test_spearman_reads_whether_d_orders_the_frames_of_successes_by_their_steps_to_go():
+    falling = [np.sqrt(np.arange(12.0)[::-1]), np.sqrt(np.arange(8.0)[::-1])]
+    assert spearman_on_successes(falling + [np.full(5, 2.0)], [True, True, False]) == pytest.approx(1.0)
+    assert spearman_on_successes([d[::-1] for d in falling], [True, True]) < -0.5
+    # Falling within each episode but on scales of their own: the pooled order is off.
+    assert spearman_on_successes([falling[0], falling[1] * 10], [True, True]) < 0.9
+    assert spearman_on_successes([_ramp(5, 1.0)], [False]) is None
