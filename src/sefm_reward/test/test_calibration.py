@@ -56,7 +56,7 @@ def test_scoring_needs_a_successful_episode_and_matching_flags():
 
 def test_spearman_reads_whether_d_orders_the_frames_of_successes_by_their_steps_to_go():
     falling = [np.sqrt(np.arange(12.0)[::-1]), np.sqrt(np.arange(8.0)[::-1])]
-    assert spearman_on_successes(falling + [np.full(5, 2.0)], [True, True, False]) == pytest.approx(1.0)
+    assert spearman_on_successes([*falling, np.full(5, 2.0)], [True, True, False]) == pytest.approx(1.0)
     assert spearman_on_successes([d[::-1] for d in falling], [True, True]) < -0.5
     # Falling within each episode but on scales of their own: the pooled order is off.
     assert spearman_on_successes([falling[0], falling[1] * 10], [True, True]) < 0.9
