@@ -295,10 +295,11 @@ class EFM(nn.Module):
         return self._restrict(logits, self.action_slot_sizes[chain:], self.action_ids[chain:])
 
     def action_log_prob(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
-        """log p(a | o, g) summed over the step's action tokens (B,): what REINFORCE weighs."""
+        """log p(a | o, g) summed over the step's action tokens (B,): what REINFORCE weighs. A
+        reasoning chain's places are said greedily (``sample_actions``), so they are not in it."""
         dist = self.action_distributions(observations, tokens)
         idx = self._token_tensor(tokens)
-        return dist.gather(-1, idx[..., None])[..., 0].sum(-1)
+        return dist.gather(-1, idx[..., None])[..., 0][:, self.embodiment.reasoning_slots :].sum(-1)
 
     def steps_to_go_log_probs(self, observations: Sequence[Observation]) -> torch.Tensor:
         """log p(k | o, g) over the steps-to-go bins (B, K), in one forward pass."""
@@ -377,9 +378,12 @@ class EFM(nn.Module):
         given: np.ndarray | None = None,
     ) -> ActionSample:
         """Sample (or, greedy / temperature 0, take the argmax of) each action slot in turn.
-        ``given`` (B, k): bins to take for the first k slots instead, -1 where the policy chooses
-        (e.g. a reasoning chain told some true places, to see how the action follows from them);
-        ``log_prob`` is then over the slots it chose."""
+        A reasoning chain's places are always the argmax: they say what the policy sees, and
+        practice explores actions, not perception (sampled places at temperature 1 made practice
+        fail more and Stage 2 decline, docs/results session 10); ``log_prob`` is over the action
+        slots it chose. ``given`` (B, k): bins to take for the first k slots instead, -1 where the
+        policy chooses (e.g. a reasoning chain told some true places, to see how the action
+        follows from them)."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         greedy = greedy or temperature == 0
@@ -391,10 +395,12 @@ class EFM(nn.Module):
                 f"given must be ({len(observations)}, <= {len(sizes)}) slot bins, got {tuple(fixed.shape)}"
             )
 
+        places = self.embodiment.reasoning_slots
+
         def choose(k: int, logits: torch.Tensor) -> torch.Tensor:
             nonlocal log_prob
             lp = self._restrict(logits[:, None], sizes[k : k + 1], self.action_ids[k : k + 1])[:, 0]
-            if greedy:
+            if greedy or k < places:
                 b = lp.argmax(-1)
             else:
                 b = torch.multinomial((lp / temperature).softmax(-1), 1, generator=generator)[:, 0]
@@ -403,7 +409,8 @@ class EFM(nn.Module):
                 told = fixed[:, k] >= 0
                 b = torch.where(told, fixed[:, k], b)
                 chosen = chosen.masked_fill(told, 0.0)
-            log_prob = log_prob + chosen
+            if k >= places:
+                log_prob = log_prob + chosen
             bins.append(b)
             return self._action_vocab(b[:, None], k)[:, 0]
 

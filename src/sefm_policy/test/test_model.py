@@ -333,3 +333,19 @@ def test_per_slot_tokens_give_every_slot_its_own_loc_tokens_and_decode_consisten
         torch.testing.assert_close(model.action_log_prob(obs, sample.tokens), sample.log_prob, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="slot_tokens"):
         EFM.build(EFMConfig(embodiment="aloha", slot_tokens="per_slot"))
+
+
+def test_practice_says_a_chains_places_greedily_and_samples_and_weighs_only_the_action():
+    model = EFM.build(EFMConfig(reason=True, action_from="places"))
+    obs = table_observations(6)
+    chain = model.embodiment.reasoning_slots
+    greedy = model.sample_actions(obs, greedy=True).tokens
+    samples = [model.sample_actions(obs, temperature=2.0, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    for sample in samples:
+        assert np.array_equal(sample.tokens[:, :chain], greedy[:, :chain])
+    assert not np.array_equal(samples[0].tokens[:, chain:], samples[1].tokens[:, chain:])
+    with torch.no_grad():
+        dist = model.action_distributions(obs, samples[0].tokens)
+        per_slot = dist.gather(-1, torch.as_tensor(samples[0].tokens)[..., None])[..., 0]
+        torch.testing.assert_close(model.action_log_prob(obs, samples[0].tokens), per_slot[:, chain:].sum(-1))
+        torch.testing.assert_close(samples[0].log_prob, per_slot[:, chain:].sum(-1), atol=1e-4, rtol=1e-4)
