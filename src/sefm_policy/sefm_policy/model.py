@@ -379,11 +379,10 @@ class EFM(nn.Module):
     ) -> ActionSample:
         """Sample (or, greedy / temperature 0, take the argmax of) each action slot in turn.
         A reasoning chain's places are always the argmax: they say what the policy sees, and
-        practice explores actions, not perception (sampled places at temperature 1 made practice
-        fail more and Stage 2 decline, docs/results session 10); ``log_prob`` is over the action
-        slots it chose. ``given`` (B, k): bins to take for the first k slots instead, -1 where the
-        policy chooses (e.g. a reasoning chain told some true places, to see how the action
-        follows from them)."""
+        practice explores actions, not perception, so REINFORCE weighs an action given the places
+        the policy would act from (``log_prob`` is over the action slots it chose). ``given``
+        (B, k): bins to take for the first k slots instead, -1 where the policy chooses (e.g. a
+        reasoning chain told some true places, to see how the action follows from them)."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         greedy = greedy or temperature == 0
