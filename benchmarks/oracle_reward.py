@@ -7,7 +7,7 @@ least-squares fit (non-negative weights) of the demonstrator's steps-to-go on th
 (effector-to-object, object-to-goal) distances. Practice runs through the real Stage 2 library
 (``self_improve``); only the source relabels each episode by replaying its actions from its
 seed. Episodes end on ground-truth success (a perfect detector). Prints JSON: the fit, and greedy
-success before and after (Wilson 95%).
+success before, after the last loop and at the loop the moving window kept (Wilson 95%).
 """
 
 from __future__ import annotations
@@ -98,6 +98,9 @@ def main() -> None:
     p.add_argument("--loops", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--reward", choices=["progress", "success"], default="progress")
+    p.add_argument("--normalize-returns", action="store_true", help="R -> (R - mean) / std over each loop's buffer")
+    p.add_argument("--chain-temperature", type=float, default=0.0, help="> 0: sample and reinforce a chain's places")
     p.add_argument("--fit-episodes", type=int, default=100)
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--out", help="Stage 2 run folder (default: a temporary one)")
@@ -111,17 +114,21 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="oracle_stage2_"))
     cfg = Stage2Config(
         policy=str(stage1 / "best_bc"), reward_model=str(stage1 / "best_steps"), out=str(out), loops=args.loops,
-        lr=args.lr, temperature=args.temperature, task_family=args.task, patience=0,
+        lr=args.lr, temperature=args.temperature, chain_temperature=args.chain_temperature, task_family=args.task,
+        normalize_returns=args.normalize_returns, reward=args.reward, patience=0,
     )  # fmt: skip
     result = self_improve(cfg, source=OracleSource(cfg, weights))
     after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
+    best = evaluate(load_checkpoint(out / "best"), detector, args.eval_episodes, args.task)
     keep = ("success_rate", "wilson95", "mean_length")
     print(json.dumps({
         "task": args.task, "oracle_fit_abs_err": fit_err, "oracle_weights": weights.tolist(),
         "loops": len(result["history"]), "extra_episodes": result["history"][-1]["extra_episodes"],
-        "lr": args.lr, "temperature": args.temperature,
+        "lr": args.lr, "temperature": args.temperature, "chain_temperature": args.chain_temperature,
+        "normalize_returns": args.normalize_returns, "reward": args.reward,
         "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
-        "stage1": {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep}, "out": str(out),
+        "stage1": {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},
+        "stage2_best": {k: best[k] for k in keep}, "best_loop": result["best_loop"], "out": str(out),
     }, indent=2))  # fmt: skip
 
 

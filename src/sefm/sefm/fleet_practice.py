@@ -40,7 +40,13 @@ def learner_graph(graph: GraphConfig, cfg: Stage2Config) -> GraphConfig:
     if missing:
         raise ValueError(f"fleet Stage 2 needs nodes.{', nodes.'.join(missing)} in the graph")
     update = {
-        "policy": nodes.policy.model_copy(update={"checkpoint": cfg.policy, "temperature": cfg.temperature}),
+        "policy": nodes.policy.model_copy(
+            update={
+                "checkpoint": cfg.policy,
+                "temperature": cfg.temperature,
+                "chain_temperature": cfg.chain_temperature,
+            }
+        ),
         "reward": nodes.reward.model_copy(
             update={"checkpoint": cfg.reward_model, "success_threshold": cfg.success_threshold}
         ),

@@ -41,6 +41,16 @@ class Embodiment:
             return len(self.action.slot_sizes) - len(self.action.action.slot_sizes)
         return 0
 
+    def explored_slots(self, chain: bool) -> np.ndarray:
+        """Which slots practice samples (and REINFORCE weighs): the action's own, and with
+        ``chain`` each place's coarse digits too. Finer digits only refine a place; sampled, they
+        add noise that greedy evaluation never sees."""
+        explored = np.zeros(len(self.action.slot_sizes), dtype=bool)
+        explored[self.reasoning_slots :] = True
+        if chain and self.reasoning_slots:
+            explored[list(self.action.coarse_place_slots)] = True
+        return explored
+
     def command_limits(self, planar_limit: float) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of each value of a decoded, flattened action: +-planar_limit for end-effector
         deltas; the joint ranges the model was trained with (once per chunk step) for joints."""

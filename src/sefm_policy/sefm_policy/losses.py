@@ -182,10 +182,11 @@ def _exact(logp: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def reinforce_loss(
-    model: EFM, observations: Sequence[Observation], action_tokens, returns, coef: float = 5e-2
+    model: EFM, observations: Sequence[Observation], action_tokens, returns, coef: float = 5e-2, chain: bool = False
 ) -> LossOutput:
-    """-c * R_t * log p(a_t | o_t, g), log p summed over the step's tokens, mean over the batch."""
-    log_prob = model.action_log_prob(observations, action_tokens)
+    """-c * R_t * log p(a_t | o_t, g), log p summed over the step's tokens (a reasoning chain's
+    places too with ``chain``: practice sampled them), mean over the batch."""
+    log_prob = model.action_log_prob(observations, action_tokens, chain=chain)
     r = torch.as_tensor(np.asarray(returns), dtype=torch.float32, device=model.device)
     if r.shape != log_prob.shape:
         raise ValueError(f"returns shape {tuple(r.shape)} does not match the batch {tuple(log_prob.shape)}")

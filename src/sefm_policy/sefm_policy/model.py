@@ -294,12 +294,14 @@ class EFM(nn.Module):
         logits = self._blind_logits(observations, self._action_vocab(tokens[:, :-1]))
         return self._restrict(logits, self.action_slot_sizes[chain:], self.action_ids[chain:])
 
-    def action_log_prob(self, observations: Sequence[Observation], tokens) -> torch.Tensor:
+    def action_log_prob(self, observations: Sequence[Observation], tokens, chain: bool = False) -> torch.Tensor:
         """log p(a | o, g) summed over the step's action tokens (B,): what REINFORCE weighs. A
-        reasoning chain's places are said greedily (``sample_actions``), so they are not in it."""
+        reasoning chain's places count only with ``chain`` (practice that sampled their coarse
+        digits, ``sample_actions(chain_temperature > 0)``); said greedily, they are not a choice."""
         dist = self.action_distributions(observations, tokens)
         idx = self._token_tensor(tokens)
-        return dist.gather(-1, idx[..., None])[..., 0][:, self.embodiment.reasoning_slots :].sum(-1)
+        explored = torch.as_tensor(self.embodiment.explored_slots(chain), device=self.device)
+        return dist.gather(-1, idx[..., None])[..., 0][:, explored].sum(-1)
 
     def steps_to_go_log_probs(self, observations: Sequence[Observation]) -> torch.Tensor:
         """log p(k | o, g) over the steps-to-go bins (B, K), in one forward pass."""
@@ -376,15 +378,19 @@ class EFM(nn.Module):
         greedy: bool = False,
         generator: torch.Generator | None = None,
         given: np.ndarray | None = None,
+        chain_temperature: float = 0.0,
     ) -> ActionSample:
         """Sample (or, greedy / temperature 0, take the argmax of) each action slot in turn.
-        A reasoning chain's places are always the argmax: they say what the policy sees, and
-        practice explores actions, not perception, so REINFORCE weighs an action given the places
-        the policy would act from (``log_prob`` is over the action slots it chose). ``given``
-        (B, k): bins to take for the first k slots instead, -1 where the policy chooses (e.g. a
-        reasoning chain told some true places, to see how the action follows from them)."""
+        A reasoning chain's places are the argmax unless ``chain_temperature`` > 0: then practice
+        samples each place's coarse digits too (a policy that acts well from true places fails
+        where its places are wrong) and ``log_prob`` counts them (``Embodiment.explored_slots``);
+        otherwise it is over the action slots alone. ``given`` (B, k): bins to take for the first
+        k slots instead, -1 where the policy chooses (e.g. a reasoning chain told some true
+        places, to see how the action follows from them)."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if chain_temperature < 0:
+            raise ValueError(f"chain_temperature must be >= 0, got {chain_temperature}")
         greedy = greedy or temperature == 0
         sizes = self.action_slot_sizes
         bins, log_prob = [], torch.zeros(len(observations), device=self.device)
@@ -394,21 +400,22 @@ class EFM(nn.Module):
                 f"given must be ({len(observations)}, <= {len(sizes)}) slot bins, got {tuple(fixed.shape)}"
             )
 
-        places = self.embodiment.reasoning_slots
+        explored = self.embodiment.explored_slots(chain_temperature > 0)
 
         def choose(k: int, logits: torch.Tensor) -> torch.Tensor:
             nonlocal log_prob
             lp = self._restrict(logits[:, None], sizes[k : k + 1], self.action_ids[k : k + 1])[:, 0]
-            if greedy or k < places:
+            if greedy or not explored[k]:
                 b = lp.argmax(-1)
             else:
-                b = torch.multinomial((lp / temperature).softmax(-1), 1, generator=generator)[:, 0]
+                t = chain_temperature if k < self.embodiment.reasoning_slots else temperature
+                b = torch.multinomial((lp / t).softmax(-1), 1, generator=generator)[:, 0]
             chosen = lp.gather(-1, b[:, None])[:, 0]
             if fixed is not None and k < fixed.shape[1]:
                 told = fixed[:, k] >= 0
                 b = torch.where(told, fixed[:, k], b)
                 chosen = chosen.masked_fill(told, 0.0)
-            if k >= places:
+            if explored[k]:
                 log_prob = log_prob + chosen
             bins.append(b)
             return self._action_vocab(b[:, None], k)[:, 0]

@@ -15,6 +15,9 @@ class PolicyParams(StrictModel):
         default_factory=lambda: ["front"], description="LanguageTable: one camera; ALOHA: top, angle, left, right wrist"
     )
     temperature: float = Field(1.0, ge=0.0, description="sampling temperature; 0 = greedy")
+    chain_temperature: float = Field(
+        0.0, ge=0.0, description="a reasoning chain's places: 0 said greedily, > 0 coarse digits sampled (practice)"
+    )
     greedy: bool = False
     command_type: Literal["twist", "joint_trajectory", "float64_array"] = "twist"
     control_hz: float = Field(10.0, gt=0)

@@ -156,7 +156,11 @@ class PolicyNode(Node):
         self.holding = None
         model = self.model  # a hot reload swaps this reference between frames
         sample = model.sample_actions(
-            [obs], temperature=self.params.temperature, greedy=self.params.greedy, generator=self.generator
+            [obs],
+            temperature=self.params.temperature,
+            chain_temperature=self.params.chain_temperature,
+            greedy=self.params.greedy,
+            generator=self.generator,
         )
         # The age of the frame this command answers, on the node's clock: slow inference makes it stale.
         age = (self.get_clock().now().nanoseconds - snapshot.stamp_ns) / 1e9

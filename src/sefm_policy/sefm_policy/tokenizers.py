@@ -270,6 +270,12 @@ class GroundedActionTokenizer:
     def decode(self, tokens) -> np.ndarray:
         return self.action.decode(np.asarray(tokens)[..., -len(self.action.slot_sizes) :])
 
+    @property
+    def coarse_place_slots(self) -> tuple[int, ...]:
+        """Slots of each place's first digit pair: which patch it is in, not where in it."""
+        per = len(self.place.slot_sizes)
+        return tuple(p * per + k for p in range(self.places) for k in (0, 1))
+
     def decode_places(self, tokens) -> np.ndarray:
         """(..., places, 2) (column, row): where the policy said things are."""
         per = len(self.place.slot_sizes)

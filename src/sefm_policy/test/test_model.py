@@ -349,3 +349,27 @@ def test_practice_says_a_chains_places_greedily_and_samples_and_weighs_only_the_
         per_slot = dist.gather(-1, torch.as_tensor(samples[0].tokens)[..., None])[..., 0]
         torch.testing.assert_close(model.action_log_prob(obs, samples[0].tokens), per_slot[:, chain:].sum(-1))
         torch.testing.assert_close(samples[0].log_prob, per_slot[:, chain:].sum(-1), atol=1e-4, rtol=1e-4)
+
+
+def test_a_chain_temperature_samples_the_places_coarse_digits_and_weighs_them_with_the_action():
+    model = EFM.build(EFMConfig(reason=True, action_from="places"))
+    obs = table_observations(6)
+    chain = model.embodiment.reasoning_slots
+    coarse = list(model.embodiment.action.coarse_place_slots)
+    fine = [k for k in range(chain) if k not in coarse]
+    assert len(coarse) == 6 and len(fine) == 6  # three places, (row, column) digit pairs at two levels
+    samples = [
+        model.sample_actions(obs, temperature=2.0, chain_temperature=2.0, generator=torch.Generator().manual_seed(s))
+        for s in (1, 2)
+    ]
+    assert not np.array_equal(samples[0].tokens[:, coarse], samples[1].tokens[:, coarse])
+    for sample in samples:  # the finer digits follow greedily from the coarse ones said
+        told = np.where(np.isin(np.arange(chain), coarse), sample.tokens[:, :chain], -1)
+        greedy = model.sample_actions(obs, greedy=True, given=told).tokens
+        assert np.array_equal(greedy[:, fine], sample.tokens[:, fine])
+    with torch.no_grad():
+        with_chain = model.action_log_prob(obs, samples[0].tokens, chain=True)
+        torch.testing.assert_close(samples[0].log_prob, with_chain, atol=1e-4, rtol=1e-4)
+        assert (with_chain < model.action_log_prob(obs, samples[0].tokens)).all()
+    with pytest.raises(ValueError, match="chain_temperature"):
+        model.sample_actions(obs, chain_temperature=-1.0)

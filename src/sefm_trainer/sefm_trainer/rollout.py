@@ -50,6 +50,7 @@ def run_episodes(
     task_family: str = "block2block",
     max_steps: int = 100,
     temperature: float = 1.0,
+    chain_temperature: float = 0.0,
     greedy: bool = False,
     end_on: str = "detector",
     envs: int = 8,
@@ -102,6 +103,7 @@ def run_episodes(
                 sample = policy.sample_actions(
                     [ep.observation(len(ep.frames) - 1) for _, ep in acting],
                     temperature=temperature,
+                    chain_temperature=chain_temperature,
                     greedy=greedy,
                     generator=generator,
                 )

@@ -37,10 +37,21 @@ class Stage2Config(StrictModel):
     loops: int = Field(30, gt=0)
     updates: int = Field(16, gt=0, description="N: updates per loop")
     minibatch: int = Field(64, gt=0, description="B: steps per update")
+    reward: Literal["progress", "success"] = Field(
+        "progress",
+        description="progress: R from r_t = d_t - d_t+1 (the paper); success: R = 1 on every step of a detected "
+        "success, else 0 (imitating its own successes)",
+    )
     gamma: float = Field(0.9, ge=0, le=1)
     coef: float = Field(5e-2, gt=0, description="c in -c·R·log p")
+    normalize_returns: bool = Field(
+        False, description="R -> (R - mean) / std over the loop's buffer: a baseline, so no step is pushed for nothing"
+    )
     lr: float = Field(1e-4, gt=0)
     temperature: float = Field(1.0, gt=0)
+    chain_temperature: float = Field(
+        0.0, ge=0, description="a reasoning chain's places: 0 greedy; > 0 their coarse digits sampled and reinforced"
+    )
     success_threshold: float = Field(DEFAULT_THRESHOLD, ge=0, description="s: detected success when d <= s")
     success_bonus: float = Field(0.0, ge=0, description="added to the reward of a detected success (ALOHA)")
     max_steps: int = Field(100, gt=0)
@@ -82,7 +93,8 @@ class GymSource:
     def rollout(self, policy, detector, seeds: list[int]) -> list[PracticeEpisode]:
         return run_episodes(
             policy, detector, seeds, task_family=self.cfg.task_family, max_steps=self.cfg.max_steps,
-            temperature=self.cfg.temperature, end_on=self.end_on, envs=self.cfg.envs, generator=self.generator,
+            temperature=self.cfg.temperature, chain_temperature=self.cfg.chain_temperature, end_on=self.end_on,
+            envs=self.cfg.envs, generator=self.generator,
         )  # fmt: skip
 
     def state(self) -> dict:
@@ -106,18 +118,27 @@ class GymSource:
 def buffer_steps(
     episodes: Sequence[PracticeEpisode], cfg: Stage2Config, rng: np.random.Generator
 ) -> list[BufferedStep]:
-    """Label every step, then keep exactly N×B of them (a random subset; the rest is cleared)."""
+    """Label every step, then keep exactly N×B of them (a random subset; the rest is cleared),
+    their returns standardised over the kept steps with ``normalize_returns``."""
     steps = []
     for ep in episodes:
         if ep.length == 0:
             continue
-        bonus = cfg.success_bonus if ep.detected_success else 0.0
-        _, returns = label_episode(ep.distances, cfg.gamma, success_bonus=bonus, success=ep.detected_success)
+        if cfg.reward == "success":
+            returns = np.full(ep.length, float(ep.detected_success))
+        else:
+            bonus = cfg.success_bonus if ep.detected_success else 0.0
+            _, returns = label_episode(ep.distances, cfg.gamma, success_bonus=bonus, success=ep.detected_success)
         steps += [BufferedStep(ep, t, float(returns[t])) for t in range(ep.length)]
     size = cfg.updates * cfg.minibatch
     if len(steps) < size:
         raise ValueError(f"the source delivered {len(steps)} steps; a loop needs N×B = {size}")
-    return [steps[i] for i in rng.permutation(len(steps))[:size]]
+    kept = [steps[i] for i in rng.permutation(len(steps))[:size]]
+    if cfg.normalize_returns:
+        returns = np.array([s.ret for s in kept])
+        mean, std = returns.mean(), returns.std() + 1e-8
+        kept = [BufferedStep(s.episode, s.t, (s.ret - mean) / std) for s in kept]
+    return kept
 
 
 def update(policy: EFM, optimizer, steps: Sequence[BufferedStep], cfg: Stage2Config) -> list[float]:
@@ -131,6 +152,7 @@ def update(policy: EFM, optimizer, steps: Sequence[BufferedStep], cfg: Stage2Con
             np.stack([s.episode.tokens[s.t] for s in batch]),
             [s.ret for s in batch],
             coef=cfg.coef,
+            chain=cfg.chain_temperature > 0,
         )
         optimizer.zero_grad()
         out.loss.backward()

@@ -49,20 +49,42 @@ def test_buffer_holds_exactly_n_times_b_distinct_steps(checkpoints, tmp_path):
         buffer_steps(episodes[:2], cfg, np.random.default_rng(0))
 
 
-def test_each_buffered_step_trains_exactly_once(checkpoints, tmp_path, monkeypatch):
-    cfg = small(checkpoints, tmp_path, updates=3, minibatch=4)
+def test_a_success_reward_weighs_every_step_of_a_detected_success_and_nothing_else(checkpoints, tmp_path):
+    episodes = [fake_episode(4, seed=s) for s in range(3)]
+    episodes[1].detected_success = True
+    steps = buffer_steps(episodes, small(checkpoints, tmp_path, updates=3, minibatch=4, reward="success"),
+                         np.random.default_rng(0))  # fmt: skip
+    assert sorted((s.episode.seed, s.ret) for s in steps) == [(0, 0.0)] * 4 + [(1, 1.0)] * 4 + [(2, 0.0)] * 4
+
+
+def test_normalized_returns_keep_the_order_of_the_steps_around_zero(checkpoints, tmp_path):
+    episodes = [fake_episode(5, seed=s) for s in range(3)]
+    raw = buffer_steps(episodes, small(checkpoints, tmp_path, updates=3, minibatch=4), np.random.default_rng(0))
+    cfg = small(checkpoints, tmp_path, updates=3, minibatch=4, normalize_returns=True)
+    normed = buffer_steps(episodes, cfg, np.random.default_rng(0))
+    assert [(id(s.episode), s.t) for s in normed] == [(id(s.episode), s.t) for s in raw]
+    returns = np.array([s.ret for s in normed])
+    assert returns.mean() == pytest.approx(0.0, abs=1e-9) and returns.std() == pytest.approx(1.0)
+    assert np.array_equal(np.argsort([s.ret for s in raw], kind="stable"), np.argsort(returns, kind="stable"))
+
+
+@pytest.mark.parametrize("chain_temperature", [0.0, 1.0])
+def test_each_buffered_step_trains_exactly_once(checkpoints, tmp_path, monkeypatch, chain_temperature):
+    cfg = small(checkpoints, tmp_path, updates=3, minibatch=4, chain_temperature=chain_temperature)
     steps = buffer_steps([fake_episode(6, seed=s) for s in range(2)], cfg, np.random.default_rng(1))
-    seen = []
+    seen, weighs_chain = [], set()
     real = stage2.reinforce_loss
 
-    def recording(model, obs, tokens, returns, coef):
+    def recording(model, obs, tokens, returns, coef, chain):
         seen.extend(returns)
-        return real(model, obs, tokens, returns, coef)
+        weighs_chain.add(chain)
+        return real(model, obs, tokens, returns, coef, chain)
 
     monkeypatch.setattr(stage2, "reinforce_loss", recording)
     policy = load_checkpoint(checkpoints[0])
     update(policy, torch.optim.SGD(policy.parameters(), lr=0.0), steps, cfg)
     assert sorted(seen) == sorted(s.ret for s in steps)
+    assert weighs_chain == {chain_temperature > 0}  # sampled places are reinforced with the action
 
 
 def test_loops_keep_the_reward_model_and_vision_tower_frozen(checkpoints, tmp_path):
