@@ -182,15 +182,33 @@ def _exact(logp: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def reinforce_loss(
-    model: EFM, observations: Sequence[Observation], action_tokens, returns, coef: float = 5e-2, chain: bool = False
+    model: EFM,
+    observations: Sequence[Observation],
+    action_tokens,
+    returns,
+    coef: float = 5e-2,
+    chain: bool = False,
+    reference: EFM | None = None,
+    kl_coef: float = 0.0,
 ) -> LossOutput:
     """-c * R_t * log p(a_t | o_t, g), log p summed over the step's tokens (a reasoning chain's
-    places too with ``chain``: practice sampled them), mean over the batch."""
-    log_prob = model.action_log_prob(observations, action_tokens, chain=chain)
+    places too with ``chain``: practice sampled them), mean over the batch. With a ``reference``
+    policy, plus kl_coef * KL(policy || reference) summed over every slot of the step, as RLHF
+    anchors a policy to its supervised start: it holds what REINFORCE does not weigh (the greedy
+    places, the argmax greedy evaluation acts on) where Stage 1 put it."""
+    dist = model.action_distributions(observations, action_tokens)
+    log_prob = model.log_prob_in(dist, action_tokens, chain=chain)
     r = torch.as_tensor(np.asarray(returns), dtype=torch.float32, device=model.device)
     if r.shape != log_prob.shape:
         raise ValueError(f"returns shape {tuple(r.shape)} does not match the batch {tuple(log_prob.shape)}")
     loss = -(coef * r * log_prob).mean()
-    return LossOutput(
-        loss, {"rl/loss": loss.item(), "rl/log_prob": log_prob.mean().item(), "rl/return": r.mean().item()}
-    )
+    metrics = {"rl/log_prob": log_prob.mean().item(), "rl/return": r.mean().item()}
+    if reference is not None and kl_coef > 0:
+        with torch.no_grad():
+            ref = reference.action_distributions(observations, action_tokens)
+        valid = torch.isfinite(dist)  # bins past a slot's size are -inf in both: no term, no NaN gradient
+        p, q = dist.masked_fill(~valid, 0.0), ref.masked_fill(~valid, 0.0)
+        kl = (valid * p.exp() * (p - q)).sum((-1, -2)).mean()
+        loss = loss + kl_coef * kl
+        metrics["rl/kl"] = kl.item()
+    return LossOutput(loss, {"rl/loss": loss.item(), **metrics})

@@ -298,10 +298,13 @@ class EFM(nn.Module):
         """log p(a | o, g) summed over the step's action tokens (B,): what REINFORCE weighs. A
         reasoning chain's places count only with ``chain`` (practice that sampled their coarse
         digits, ``sample_actions(chain_temperature > 0)``); said greedily, they are not a choice."""
-        dist = self.action_distributions(observations, tokens)
+        return self.log_prob_in(self.action_distributions(observations, tokens), tokens, chain)
+
+    def log_prob_in(self, distributions: torch.Tensor, tokens, chain: bool = False) -> torch.Tensor:
+        """``action_log_prob`` read off per-slot ``action_distributions`` already computed."""
         idx = self._token_tensor(tokens)
         explored = torch.as_tensor(self.embodiment.explored_slots(chain), device=self.device)
-        return dist.gather(-1, idx[..., None])[..., 0][:, explored].sum(-1)
+        return distributions.gather(-1, idx[..., None])[..., 0][:, explored].sum(-1)
 
     def steps_to_go_log_probs(self, observations: Sequence[Observation]) -> torch.Tensor:
         """log p(k | o, g) over the steps-to-go bins (B, K), in one forward pass."""

@@ -1,3 +1,4 @@
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -236,6 +237,26 @@ def test_one_reinforce_update_raises_a_positive_return_action_and_lowers_a_negat
     with torch.no_grad():
         after = tiny.action_log_prob(obs, tokens)
     assert after[0] > before[0] and after[1] < before[1]
+
+
+def test_the_kl_term_is_zero_at_the_reference_and_pulls_a_drifted_policy_back(tiny):
+    obs = table_observations(2)
+    tokens = np.array([[0, 5, 1, 2], [1, 8, 0, 9]])
+    reference = copy.deepcopy(tiny).requires_grad_(False)
+    plain = reinforce_loss(tiny, obs, tokens, returns=[1.0, -1.0])
+    anchored = reinforce_loss(tiny, obs, tokens, returns=[1.0, -1.0], reference=reference, kl_coef=1.0)
+    assert anchored.metrics["rl/kl"] == pytest.approx(0.0, abs=1e-6)
+    assert anchored.loss.item() == pytest.approx(plain.loss.item(), abs=1e-6)
+    with torch.no_grad():
+        for p in tiny.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    opt = torch.optim.SGD(tiny.parameters(), lr=0.02)
+    kl = [reinforce_loss(tiny, obs, tokens, returns=[0.0, 0.0], reference=reference, kl_coef=1.0)]
+    opt.zero_grad()
+    kl[0].loss.backward()
+    opt.step()
+    kl.append(reinforce_loss(tiny, obs, tokens, returns=[0.0, 0.0], reference=reference, kl_coef=1.0))
+    assert kl[0].metrics["rl/kl"] > 1e-3 and kl[1].metrics["rl/kl"] < kl[0].metrics["rl/kl"]
 
 
 def test_freezing_the_vision_tower_keeps_it_fixed_while_the_rest_trains(tiny):

@@ -44,6 +44,9 @@ class Stage2Config(StrictModel):
     )
     gamma: float = Field(0.9, ge=0, le=1)
     coef: float = Field(5e-2, gt=0, description="c in -c·R·log p")
+    kl_coef: float = Field(
+        0.0, ge=0, description="beta of beta·KL(policy || the Stage 1 policy) over every slot of a practised step"
+    )
     normalize_returns: bool = Field(
         False, description="R -> (R - mean) / std over the loop's buffer: a baseline, so no step is pushed for nothing"
     )
@@ -141,8 +144,11 @@ def buffer_steps(
     return kept
 
 
-def update(policy: EFM, optimizer, steps: Sequence[BufferedStep], cfg: Stage2Config) -> list[float]:
-    """N updates over consecutive minibatches of the shuffled buffer: each step used once."""
+def update(
+    policy: EFM, optimizer, steps: Sequence[BufferedStep], cfg: Stage2Config, reference: EFM | None = None
+) -> list[float]:
+    """N updates over consecutive minibatches of the shuffled buffer: each step used once;
+    ``reference``: the frozen Stage 1 policy the KL term (``kl_coef``) holds it to."""
     losses = []
     for u in range(cfg.updates):
         batch = steps[u * cfg.minibatch : (u + 1) * cfg.minibatch]
@@ -153,6 +159,8 @@ def update(policy: EFM, optimizer, steps: Sequence[BufferedStep], cfg: Stage2Con
             [s.ret for s in batch],
             coef=cfg.coef,
             chain=cfg.chain_temperature > 0,
+            reference=reference,
+            kl_coef=cfg.kl_coef,
         )
         optimizer.zero_grad()
         out.loss.backward()
@@ -177,7 +185,7 @@ def self_improve(
         # Label each step with its return from the frozen reward model; the buffer keeps N×B.
         buffer = buffer_steps(episodes, cfg, run.rng)
         # N REINFORCE updates, each on B steps of the buffer, the vision tower frozen.
-        losses = update(run.policy, run.optimizer, buffer, cfg)
+        losses = update(run.policy, run.optimizer, buffer, cfg, run.reference)
         # Clear the buffer and publish the new policy.
         path = run.publish(loop, episodes, losses)
         if on_checkpoint is not None:

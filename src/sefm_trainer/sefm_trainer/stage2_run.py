@@ -31,6 +31,9 @@ class Stage2Run:
         self.policy = load_checkpoint(last if resuming else cfg.policy).train()
         self.policy.freeze_vision_tower()
         self.detector = StepsToGoDetector(load_checkpoint(cfg.reward_model), cfg.success_threshold)
+        self.reference = None
+        if cfg.kl_coef > 0:  # the Stage 1 policy, frozen, that the KL term holds practice to
+            self.reference = load_checkpoint(cfg.policy).eval().requires_grad_(False)
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
         self.state = {"best": [-1.0, None], "since_best": 0, "extra_episodes": 0}

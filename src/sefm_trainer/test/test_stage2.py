@@ -75,10 +75,10 @@ def test_each_buffered_step_trains_exactly_once(checkpoints, tmp_path, monkeypat
     seen, weighs_chain = [], set()
     real = stage2.reinforce_loss
 
-    def recording(model, obs, tokens, returns, coef, chain):
+    def recording(model, obs, tokens, returns, **kw):
         seen.extend(returns)
-        weighs_chain.add(chain)
-        return real(model, obs, tokens, returns, coef, chain)
+        weighs_chain.add(kw["chain"])
+        return real(model, obs, tokens, returns, **kw)
 
     monkeypatch.setattr(stage2, "reinforce_loss", recording)
     policy = load_checkpoint(checkpoints[0])
@@ -109,6 +109,23 @@ def test_loops_keep_the_reward_model_and_vision_tower_frozen(checkpoints, tmp_pa
         not torch.equal(start.state_dict()[k], end.state_dict()[k]) for k in start.state_dict() if k not in vision
     )
     assert (tmp_path / "run" / "best").is_dir() and (tmp_path / "run" / "stage2.jsonl").read_text().count("\n") == 2
+
+
+def test_a_kl_anchor_holds_practice_to_the_frozen_stage1_policy(checkpoints, tmp_path, monkeypatch):
+    kl = []
+    real = stage2.reinforce_loss
+
+    def recording(*args, **kw):
+        out = real(*args, **kw)
+        kl.append((kw["reference"], out.metrics["rl/kl"]))
+        return out
+
+    monkeypatch.setattr(stage2, "reinforce_loss", recording)
+    self_improve(small(checkpoints, tmp_path / "run", kl_coef=1.0, lr=1e-2), progress=False)
+    reference = kl[0][0]
+    start = load_checkpoint(checkpoints[0]).backbone.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in reference.backbone.state_dict().items())  # never trained
+    assert kl[0][1] == pytest.approx(0.0, abs=1e-5) and kl[-1][1] > 1e-4  # zero at the start, then it measures
 
 
 def test_gym_source_is_deterministic_from_its_seed(checkpoints, tmp_path):
