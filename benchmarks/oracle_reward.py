@@ -98,6 +98,7 @@ def main() -> None:
     p.add_argument("--loops", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--minibatch", type=int, default=64, help="B: a loop practises N x B steps")
     p.add_argument("--kl-coef", type=float, default=0.0, help="beta of KL(policy || Stage 1 policy)")
     p.add_argument("--reward", choices=["progress", "success"], default="progress")
     p.add_argument("--normalize-returns", action="store_true", help="R -> (R - mean) / std over each loop's buffer")
@@ -116,7 +117,8 @@ def main() -> None:
     cfg = Stage2Config(
         policy=str(stage1 / "best_bc"), reward_model=str(stage1 / "best_steps"), out=str(out), loops=args.loops,
         lr=args.lr, temperature=args.temperature, chain_temperature=args.chain_temperature, task_family=args.task,
-        normalize_returns=args.normalize_returns, reward=args.reward, kl_coef=args.kl_coef, patience=0,
+        normalize_returns=args.normalize_returns, reward=args.reward, kl_coef=args.kl_coef, minibatch=args.minibatch,
+        patience=0,
     )  # fmt: skip
     result = self_improve(cfg, source=OracleSource(cfg, weights))
     after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
@@ -127,7 +129,7 @@ def main() -> None:
         "loops": len(result["history"]), "extra_episodes": result["history"][-1]["extra_episodes"],
         "lr": args.lr, "temperature": args.temperature, "chain_temperature": args.chain_temperature,
         "normalize_returns": args.normalize_returns, "reward": args.reward,
-        "kl_coef": args.kl_coef,
+        "kl_coef": args.kl_coef, "minibatch": args.minibatch,
         "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
         "stage1": {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},
         "stage2_best": {k: best[k] for k in keep}, "best_loop": result["best_loop"], "out": str(out),
