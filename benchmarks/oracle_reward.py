@@ -102,7 +102,7 @@ def main() -> None:
     p.add_argument("--kl-coef", type=float, default=0.0, help="beta of KL(policy || Stage 1 policy)")
     p.add_argument("--reward", choices=["progress", "success"], default="progress")
     p.add_argument("--normalize-returns", action="store_true", help="R -> (R - mean) / std over each loop's buffer")
-    p.add_argument("--chain-temperature", type=float, default=0.0, help="> 0: sample and reinforce a chain's places")
+    p.add_argument("--chain-temperature", type=float, default=0.0, help="> 0: sample and reinforce coarse place digits")
     p.add_argument("--fit-episodes", type=int, default=100)
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--out", help="Stage 2 run folder (default: a temporary one)")
