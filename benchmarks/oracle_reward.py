@@ -103,6 +103,8 @@ def main() -> None:
     p.add_argument("--reward", choices=["progress", "success"], default="progress")
     p.add_argument("--normalize-returns", action="store_true", help="R -> (R - mean) / std over each loop's buffer")
     p.add_argument("--chain-temperature", type=float, default=0.0, help="> 0: sample and reinforce coarse place digits")
+    p.add_argument("--demonstrations", help="episode folder to co-train on (Stage 1's data)")
+    p.add_argument("--demo-coef", type=float, default=0.0, help="weight of behaviour cloning on it in every update")
     p.add_argument("--fit-episodes", type=int, default=100)
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--out", help="Stage 2 run folder (default: a temporary one)")
@@ -118,7 +120,7 @@ def main() -> None:
         policy=str(stage1 / "best_bc"), reward_model=str(stage1 / "best_steps"), out=str(out), loops=args.loops,
         lr=args.lr, temperature=args.temperature, chain_temperature=args.chain_temperature, task_family=args.task,
         normalize_returns=args.normalize_returns, reward=args.reward, kl_coef=args.kl_coef, minibatch=args.minibatch,
-        patience=0,
+        demonstrations=args.demonstrations, demo_coef=args.demo_coef, patience=0,
     )  # fmt: skip
     result = self_improve(cfg, source=OracleSource(cfg, weights))
     after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
@@ -129,7 +131,7 @@ def main() -> None:
         "loops": len(result["history"]), "extra_episodes": result["history"][-1]["extra_episodes"],
         "lr": args.lr, "temperature": args.temperature, "chain_temperature": args.chain_temperature,
         "normalize_returns": args.normalize_returns, "reward": args.reward,
-        "kl_coef": args.kl_coef, "minibatch": args.minibatch,
+        "kl_coef": args.kl_coef, "minibatch": args.minibatch, "demo_coef": args.demo_coef,
         "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
         "stage1": {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},
         "stage2_best": {k: best[k] for k in keep}, "best_loop": result["best_loop"], "out": str(out),

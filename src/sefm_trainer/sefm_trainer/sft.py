@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -48,7 +49,7 @@ from sefm_sim_bridge.scene import image_point
 from sefm_sim_bridge.tasks import LOCATIONS, PREPOSITIONS, VERBS, region_centre
 
 from .bag_reader import load_episodes, select_fraction
-from .dataset import StepIndex
+from .dataset import Step, StepIndex
 from .object_map import ObjectMap, object_map_loss, step_targets
 from .schedule import warmup_cosine
 from .trainer_state import load_trainer_extra, load_trainer_state, save_resume_point, state_path
@@ -213,11 +214,16 @@ class Data:
             obs = [replace(o, instruction=instruction) for o, (instruction, _) in zip(obs, asked, strict=True)]
             return obs, np.stack([self.tokenizer.encode(np.zeros(2), places) for _, places in asked])
         if objective in ("bc", "plan"):
-            if isinstance(self.tokenizer, GroundedActionTokenizer):
-                places = [places_at(index.episodes[s.episode], s.t) for s in steps]
-                return obs, np.stack([self.tokenizer.encode(s.action, p) for s, p in zip(steps, places, strict=True)])
-            return obs, np.stack([self.tokenizer.encode(s.action) for s in steps])
+            return obs, action_targets(self.tokenizer, index, steps)
         return obs, np.array([s.T - s.t for s in steps], dtype=np.float64)
+
+
+def action_targets(tokenizer, index: StepIndex, steps: Sequence[Step]) -> np.ndarray:
+    """The steps' actions as the model's tokens; a reasoning tokenizer's places come from the
+    objects each demonstration recorded."""
+    if isinstance(tokenizer, GroundedActionTokenizer):
+        return np.stack([tokenizer.encode(s.action, places_at(index.episodes[s.episode], s.t)) for s in steps])
+    return np.stack([tokenizer.encode(s.action) for s in steps])
 
 
 def chain_places(objects: dict, effector, obj: str, target: str | None, location: str | None) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sefm_interfaces.typed_config import StrictModel
 from sefm_policy.losses import reinforce_loss
@@ -25,6 +25,7 @@ from sefm_policy.model import EFM
 from sefm_reward.detector import DEFAULT_THRESHOLD, StepsToGoDetector, label_episode
 from sefm_sim_bridge.envs import TASK_FAMILIES
 
+from .cotrain import Demonstrations
 from .rollout import PracticeEpisode, run_episodes
 from .stage2_run import Stage2Run
 from .trainer_state import decode_rng, encode_rng
@@ -50,6 +51,11 @@ class Stage2Config(StrictModel):
     normalize_returns: bool = Field(
         False, description="R -> (R - mean) / std over the loop's buffer: a baseline, so no step is pushed for nothing"
     )
+    demonstrations: str | None = Field(None, description="episode folder (Stage 1's data) that demo_coef co-trains on")
+    demo_coef: float = Field(
+        0.0, ge=0, description="weight of a behaviour-cloning loss on demo_batch demonstration steps in every update"
+    )
+    demo_batch: int = Field(64, gt=0, description="demonstration steps per update when demo_coef > 0")
     lr: float = Field(1e-4, gt=0)
     temperature: float = Field(1.0, gt=0)
     chain_temperature: float = Field(
@@ -63,6 +69,12 @@ class Stage2Config(StrictModel):
     window: int = Field(3, gt=0, description="loops in the moving window of detected success")
     patience: int = Field(10, ge=0, description="stop after this many loops without a better window (0: never)")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_demonstrations(self) -> Stage2Config:
+        if self.demo_coef > 0 and self.demonstrations is None:
+            raise ValueError("demo_coef > 0 co-trains on demonstrations, and demonstrations is not set")
+        return self
 
 
 @dataclass
@@ -145,10 +157,17 @@ def buffer_steps(
 
 
 def update(
-    policy: EFM, optimizer, steps: Sequence[BufferedStep], cfg: Stage2Config, reference: EFM | None = None
+    policy: EFM,
+    optimizer,
+    steps: Sequence[BufferedStep],
+    cfg: Stage2Config,
+    reference: EFM | None = None,
+    demonstrations: Demonstrations | None = None,
+    rng: np.random.Generator | None = None,
 ) -> list[float]:
     """N updates over consecutive minibatches of the shuffled buffer: each step used once;
-    ``reference``: the frozen Stage 1 policy the KL term (``kl_coef``) holds it to."""
+    ``reference``: the frozen Stage 1 policy the KL term (``kl_coef``) holds it to;
+    ``demonstrations``: what ``demo_coef`` co-trains on, drawn with ``rng``."""
     losses = []
     for u in range(cfg.updates):
         batch = steps[u * cfg.minibatch : (u + 1) * cfg.minibatch]
@@ -162,10 +181,13 @@ def update(
             reference=reference,
             kl_coef=cfg.kl_coef,
         )
+        loss = out.loss
+        if demonstrations is not None and cfg.demo_coef > 0:
+            loss = loss + cfg.demo_coef * demonstrations.loss(policy, cfg.demo_batch, rng).loss
         optimizer.zero_grad()
-        out.loss.backward()
+        loss.backward()
         optimizer.step()
-        losses.append(out.loss.item())
+        losses.append(loss.item())
     return losses
 
 
@@ -185,7 +207,7 @@ def self_improve(
         # Label each step with its return from the frozen reward model; the buffer keeps N×B.
         buffer = buffer_steps(episodes, cfg, run.rng)
         # N REINFORCE updates, each on B steps of the buffer, the vision tower frozen.
-        losses = update(run.policy, run.optimizer, buffer, cfg, run.reference)
+        losses = update(run.policy, run.optimizer, buffer, cfg, run.reference, run.demonstrations, run.rng)
         # Clear the buffer and publish the new policy.
         path = run.publish(loop, episodes, losses)
         if on_checkpoint is not None:

@@ -14,6 +14,7 @@ import torch
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_reward.detector import StepsToGoDetector
 
+from .cotrain import Demonstrations
 from .trainer_state import decode_rng, encode_rng, load_trainer_state, save_resume_point, state_path
 
 
@@ -34,6 +35,9 @@ class Stage2Run:
         self.reference = None
         if cfg.kl_coef > 0:  # the Stage 1 policy, frozen, that the KL term holds practice to
             self.reference = load_checkpoint(cfg.policy).eval().requires_grad_(False)
+        self.demonstrations = None
+        if cfg.demo_coef > 0:
+            self.demonstrations = Demonstrations(cfg.demonstrations, self.policy.config.embodiment)
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
         self.state = {"best": [-1.0, None], "since_best": 0, "extra_episodes": 0}

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from sefm_interfaces.typed_config import ConfigError
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_trainer import stage2
+from sefm_trainer.cotrain import Demonstrations
 from sefm_trainer.rollout import PracticeEpisode
 from sefm_trainer.stage2 import GymSource, Stage2Config, buffer_steps, self_improve, update
 
@@ -126,6 +128,43 @@ def test_a_kl_anchor_holds_practice_to_the_frozen_stage1_policy(checkpoints, tmp
     start = load_checkpoint(checkpoints[0]).backbone.state_dict()
     assert all(torch.equal(start[k], v) for k, v in reference.backbone.state_dict().items())  # never trained
     assert kl[0][1] == pytest.approx(0.0, abs=1e-5) and kl[-1][1] > 1e-4  # zero at the start, then it measures
+
+
+def test_co_training_pulls_the_policy_toward_the_demonstrations(checkpoints, tmp_path, demo_episodes):
+    cfg = small(checkpoints, tmp_path, updates=3, minibatch=4, demonstrations=str(demo_episodes), demo_coef=1.0)
+    flat = [fake_episode(6, seed=s) for s in range(2)]
+    for ep in flat:
+        ep.distances = [10.0] * (ep.length + 1)  # no progress: REINFORCE alone moves nothing
+    steps = buffer_steps(flat, cfg, np.random.default_rng(0))
+    demos = Demonstrations(demo_episodes, "language_table")
+
+    def demo_loss(policy):
+        with torch.no_grad():
+            return demos.loss(policy, 32, np.random.default_rng(9)).loss.item()
+
+    moved = {}
+    for coef in (0.0, 1.0):
+        policy = load_checkpoint(checkpoints[0]).train()
+        before = demo_loss(policy)
+        update(policy, torch.optim.SGD(policy.parameters(), lr=0.05), steps, cfg.model_copy(update={"demo_coef": coef}),
+               demonstrations=demos, rng=np.random.default_rng(1))  # fmt: skip
+        moved[coef] = demo_loss(policy) - before
+    assert moved[0.0] == 0.0 and moved[1.0] < -0.1, moved
+
+
+def test_a_run_co_trains_in_every_update_and_checks_its_demonstrations(
+    checkpoints, tmp_path, demo_episodes, monkeypatch
+):
+    calls = []
+    real = Demonstrations.loss
+    monkeypatch.setattr(Demonstrations, "loss", lambda self, *a: calls.append(a[1]) or real(self, *a))
+    self_improve(small(checkpoints, tmp_path / "run", demonstrations=str(demo_episodes), demo_coef=0.5, demo_batch=3),
+                 progress=False)  # fmt: skip
+    assert calls == [3] * 4  # 2 loops x 2 updates
+    with pytest.raises(ValueError, match="demonstrations is not set"):
+        small(checkpoints, tmp_path, demo_coef=0.5)
+    with pytest.raises(ConfigError, match="the policy is 'aloha'"):
+        Demonstrations(demo_episodes, "aloha")
 
 
 def test_gym_source_is_deterministic_from_its_seed(checkpoints, tmp_path):
