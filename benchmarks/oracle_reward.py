@@ -101,6 +101,7 @@ def main() -> None:
     p.add_argument("--minibatch", type=int, default=64, help="B: a loop practises N x B steps")
     p.add_argument("--kl-coef", type=float, default=0.0, help="beta of KL(policy || Stage 1 policy)")
     p.add_argument("--reward", choices=["progress", "success"], default="progress")
+    p.add_argument("--gamma", type=float, default=0.9, help="discount of the progress reward's return (paper: 0.9)")
     p.add_argument("--normalize-returns", action="store_true", help="R -> (R - mean) / std over each loop's buffer")
     p.add_argument("--chain-temperature", type=float, default=0.0, help="> 0: sample and reinforce coarse place digits")
     p.add_argument("--demonstrations", help="episode folder to co-train on (Stage 1's data)")
@@ -120,7 +121,7 @@ def main() -> None:
         policy=str(stage1 / "best_bc"), reward_model=str(stage1 / "best_steps"), out=str(out), loops=args.loops,
         lr=args.lr, temperature=args.temperature, chain_temperature=args.chain_temperature, task_family=args.task,
         normalize_returns=args.normalize_returns, reward=args.reward, kl_coef=args.kl_coef, minibatch=args.minibatch,
-        demonstrations=args.demonstrations, demo_coef=args.demo_coef, patience=0,
+        demonstrations=args.demonstrations, demo_coef=args.demo_coef, gamma=args.gamma, patience=0,
     )  # fmt: skip
     result = self_improve(cfg, source=OracleSource(cfg, weights))
     after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
@@ -131,7 +132,7 @@ def main() -> None:
         "loops": len(result["history"]), "extra_episodes": result["history"][-1]["extra_episodes"],
         "lr": args.lr, "temperature": args.temperature, "chain_temperature": args.chain_temperature,
         "normalize_returns": args.normalize_returns, "reward": args.reward,
-        "kl_coef": args.kl_coef, "minibatch": args.minibatch, "demo_coef": args.demo_coef,
+        "kl_coef": args.kl_coef, "minibatch": args.minibatch, "demo_coef": args.demo_coef, "gamma": args.gamma,
         "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
         "stage1": {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},
         "stage2_best": {k: best[k] for k in keep}, "best_loop": result["best_loop"], "out": str(out),

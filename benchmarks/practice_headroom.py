@@ -6,8 +6,9 @@ greedily and ``--samples`` times as practice samples it (``--temperature`` for t
 ``--chain-temperature`` for a reasoning chain's coarse place digits), ground truth ending and
 scoring every episode, and prints one JSON object: greedy and sampled success, sampled success
 on the seeds greedy fails and on those it solves, and how many greedy failures some sample
-solves (Wilson 95% intervals). Seeds from 600,000 by default: neither practice (500,000) nor
-evaluation (1,000,000) draws them.
+solves (Wilson 95% intervals), and greedy success by step 25, 50, ... up to ``--max-steps`` (with
+``--samples 0``, only that: how much of a failure is a slow success). Seeds from 600,000 by
+default: neither practice (500,000) nor evaluation (1,000,000) draws them.
 
     python benchmarks/practice_headroom.py --checkpoint checkpoints/stage1_b2b4_wide/best_bc \\
         --task block2block4 --episodes 100 --samples 3 --chain-temperature 1.0
@@ -31,15 +32,15 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--task", default="block2block")
     p.add_argument("--episodes", type=int, default=100, help="seeds")
-    p.add_argument("--samples", type=int, default=3, help="sampled episodes per seed")
+    p.add_argument("--samples", type=int, default=3, help="sampled episodes per seed (0: greedy only)")
     p.add_argument("--seed", type=int, default=600_000)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--chain-temperature", type=float, default=0.0)
     p.add_argument("--max-steps", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    if args.episodes < 1 or args.samples < 1:
-        raise SystemExit("--episodes and --samples must be at least 1")
+    if args.episodes < 1 or args.samples < 0:
+        raise SystemExit("--episodes must be at least 1 and --samples at least 0")
     torch.set_num_threads(args.threads)
     policy = load_checkpoint(args.checkpoint).eval()
     seeds = list(range(args.seed, args.seed + args.episodes))
@@ -51,15 +52,22 @@ def main() -> None:
             generator=torch.Generator().manual_seed(0), progress="sampled", **common,
         )  # fmt: skip
     g = np.array([ep.ground_truth_success for ep in greedy])
-    s = np.array([ep.ground_truth_success for ep in sampled]).reshape(args.samples, args.episodes)
-    print(json.dumps({
+    lengths = np.array([ep.length for ep in greedy])
+    result = {
         "checkpoint": args.checkpoint, "task": args.task, "seeds": [seeds[0], seeds[-1]], "samples": args.samples,
-        "temperature": args.temperature, "chain_temperature": args.chain_temperature,
-        "greedy": success_summary(g), "sampled": success_summary(s.ravel()),
-        "sampled_where_greedy_fails": success_summary(s[:, ~g].ravel()) if (~g).any() else None,
-        "sampled_where_greedy_succeeds": success_summary(s[:, g].ravel()) if g.any() else None,
-        "greedy_failures_some_sample_solves": success_summary(s[:, ~g].any(0)) if (~g).any() else None,
-    }, indent=2))  # fmt: skip
+        "temperature": args.temperature, "chain_temperature": args.chain_temperature, "greedy": success_summary(g),
+        "greedy_success_by_step": {m: float((g & (lengths <= m)).mean()) for m in range(25, args.max_steps + 1, 25)},
+        "greedy_success_lengths": sorted(lengths[g].tolist()),
+    }  # fmt: skip
+    if args.samples:
+        s = np.array([ep.ground_truth_success for ep in sampled]).reshape(args.samples, args.episodes)
+        result |= {
+            "sampled": success_summary(s.ravel()),
+            "sampled_where_greedy_fails": success_summary(s[:, ~g].ravel()) if (~g).any() else None,
+            "sampled_where_greedy_succeeds": success_summary(s[:, g].ravel()) if g.any() else None,
+            "greedy_failures_some_sample_solves": success_summary(s[:, ~g].any(0)) if (~g).any() else None,
+        }
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
