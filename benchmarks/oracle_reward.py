@@ -99,6 +99,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--minibatch", type=int, default=64, help="B: a loop practises N x B steps")
+    p.add_argument("--coef", type=float, default=5e-2, help="c in -c R log p (paper: 5e-2; ~0 leaves only the anchors)")
     p.add_argument("--kl-coef", type=float, default=0.0, help="beta of KL(policy || Stage 1 policy)")
     p.add_argument("--reward", choices=["progress", "success"], default="progress")
     p.add_argument("--gamma", type=float, default=0.9, help="discount of the progress reward's return (paper: 0.9)")
@@ -108,6 +109,7 @@ def main() -> None:
     p.add_argument("--demo-coef", type=float, default=0.0, help="weight of behaviour cloning on it in every update")
     p.add_argument("--fit-episodes", type=int, default=100)
     p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--skip-stage1", action="store_true", help="do not evaluate the Stage 1 policy first")
     p.add_argument("--out", help="Stage 2 run folder (default: a temporary one)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -115,13 +117,16 @@ def main() -> None:
     weights, fit_err = fit_oracle(args.task, args.fit_episodes)
     stage1 = Path(args.stage1)
     detector = StepsToGoDetector(load_checkpoint(stage1 / "best_steps"), 3.0)
-    before = evaluate(load_checkpoint(stage1 / "best_bc"), detector, args.eval_episodes, args.task)
+    before = None
+    if not args.skip_stage1:
+        before = evaluate(load_checkpoint(stage1 / "best_bc"), detector, args.eval_episodes, args.task)
     out = Path(args.out or tempfile.mkdtemp(prefix="oracle_stage2_"))
     cfg = Stage2Config(
         policy=str(stage1 / "best_bc"), reward_model=str(stage1 / "best_steps"), out=str(out), loops=args.loops,
         lr=args.lr, temperature=args.temperature, chain_temperature=args.chain_temperature, task_family=args.task,
         normalize_returns=args.normalize_returns, reward=args.reward, kl_coef=args.kl_coef, minibatch=args.minibatch,
-        demonstrations=args.demonstrations, demo_coef=args.demo_coef, gamma=args.gamma, patience=0,
+        demonstrations=args.demonstrations, demo_coef=args.demo_coef, gamma=args.gamma, coef=args.coef,
+        patience=0,
     )  # fmt: skip
     result = self_improve(cfg, source=OracleSource(cfg, weights))
     after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
@@ -133,8 +138,9 @@ def main() -> None:
         "lr": args.lr, "temperature": args.temperature, "chain_temperature": args.chain_temperature,
         "normalize_returns": args.normalize_returns, "reward": args.reward,
         "kl_coef": args.kl_coef, "minibatch": args.minibatch, "demo_coef": args.demo_coef, "gamma": args.gamma,
+        "coef": args.coef,
         "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
-        "stage1": {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},
+        "stage1": before and {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},
         "stage2_best": {k: best[k] for k in keep}, "best_loop": result["best_loop"], "out": str(out),
     }, indent=2))  # fmt: skip
 
