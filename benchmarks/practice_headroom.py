@@ -47,7 +47,7 @@ def main() -> None:
     common = dict(task_family=args.task, max_steps=args.max_steps, end_on="ground_truth")
     with torch.no_grad():
         greedy = run_episodes(policy, None, seeds, greedy=True, progress="greedy", **common)
-        sampled = run_episodes(
+        sampled = args.samples and run_episodes(
             policy, None, seeds * args.samples, temperature=args.temperature, chain_temperature=args.chain_temperature,
             generator=torch.Generator().manual_seed(0), progress="sampled", **common,
         )  # fmt: skip
