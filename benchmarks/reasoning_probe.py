@@ -36,13 +36,16 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data", required=True, help="demonstrations that record objects (the Stage 1 data)")
     parser.add_argument("--steps", type=int, default=256, help="validation steps to score")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, help="episodes held out for scoring (near 1 for a fresh folder)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     policy = load_checkpoint(args.checkpoint).eval()
     if not policy.config.reason:
         raise SystemExit(f"{args.checkpoint} does not reason (EFMConfig.reason is false)")
-    data = Data(SFTConfig(data=args.data, out="unused", reason=True))
+    data = Data(SFTConfig(data=args.data, out="unused", reason=True, val_fraction=args.val_fraction))
     picks = np.random.default_rng(0).permutation(len(data.val))[: args.steps]
     steps = [data.val[int(i)] for i in picks]
     data.tokenizer = policy.embodiment.action

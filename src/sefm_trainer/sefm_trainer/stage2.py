@@ -164,11 +164,12 @@ def update(
     reference: EFM | None = None,
     demonstrations: Demonstrations | None = None,
     rng: np.random.Generator | None = None,
-) -> list[float]:
+) -> list[dict[str, float]]:
     """N updates over consecutive minibatches of the shuffled buffer: each step used once;
     ``reference``: the frozen Stage 1 policy the KL term (``kl_coef``) holds it to;
-    ``demonstrations``: what ``demo_coef`` co-trains on, drawn with ``rng``."""
-    losses = []
+    ``demonstrations``: what ``demo_coef`` co-trains on, drawn with ``rng``. Returns each update's
+    terms (total loss, REINFORCE's, the KL, the co-training loss): how far the policy moved, and why."""
+    metrics = []
     for u in range(cfg.updates):
         batch = steps[u * cfg.minibatch : (u + 1) * cfg.minibatch]
         out = reinforce_loss(
@@ -181,14 +182,16 @@ def update(
             reference=reference,
             kl_coef=cfg.kl_coef,
         )
-        loss = out.loss
+        loss, terms = out.loss, dict(out.metrics)
         if demonstrations is not None and cfg.demo_coef > 0:
-            loss = loss + cfg.demo_coef * demonstrations.loss(policy, cfg.demo_batch, rng).loss
+            demo = demonstrations.loss(policy, cfg.demo_batch, rng)
+            loss = loss + cfg.demo_coef * demo.loss
+            terms["demo/loss"] = demo.loss.item()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
-    return losses
+        metrics.append({"loss": loss.item(), **terms})
+    return metrics
 
 
 def self_improve(
@@ -207,9 +210,9 @@ def self_improve(
         # Label each step with its return from the frozen reward model; the buffer keeps N×B.
         buffer = buffer_steps(episodes, cfg, run.rng)
         # N REINFORCE updates, each on B steps of the buffer, the vision tower frozen.
-        losses = update(run.policy, run.optimizer, buffer, cfg, run.reference, run.demonstrations, run.rng)
+        terms = update(run.policy, run.optimizer, buffer, cfg, run.reference, run.demonstrations, run.rng)
         # Clear the buffer and publish the new policy.
-        path = run.publish(loop, episodes, losses)
+        path = run.publish(loop, episodes, terms)
         if on_checkpoint is not None:
             on_checkpoint(path, loop)
     return run.close()

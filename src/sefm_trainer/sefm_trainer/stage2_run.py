@@ -72,9 +72,9 @@ class Stage2Run:
         self.policy.train()
         return episodes
 
-    def publish(self, loop: int, episodes: list, losses: list[float]) -> Path:
-        """Record the loop, keep ``best`` by the moving window, and write the resume point (the
-        checkpoint the fleet's policies reload)."""
+    def publish(self, loop: int, episodes: list, updates: list[dict[str, float]]) -> Path:
+        """Record the loop (with the mean of each update term, e.g. ``rl_kl``), keep ``best`` by the
+        moving window, and write the resume point (the checkpoint the fleet's policies reload)."""
         self.state["extra_episodes"] += len(episodes)
         record = {
             "loop": loop,
@@ -83,7 +83,7 @@ class Stage2Run:
             "detected_success": float(np.mean([ep.detected_success for ep in episodes])),
             "ground_truth_success": float(np.mean([ep.ground_truth_success for ep in episodes])),
             "mean_length": float(np.mean([ep.length for ep in episodes])),
-            "loss": float(np.mean(losses)),
+            **{key.replace("/", "_"): float(np.mean([u[key] for u in updates])) for key in updates[0]},
         }
         recent = [*self.history, record][-self.cfg.window :]
         record["window_detected_success"] = window = float(np.mean([h["detected_success"] for h in recent]))

@@ -128,6 +128,9 @@ def test_a_kl_anchor_holds_practice_to_the_frozen_stage1_policy(checkpoints, tmp
     start = load_checkpoint(checkpoints[0]).backbone.state_dict()
     assert all(torch.equal(start[k], v) for k, v in reference.backbone.state_dict().items())  # never trained
     assert kl[0][1] == pytest.approx(0.0, abs=1e-5) and kl[-1][1] > 1e-4  # zero at the start, then it measures
+    records = [json.loads(line) for line in (tmp_path / "run" / "stage2.jsonl").read_text().splitlines()]
+    per_loop = [np.mean([k for _, k in kl[:2]]), np.mean([k for _, k in kl[2:]])]  # 2 updates a loop
+    assert [r["rl_kl"] for r in records] == pytest.approx(per_loop)
 
 
 def test_co_training_pulls_the_policy_toward_the_demonstrations(checkpoints, tmp_path, demo_episodes):
@@ -161,6 +164,8 @@ def test_a_run_co_trains_in_every_update_and_checks_its_demonstrations(
     self_improve(small(checkpoints, tmp_path / "run", demonstrations=str(demo_episodes), demo_coef=0.5, demo_batch=3),
                  progress=False)  # fmt: skip
     assert calls == [3] * 4  # 2 loops x 2 updates
+    records = [json.loads(line) for line in (tmp_path / "run" / "stage2.jsonl").read_text().splitlines()]
+    assert all(r["demo_loss"] > 0 for r in records)
     with pytest.raises(ValueError, match="demonstrations is not set"):
         small(checkpoints, tmp_path, demo_coef=0.5)
     with pytest.raises(ConfigError, match="the policy is 'aloha'"):
