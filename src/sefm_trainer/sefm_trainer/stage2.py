@@ -25,6 +25,7 @@ from sefm_policy.model import EFM
 from sefm_reward.detector import DEFAULT_THRESHOLD, StepsToGoDetector, label_episode
 from sefm_sim_bridge.envs import TASK_FAMILIES
 
+from .consensus import consensus_loss, consensus_tokens
 from .cotrain import Demonstrations
 from .rollout import PracticeEpisode, run_episodes
 from .stage2_run import Stage2Run
@@ -56,6 +57,12 @@ class Stage2Config(StrictModel):
         0.0, ge=0, description="weight of a behaviour-cloning loss on demo_batch demonstration steps in every update"
     )
     demo_batch: int = Field(64, gt=0, description="demonstration steps per update when demo_coef > 0")
+    consensus_coef: float = Field(
+        0.0,
+        ge=0,
+        description="weight of a loss that labels each practised step's target place with the median of the "
+        "target places said over its episode (self-training; a chain-of-places policy)",
+    )
     lr: float = Field(1e-4, gt=0)
     temperature: float = Field(1.0, gt=0)
     chain_temperature: float = Field(
@@ -167,14 +174,16 @@ def update(
 ) -> list[dict[str, float]]:
     """N updates over consecutive minibatches of the shuffled buffer: each step used once;
     ``reference``: the frozen Stage 1 policy the KL term (``kl_coef``) holds it to;
-    ``demonstrations``: what ``demo_coef`` co-trains on, drawn with ``rng``. Returns each update's
-    terms (total loss, REINFORCE's, the KL, the co-training loss): how far the policy moved, and why."""
-    metrics = []
+    ``demonstrations``: what ``demo_coef`` co-trains on, drawn with ``rng``; ``consensus_coef``
+    self-trains the target place (``consensus``). Returns each update's terms (total loss,
+    REINFORCE's, the KL, co-training's, self-training's): how far the policy moved, and why."""
+    metrics, labelled = [], {}
     for u in range(cfg.updates):
         batch = steps[u * cfg.minibatch : (u + 1) * cfg.minibatch]
+        observations = [s.episode.observation(s.t) for s in batch]
         out = reinforce_loss(
             policy,
-            [s.episode.observation(s.t) for s in batch],
+            observations,
             np.stack([s.episode.tokens[s.t] for s in batch]),
             [s.ret for s in batch],
             coef=cfg.coef,
@@ -187,6 +196,13 @@ def update(
             demo = demonstrations.loss(policy, cfg.demo_batch, rng)
             loss = loss + cfg.demo_coef * demo.loss
             terms["demo/loss"] = demo.loss.item()
+        if cfg.consensus_coef > 0:
+            for s in batch:
+                if id(s.episode) not in labelled:
+                    labelled[id(s.episode)] = consensus_tokens(np.stack(s.episode.tokens), policy.embodiment.action)
+            agreed = consensus_loss(policy, observations, np.stack([labelled[id(s.episode)][s.t] for s in batch]))
+            loss = loss + cfg.consensus_coef * agreed.loss
+            terms["consensus/loss"] = agreed.loss.item()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -14,6 +14,7 @@ import torch
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_reward.detector import StepsToGoDetector
 
+from .consensus import check_policy
 from .cotrain import Demonstrations
 from .trainer_state import decode_rng, encode_rng, load_trainer_state, save_resume_point, state_path
 
@@ -35,6 +36,8 @@ class Stage2Run:
         self.reference = None
         if cfg.kl_coef > 0:  # the Stage 1 policy, frozen, that the KL term holds practice to
             self.reference = load_checkpoint(cfg.policy).eval().requires_grad_(False)
+        if cfg.consensus_coef > 0:
+            check_policy(self.policy)
         self.demonstrations = None
         if cfg.demo_coef > 0:
             self.demonstrations = Demonstrations(cfg.demonstrations, self.policy.config.embodiment)
