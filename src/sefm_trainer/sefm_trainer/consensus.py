@@ -2,7 +2,7 @@
 
 The block an instruction names as the target stays put while another is pushed to it. The policy
 says anew at every step where that target is; on held-out demonstrations the place it says is
-within a block width in 79% of steps, the median of what it said over the episode in 88%
+within a block width in 79% of steps, the median of what it said over the episode in 87%
 (docs/results, session 13). So every practised frame gets the episode's median target place as
 a label: supervision from practice, with no ground truth and no reward, the way self-training
 turns a model's agreeing guesses into labels for its disagreeing ones."""
