@@ -30,21 +30,25 @@ def check_policy(policy: EFM) -> None:
         raise ConfigError("consensus_coef > 0 labels a chain's target place, and the policy does not reason")
 
 
+def target_slots(tokenizer: GroundedActionTokenizer) -> slice:
+    """Where the target place's digits sit among a step's tokens."""
+    per = len(tokenizer.place.slot_sizes)
+    return slice(TARGET * per, (TARGET + 1) * per)
+
+
 def consensus_tokens(tokens: np.ndarray, tokenizer: GroundedActionTokenizer) -> np.ndarray:
     """An episode's step tokens (T, slots) with each step's target place replaced by the median,
     over the episode, of the target places said."""
     tokens = np.asarray(tokens)
     median = np.median(tokenizer.decode_places(tokens)[:, TARGET], axis=0)
-    per = len(tokenizer.place.slot_sizes)
     labelled = tokens.copy()
-    labelled[:, TARGET * per : (TARGET + 1) * per] = tokenizer.place.encode(median)
+    labelled[:, target_slots(tokenizer)] = tokenizer.place.encode(median)
     return labelled
 
 
 def consensus_loss(policy: EFM, observations: Sequence[Observation], labelled: np.ndarray) -> LossOutput:
     """Cross-entropy of the target place's digits, teacher-forced on the object place said before it."""
-    per = len(policy.embodiment.action.place.slot_sizes)
-    slots = slice(TARGET * per, (TARGET + 1) * per)
+    slots = target_slots(policy.embodiment.action)
     target = torch.as_tensor(np.asarray(labelled), dtype=torch.long, device=policy.device)
     dist = policy.chain_distributions(observations, target)
     nll = -dist[:, slots].gather(-1, target[:, slots, None])[..., 0]

@@ -6,7 +6,7 @@ from sefm_interfaces.typed_config import ConfigError
 from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
-from sefm_trainer.consensus import TARGET, consensus_loss, consensus_tokens
+from sefm_trainer.consensus import TARGET, consensus_loss, consensus_tokens, target_slots
 from sefm_trainer.rollout import PracticeEpisode
 from sefm_trainer.stage2 import Stage2Config, buffer_steps, self_improve, update
 
@@ -33,8 +33,7 @@ def test_every_step_gets_the_median_target_place_and_keeps_its_other_tokens(reas
     ep = wandering_episode(tokenizer)
     said = np.stack(ep.tokens)
     labelled = consensus_tokens(said, tokenizer)
-    per = len(tokenizer.place.slot_sizes)
-    target = slice(TARGET * per, (TARGET + 1) * per)
+    target = target_slots(tokenizer)
     assert (labelled[:, target] == tokenizer.place.encode(np.array([0.3, 0.7]))).all()
     assert not (said[2, target] == labelled[2, target]).all()  # the stray step is relabelled
     rest = np.ones(said.shape[1], bool)
