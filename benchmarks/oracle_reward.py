@@ -107,7 +107,8 @@ def main() -> None:
     p.add_argument("--chain-temperature", type=float, default=0.0, help="> 0: sample and reinforce coarse place digits")
     p.add_argument("--demonstrations", help="episode folder to co-train on (Stage 1's data)")
     p.add_argument("--demo-coef", type=float, default=0.0, help="weight of behaviour cloning on it in every update")
-    p.add_argument("--consensus-coef", type=float, default=0.0, help="self-train the target place (consensus)")
+    p.add_argument("--consensus-coef", type=float, default=0.0, help="train the target place toward its consensus")
+    p.add_argument("--consensus-from", choices=["policy", "reward_model"], default="policy", help="who says it")
     p.add_argument("--max-steps", type=int, default=100, help="practice episode limit (evaluation keeps the task's)")
     p.add_argument("--fit-episodes", type=int, default=100)
     p.add_argument("--eval-episodes", type=int, default=100)
@@ -128,7 +129,8 @@ def main() -> None:
         lr=args.lr, temperature=args.temperature, chain_temperature=args.chain_temperature, task_family=args.task,
         normalize_returns=args.normalize_returns, reward=args.reward, kl_coef=args.kl_coef, minibatch=args.minibatch,
         demonstrations=args.demonstrations, demo_coef=args.demo_coef, gamma=args.gamma, coef=args.coef,
-        max_steps=args.max_steps, consensus_coef=args.consensus_coef, patience=0,
+        max_steps=args.max_steps, consensus_coef=args.consensus_coef,
+        consensus_from=args.consensus_from, patience=0,
     )  # fmt: skip
     result = self_improve(cfg, source=OracleSource(cfg, weights))
     after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
@@ -141,7 +143,7 @@ def main() -> None:
         "normalize_returns": args.normalize_returns, "reward": args.reward,
         "kl_coef": args.kl_coef, "minibatch": args.minibatch, "demo_coef": args.demo_coef, "gamma": args.gamma,
         "coef": args.coef, "max_steps": args.max_steps,
-        "consensus_coef": args.consensus_coef,
+        "consensus_coef": args.consensus_coef, "consensus_from": args.consensus_from,
         "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
         "stage1": before and {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},
         "stage2_best": {k: best[k] for k in keep}, "best_loop": result["best_loop"], "out": str(out),

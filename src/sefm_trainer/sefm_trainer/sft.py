@@ -119,6 +119,11 @@ class SFTConfig(StrictModel):
         description="insert this many decoder layers into the init checkpoint, each starting as the identity "
         "(sefm_policy.deepen): it keeps what it computes and gains depth to learn with",
     )
+    freeze_vision: bool = Field(
+        False,
+        description="train everything but the vision tower, as Stage 2 does: a low-lr polish of an --init's "
+        "decoder that cannot overfit the tower to the demonstrations' scenes",
+    )
     device: str = Field(
         "cpu",
         pattern=r"^(cpu|cuda(:\d+)?)$",
@@ -364,8 +369,10 @@ def train_sft(cfg: SFTConfig) -> dict:
         data.patch_grid = math.isqrt(model.tokens_per_image)
         head = ObjectMap(model.backbone.config.vision_config.hidden_size).to(cfg.device)
     losses = {o: objective_loss(o, cfg, head) for o in cfg.objectives}
+    if cfg.freeze_vision:
+        model.freeze_vision_tower()
     model.train()
-    params = [*model.parameters(), *(head.parameters() if head is not None else ())]
+    params = [p for p in (*model.parameters(), *(head.parameters() if head is not None else ())) if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, best = 0, {o: {"loss": float("inf"), "step": None} for o in cfg.objectives}
     if resuming:

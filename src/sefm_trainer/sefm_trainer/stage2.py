@@ -25,7 +25,7 @@ from sefm_policy.model import EFM
 from sefm_reward.detector import DEFAULT_THRESHOLD, StepsToGoDetector, label_episode
 from sefm_sim_bridge.envs import TASK_FAMILIES
 
-from .consensus import consensus_loss, consensus_tokens
+from .consensus import consensus_loss, consensus_tokens, labelled_slots, read_places
 from .cotrain import Demonstrations
 from .rollout import PracticeEpisode, run_episodes
 from .stage2_run import Stage2Run
@@ -61,7 +61,12 @@ class Stage2Config(StrictModel):
         0.0,
         ge=0,
         description="weight of a loss that labels each practised step's target place with the median of the "
-        "target places said over its episode (self-training; a chain-of-places policy)",
+        "target places said over its episode (a chain-of-places policy)",
+    )
+    consensus_from: Literal["policy", "reward_model"] = Field(
+        "policy",
+        description="who says the places consensus_coef takes the median of: the policy (self-training) or the "
+        "frozen reward model (a teacher trained apart; it must have a chain of places)",
     )
     lr: float = Field(1e-4, gt=0)
     temperature: float = Field(1.0, gt=0)
@@ -171,11 +176,13 @@ def update(
     reference: EFM | None = None,
     demonstrations: Demonstrations | None = None,
     rng: np.random.Generator | None = None,
+    reader: EFM | None = None,
 ) -> list[dict[str, float]]:
     """N updates over consecutive minibatches of the shuffled buffer: each step used once;
     ``reference``: the frozen Stage 1 policy the KL term (``kl_coef``) holds it to;
     ``demonstrations``: what ``demo_coef`` co-trains on, drawn with ``rng``; ``consensus_coef``
-    self-trains the target place (``consensus``). Returns each update's terms (total loss,
+    trains the target place toward the episode's consensus (``consensus``), said by ``reader``
+    where given, else by the policy. Returns each update's terms (total loss,
     REINFORCE's, the KL, co-training's, self-training's): how far the policy moved, and why."""
     metrics, labelled = [], {}
     for u in range(cfg.updates):
@@ -199,8 +206,14 @@ def update(
         if cfg.consensus_coef > 0:
             for s in batch:
                 if id(s.episode) not in labelled:
-                    labelled[id(s.episode)] = consensus_tokens(np.stack(s.episode.tokens), policy.embodiment.action)
-            agreed = consensus_loss(policy, observations, np.stack([labelled[id(s.episode)][s.t] for s in batch]))
+                    ep = s.episode
+                    said = None
+                    if reader is not None:
+                        said = read_places(reader, [ep.observation(t) for t in range(ep.length)])
+                    labelled[id(ep)] = consensus_tokens(np.stack(ep.tokens), policy.embodiment.action, said)
+            slots = labelled_slots(policy.embodiment.action, reader and reader.embodiment.action)
+            said_here = np.stack([labelled[id(s.episode)][s.t] for s in batch])
+            agreed = consensus_loss(policy, observations, said_here, slots)
             loss = loss + cfg.consensus_coef * agreed.loss
             terms["consensus/loss"] = agreed.loss.item()
         optimizer.zero_grad()
@@ -226,7 +239,7 @@ def self_improve(
         # Label each step with its return from the frozen reward model; the buffer keeps N×B.
         buffer = buffer_steps(episodes, cfg, run.rng)
         # N REINFORCE updates, each on B steps of the buffer, the vision tower frozen.
-        terms = update(run.policy, run.optimizer, buffer, cfg, run.reference, run.demonstrations, run.rng)
+        terms = update(run.policy, run.optimizer, buffer, cfg, run.reference, run.demonstrations, run.rng, run.reader)
         # Clear the buffer and publish the new policy.
         path = run.publish(loop, episodes, terms)
         if on_checkpoint is not None:

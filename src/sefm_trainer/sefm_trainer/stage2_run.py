@@ -36,8 +36,11 @@ class Stage2Run:
         self.reference = None
         if cfg.kl_coef > 0:  # the Stage 1 policy, frozen, that the KL term holds practice to
             self.reference = load_checkpoint(cfg.policy).eval().requires_grad_(False)
+        self.reader = None  # who says the places consensus_coef labels with, where not the policy
         if cfg.consensus_coef > 0:
-            check_policy(self.policy)
+            if cfg.consensus_from == "reward_model":
+                self.reader = self.detector.model
+            check_policy(self.policy, self.reader)
         self.demonstrations = None
         if cfg.demo_coef > 0:
             self.demonstrations = Demonstrations(cfg.demonstrations, self.policy.config.embodiment)

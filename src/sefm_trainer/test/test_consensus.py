@@ -6,7 +6,14 @@ from sefm_interfaces.typed_config import ConfigError
 from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
-from sefm_trainer.consensus import TARGET, consensus_loss, consensus_tokens, target_slots
+from sefm_trainer.consensus import (
+    TARGET,
+    consensus_loss,
+    consensus_tokens,
+    labelled_slots,
+    read_places,
+    target_slots,
+)
 from sefm_trainer.rollout import PracticeEpisode
 from sefm_trainer.stage2 import Stage2Config, buffer_steps, self_improve, update
 
@@ -67,4 +74,65 @@ def test_self_training_a_policy_without_a_chain_is_refused(tmp_path):
     plain = save_checkpoint(EFM.build(EFMConfig(seed=1)), tmp_path / "plain")
     cfg = Stage2Config(policy=str(plain), reward_model=str(plain), out=str(tmp_path / "run"), consensus_coef=1.0)
     with pytest.raises(ConfigError, match="consensus_coef"):
+        self_improve(cfg, progress=False)
+
+
+def test_a_reader_with_other_place_digits_labels_the_policys_target_in_the_policys_digits(reasoner):
+    reader = EFM.build(EFMConfig(reason=True, place_radices=[6, 8], seed=5)).eval()
+    tokenizer = reasoner.embodiment.action
+    ep = wandering_episode(tokenizer)
+    said = read_places(reader, [ep.observation(t) for t in range(ep.length)], chunk=4)
+    assert said.shape == (ep.length, 3, 2)
+    labelled = consensus_tokens(np.stack(ep.tokens), tokenizer, said)
+    median = np.median(said[:, TARGET], axis=0)
+    assert (labelled[:, target_slots(tokenizer)] == tokenizer.place.encode(median)).all()
+    own = consensus_tokens(np.stack(ep.tokens), tokenizer)
+    assert not (labelled[0, target_slots(tokenizer)] == own[0, target_slots(tokenizer)]).all()
+
+
+def test_a_reader_labels_only_the_digits_its_places_share_with_the_policys(reasoner):
+    mine = reasoner.embodiment.action  # [6, 4]: the target's slots are 4..7, its coarse pair 4, 5
+    finer = EFM.build(EFMConfig(reason=True, place_radices=[6, 8])).embodiment.action
+    other = EFM.build(EFMConfig(reason=True, place_radices=[8, 8])).embodiment.action
+    assert labelled_slots(mine) == labelled_slots(mine, mine) == [4, 5, 6, 7]
+    assert labelled_slots(mine, finer) == [4, 5]
+    assert labelled_slots(mine, other) == []
+
+
+def test_the_reward_model_as_reader_pulls_the_policy_toward_its_places_not_the_policys(reasoner, tmp_path):
+    reader = EFM.build(EFMConfig(reason=True, place_radices=[6, 8], seed=5)).eval()
+    ep = wandering_episode(reasoner.embodiment.action)
+    said = read_places(reader, [ep.observation(t) for t in range(ep.length)])
+    taught = consensus_tokens(np.stack(ep.tokens), reasoner.embodiment.action, said)
+    policy = save_checkpoint(reasoner, tmp_path / "policy")
+    cfg = Stage2Config(policy=str(policy), reward_model=str(policy), out=str(tmp_path / "run"), updates=3,
+                       minibatch=2, consensus_coef=1.0, consensus_from="reward_model")  # fmt: skip
+    model = EFM.build(EFMConfig(reason=True, place_radices=[6, 4], seed=3)).train()
+
+    def taught_loss():
+        with torch.no_grad():
+            observations = [ep.observation(t) for t in range(ep.length)]
+            return consensus_loss(model, observations, taught, slots=[4, 5]).loss.item()
+
+    before = taught_loss()
+    steps = buffer_steps([ep], cfg, np.random.default_rng(0))
+    update(model, torch.optim.SGD(model.parameters(), lr=0.03), steps, cfg, reader=reader)
+    assert taught_loss() < before - 0.01
+
+
+def test_a_reward_model_without_a_chain_cannot_be_the_reader(reasoner, tmp_path):
+    policy = save_checkpoint(reasoner, tmp_path / "policy")
+    plain = save_checkpoint(EFM.build(EFMConfig(seed=1)), tmp_path / "plain")
+    cfg = Stage2Config(policy=str(policy), reward_model=str(plain), out=str(tmp_path / "run"), consensus_coef=1.0,
+                       consensus_from="reward_model")  # fmt: skip
+    with pytest.raises(ConfigError, match="consensus_from"):
+        self_improve(cfg, progress=False)
+
+
+def test_a_reward_model_whose_places_share_no_digit_with_the_policys_cannot_be_the_reader(reasoner, tmp_path):
+    policy = save_checkpoint(reasoner, tmp_path / "policy")
+    other = save_checkpoint(EFM.build(EFMConfig(reason=True, place_radices=[8, 8])), tmp_path / "other")
+    cfg = Stage2Config(policy=str(policy), reward_model=str(other), out=str(tmp_path / "run"), consensus_coef=1.0,
+                       consensus_from="reward_model")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"consensus_from.*\(8, 8\)"):
         self_improve(cfg, progress=False)

@@ -71,6 +71,19 @@ def test_deepen_inserts_layers_into_the_init_and_is_refused_without_one(demo_epi
     assert load_checkpoint(tmp_path / "run" / "last").config.text.num_layers == EFMConfig().text.num_layers + 2
 
 
+def test_freeze_vision_polishes_an_init_without_moving_its_tower(demo_episodes, tmp_path):
+    from sefm_policy.checkpoint import save_checkpoint
+    from sefm_policy.config import EFMConfig
+    from sefm_policy.model import EFM
+
+    save_checkpoint(EFM.build(EFMConfig()), tmp_path / "start")
+    train_sft(config(demo_episodes, tmp_path / "run", steps=2, init=str(tmp_path / "start"), freeze_vision=True))
+    before, after = weights(tmp_path / "start"), weights(tmp_path / "run" / "last")
+    tower = [k for k in before if "vision_tower" in k]
+    assert tower and all(torch.equal(before[k], after[k]) for k in tower)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k not in tower)
+
+
 def test_stage1_keeps_best_checkpoints_per_objective_and_logs(demo_episodes, tmp_path):
     best = train_sft(config(demo_episodes, tmp_path / "run"))
     for objective in ("bc", "steps", "instruction"):
