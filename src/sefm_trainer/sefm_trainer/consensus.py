@@ -84,6 +84,15 @@ def consensus_tokens(
     return labelled
 
 
+def episode_consensus(episode, tokenizer: GroundedActionTokenizer, reader: EFM | None = None) -> np.ndarray:
+    """A practised episode's step tokens labelled with its consensus target (``consensus_tokens``),
+    the places said by ``reader`` where given, else by the policy's own tokens."""
+    said = None
+    if reader is not None:
+        said = read_places(reader, [episode.observation(t) for t in range(episode.length)])
+    return consensus_tokens(np.stack(episode.tokens), tokenizer, said)
+
+
 @torch.no_grad()
 def read_places(reader: EFM, observations: Sequence[Observation], chunk: int = 64) -> np.ndarray:
     """The places (T, 3, 2) a frozen chain-of-places model greedily says on each observation, in

@@ -25,7 +25,7 @@ from sefm_policy.model import EFM
 from sefm_reward.detector import DEFAULT_THRESHOLD, StepsToGoDetector, label_episode
 from sefm_sim_bridge.envs import TASK_FAMILIES
 
-from .consensus import consensus_loss, consensus_tokens, labelled_slots, read_places
+from .consensus import consensus_loss, episode_consensus, labelled_slots
 from .cotrain import Demonstrations
 from .rollout import PracticeEpisode, run_episodes
 from .stage2_run import Stage2Run
@@ -185,6 +185,9 @@ def update(
     where given, else by the policy. Returns each update's terms (total loss,
     REINFORCE's, the KL, co-training's, self-training's): how far the policy moved, and why."""
     metrics, labelled = [], {}
+    tokenizer = policy.embodiment.action
+    if cfg.consensus_coef > 0:
+        slots = labelled_slots(tokenizer, reader and reader.embodiment.action)
     for u in range(cfg.updates):
         batch = steps[u * cfg.minibatch : (u + 1) * cfg.minibatch]
         observations = [s.episode.observation(s.t) for s in batch]
@@ -206,12 +209,7 @@ def update(
         if cfg.consensus_coef > 0:
             for s in batch:
                 if id(s.episode) not in labelled:
-                    ep = s.episode
-                    said = None
-                    if reader is not None:
-                        said = read_places(reader, [ep.observation(t) for t in range(ep.length)])
-                    labelled[id(ep)] = consensus_tokens(np.stack(ep.tokens), policy.embodiment.action, said)
-            slots = labelled_slots(policy.embodiment.action, reader and reader.embodiment.action)
+                    labelled[id(s.episode)] = episode_consensus(s.episode, tokenizer, reader)
             said_here = np.stack([labelled[id(s.episode)][s.t] for s in batch])
             agreed = consensus_loss(policy, observations, said_here, slots)
             loss = loss + cfg.consensus_coef * agreed.loss
