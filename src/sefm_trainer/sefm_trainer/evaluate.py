@@ -53,7 +53,9 @@ def success_summary(wins: Sequence[bool]) -> dict:
     return {"success_rate": sum(wins) / len(wins), "wilson95": [round(low, 4), round(high, 4)]}
 
 
-def summarise(episodes: Sequence[PracticeEpisode]) -> dict:
+def summarise(episodes: Sequence[PracticeEpisode], detector: bool = True) -> dict:
+    """Ground-truth success and, where a detector ran (``detector``), its precision and recall; without
+    one they are None, not a recall of 0 for a detector that never existed."""
     n = len(episodes)
     truth = np.array([ep.ground_truth_success for ep in episodes])
     fired = np.array([ep.detector_fired_at is not None for ep in episodes])
@@ -66,8 +68,8 @@ def summarise(episodes: Sequence[PracticeEpisode]) -> dict:
         "wilson_high": round(high, 4),
         "wilson95": [round(low, 4), round(high, 4)],
         "mean_length": float(np.mean([ep.length for ep in episodes])),
-        "detector_precision": tp / int(fired.sum()) if fired.any() else None,
-        "detector_recall": tp / int(truth.sum()) if truth.any() else None,
+        "detector_precision": tp / int(fired.sum()) if detector and fired.any() else None,
+        "detector_recall": tp / int(truth.sum()) if detector and truth.any() else None,
     }
 
 
@@ -91,7 +93,7 @@ def evaluate(
     )
     if keep is not None:
         keep.extend(done)
-    return summarise(done)
+    return summarise(done, detector=detector is not None)
 
 
 def run_evaluation(cfg: EvalConfig) -> dict:

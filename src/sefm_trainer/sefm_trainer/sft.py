@@ -56,8 +56,9 @@ from .trainer_state import load_trainer_extra, load_trainer_state, save_resume_p
 
 if TYPE_CHECKING:
     from .grounding import GroundingData
+    from .scene_chain import SceneChains
 
-Objective = Literal["bc", "steps", "instruction", "grounding", "plan", "objects", "chain"]
+Objective = Literal["bc", "steps", "instruction", "grounding", "plan", "objects", "chain", "scenes"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
 
 
@@ -76,10 +77,14 @@ class SFTConfig(StrictModel):
         description="plan: the action from its true places in the image-free pass alone (action_from: places), "
         "the place -> action map without pixels, so cheap that it can take many more examples a step; "
         "objects: where every object of the frame is, per patch of the vision tower (object_map); "
-        "chain: a reasoning chain's places alone for an instruction naming two random blocks of the frame",
+        "chain: a reasoning chain's places alone for an instruction naming two random blocks of the frame; "
+        "scenes: the same on a freshly rendered board every time (scene_chain), not the demonstrations' boards",
     )
     objective_batch: dict[Objective, int] = Field(
         default_factory=dict, description="examples per step of these objectives; the rest share batch_size evenly"
+    )
+    scene_kind: Literal["blocks4", "blocks8", "varied", "banana"] = Field(
+        "blocks4", description="the boards the scenes objective renders (sefm_sim_bridge.grounding_scenes)"
     )
     val_fraction: float = Field(0.1, gt=0, lt=1)
     val_every: int = Field(100, gt=0)
@@ -176,6 +181,7 @@ class Data:
         self.train, self.val = StepIndex(train), StepIndex([e for e in episodes if e.path.name in val_names])
         self.tokenizer = None  # the model's action tokenizer, set once the model exists
         self.grounding: GroundingData | None = None  # Stage 0's questions, set once the model exists
+        self.scenes: SceneChains | None = None  # chain questions on fresh boards, set once the model exists
         self.patch_grid = 0  # patches per side of the model's images, set once the model exists
         if not len(self.train) or not len(self.val):
             raise ConfigError(f"need episodes for both training and validation (have {len(episodes)})")
@@ -194,7 +200,7 @@ class Data:
 
     def population(self, objective: Objective, index: StepIndex) -> int:
         """How many samples ``objective`` draws its picks from."""
-        if objective == "grounding":
+        if objective in FRESH:
             return POPULATION
         return len(index.episodes) if objective == "instruction" else len(index)
 
@@ -203,6 +209,8 @@ class Data:
             held_out = 1 if index is self.val else 0
             questions = self.grounding.batch(held_out, picks, len(picks))
             return [q.observation for q in questions], ([q.prompt for q in questions], [q.answer for q in questions])
+        if objective == "scenes":
+            return self.scenes.batch(self.tokenizer, 1 if index is self.val else 0, picks)
         if objective == "instruction":
             eps = [index.episodes[int(i) % len(index.episodes)] for i in picks]
             obs = [Observation(images=(e.frames["front"][0], e.frames["front"][-1])) for e in eps]
@@ -248,19 +256,25 @@ def places_at(episode, t: int) -> np.ndarray:
 
 
 def relabelled(episode, t: int, rng: np.random.Generator) -> tuple[str, np.ndarray]:
-    """An instruction of the episode's kind naming random things of step ``t``'s frame (two blocks, or
-    an object and a region of the table), and its chain of places: every frame can teach where each
-    of its objects is, not only the ones its demonstration was about."""
-    names = sorted(episode.objects)
-    verb = VERBS[rng.integers(len(VERBS))]
+    """An instruction of the episode's kind naming random things of step ``t``'s frame, and its chain
+    of places: every frame can teach where each of its objects is, not only the ones its
+    demonstration was about."""
     objects = {name: track[t] for name, track in episode.objects.items()}
-    if episode.meta.extra.get("target") is not None and len(names) >= 2:
+    return ask(objects, episode.effector[t], rng, to_block=episode.meta.extra.get("target") is not None)
+
+
+def ask(objects: dict, effector, rng: np.random.Generator, to_block: bool) -> tuple[str, np.ndarray]:
+    """An instruction naming random things of a board (two blocks when ``to_block``, else an object
+    and a region of the table) and its chain of places."""
+    names = sorted(objects)
+    verb = VERBS[rng.integers(len(VERBS))]
+    if to_block and len(names) >= 2:
         obj, target = (names[int(k)] for k in rng.choice(len(names), 2, replace=False))
         prep = PREPOSITIONS[rng.integers(len(PREPOSITIONS))]
-        return f"{verb} the {obj} {prep} the {target}", chain_places(objects, episode.effector[t], obj, target, None)
+        return f"{verb} the {obj} {prep} the {target}", chain_places(objects, effector, obj, target, None)
     obj, location = names[rng.integers(len(names))], sorted(LOCATIONS)[rng.integers(len(LOCATIONS))]
     instruction = f"{verb} the {obj} to the {location} of the table"
-    return instruction, chain_places(objects, episode.effector[t], obj, None, location)
+    return instruction, chain_places(objects, effector, obj, None, location)
 
 
 def grounding_loss(model: EFM, observations, questions) -> LossOutput:
@@ -270,6 +284,12 @@ def grounding_loss(model: EFM, observations, questions) -> LossOutput:
     return answer_loss(model, observations, prompts, answers)
 
 
+def scenes_loss(model: EFM, observations, tokens) -> LossOutput:
+    """``chain_loss`` on fresh boards, logged apart from the demonstrations' chain."""
+    out = chain_loss(model, observations, tokens)
+    return LossOutput(out.loss, {k.replace("chain/", "scenes/"): v for k, v in out.metrics.items()})
+
+
 LOSSES = {
     "bc": bc_loss,
     "steps": steps_to_go_loss,
@@ -277,6 +297,7 @@ LOSSES = {
     "grounding": grounding_loss,
     "plan": plan_loss,
     "chain": chain_loss,
+    "scenes": scenes_loss,
 }
 SELECT = {
     "bc": "bc/loss",
@@ -286,10 +307,12 @@ SELECT = {
     "plan": "plan/loss",
     "objects": "objects/loss",
     "chain": "chain/loss",
+    "scenes": "scenes/loss",
 }
 # SFTConfig keys that, when set, rewrite the same EFMConfig key of the model (an --init's too).
 MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens", "patch_positions")
-POPULATION = 2**30  # grounding: scenes are drawn fresh, not from the episodes
+POPULATION = 2**30  # grounding, scenes: scenes are drawn fresh, not from the episodes
+FRESH = ("grounding", "scenes")
 
 
 def objective_loss(objective: str, cfg: SFTConfig, head: ObjectMap | None = None):
@@ -355,8 +378,9 @@ def train_sft(cfg: SFTConfig) -> dict:
     if any(getattr(model.config, key) != value for key, value in changes.items()):
         model = model.reconfigured(**changes)
     model = model.to(cfg.device)
-    if "chain" in cfg.objectives and not model.config.reason:
-        raise ConfigError("objectives: chain trains a reasoning chain's places, which needs reason: true")
+    for objective in ("chain", "scenes"):
+        if objective in cfg.objectives and not model.config.reason:
+            raise ConfigError(f"objectives: {objective} trains a reasoning chain's places, which needs reason: true")
     if "plan" in cfg.objectives and model.config.action_from != "places":
         raise ConfigError("objectives: plan trains the action from places alone, which needs action_from: places")
     data.tokenizer = model.embodiment.action
@@ -364,6 +388,10 @@ def train_sft(cfg: SFTConfig) -> dict:
         from .grounding import GroundingData  # renders scenes: the only objective that needs the sim
 
         data.grounding = GroundingData(model.image_size)
+    if "scenes" in cfg.objectives:
+        from .scene_chain import SceneChains
+
+        data.scenes = SceneChains(model.image_size, cfg.scene_kind)
     head = None
     if "objects" in cfg.objectives:
         data.patch_grid = math.isqrt(model.tokens_per_image)
@@ -446,7 +474,7 @@ def validate(model: EFM, data: Data, cfg: SFTConfig, losses: dict | None = None)
     rng = np.random.default_rng([cfg.seed, 10**9])
     result = {}
     for objective in cfg.objectives:
-        if objective == "grounding":
+        if objective in FRESH:
             picks = np.arange(cfg.val_samples)
         else:
             picks = rng.permutation(data.population(objective, data.val))[: cfg.val_samples]

@@ -166,6 +166,37 @@ def test_the_chain_objective_asks_for_random_blocks_of_the_frame_and_trains_thei
         train_sft(config(demo_episodes, tmp_path / "plain", objectives=["chain"]))
 
 
+def test_the_scenes_objective_asks_the_chain_about_fresh_boards_kept_apart_from_validation(demo_episodes, tmp_path):
+    from sefm_interfaces.typed_config import ConfigError, parse_config
+    from sefm_trainer.scene_chain import SceneChains
+
+    cfg = config(demo_episodes, tmp_path / "run", objectives=["bc", "scenes"], reason=True, steps=2, val_every=2)
+    assert train_sft(cfg.model_copy(update={"val_samples": 8}))["scenes"]["step"] == 2
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(x["scenes/loss"]) and "chain/loss" not in x for x in lines if "val" not in x)
+    assert 0.0 <= lines[-1]["val"]["scenes/target_exact"] <= 1.0
+    tokenizer = load_checkpoint(tmp_path / "run" / "best_scenes").embodiment.action
+    chains = SceneChains(64, per_scene=2)
+    picks = np.array([5, 9, 12, 40, 41, 77])
+    observations, tokens = chains.batch(tokenizer, 0, picks)
+    again, same = chains.batch(tokenizer, 0, picks)
+    assert [o.instruction for o in again] == [o.instruction for o in observations] and (same == tokens).all()
+    held_out, _ = chains.batch(tokenizer, 1, picks)
+    assert not any(np.array_equal(a.images[0], b.images[0]) for a, b in zip(held_out, observations, strict=True))
+    cell = 0.5 / tokenizer.place.cells
+    for i, places in enumerate(tokenizer.decode_places(tokens)):
+        scene, _, _ = chains.scenes.sample("blocks4", 2 * int(picks[i - i % 2]))
+        obj = next(n for n in scene.objects if observations[i].instruction.split(" the ")[1].startswith(n))
+        assert np.abs(places[0] - image_point(scene.objects[obj])).max() <= cell
+        assert np.abs(places[2] - image_point(scene.effector)).max() <= cell
+        assert np.array_equal(observations[i].images[0], scene.image)
+    assert len({o.instruction for o in observations}) > 2
+    with pytest.raises(ValueError, match="objectives: scenes"):
+        train_sft(config(demo_episodes, tmp_path / "plain", objectives=["scenes"]))
+    with pytest.raises(ConfigError, match="scene_kind"):
+        parse_config({"data": "d", "out": "o", "scene_kind": "blocks9"}, SFTConfig)
+
+
 def test_an_action_from_places_trains_on_its_own_image_free_batch_and_keeps_its_best(demo_episodes, tmp_path):
     cfg = config(demo_episodes, tmp_path / "run", objectives=["bc", "plan"], reason=True, action_from="places")
     best = train_sft(cfg.model_copy(update={"objective_batch": {"plan": 8}, "steps": 2, "val_every": 2}))
