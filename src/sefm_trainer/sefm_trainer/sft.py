@@ -385,7 +385,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         raise ConfigError("objectives: plan trains the action from places alone, which needs action_from: places")
     data.tokenizer = model.embodiment.action
     if "grounding" in cfg.objectives:
-        from .grounding import GroundingData  # renders scenes: the only objective that needs the sim
+        from .grounding import GroundingData  # renders scenes: with scenes, the objectives that need the sim
 
         data.grounding = GroundingData(model.image_size)
     if "scenes" in cfg.objectives:
