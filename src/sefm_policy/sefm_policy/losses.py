@@ -10,6 +10,7 @@ import torch
 
 from .model import EFM
 from .prompts import Observation
+from .tokenizers import NeighbourTeaching
 
 
 @dataclass
@@ -66,10 +67,12 @@ def images_rolled(observations: Sequence[Observation]) -> list[Observation]:
 def chain_loss(model: EFM, observations: Sequence[Observation], tokens) -> LossOutput:
     """Cross-entropy over a reasoning chain's place tokens alone (no action): pointing to the blocks an
     instruction names, which Stage 1 can ask of every block of every frame, not only the two the
-    demonstration's instruction names."""
+    demonstration's instruction names. ``tokens``: the digits, or a ``NeighbourTeaching`` that feeds
+    some coarse digits one cell off."""
     chain = model.embodiment.reasoning_slots
-    target = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=model.device)[:, :chain]
-    dist = model.chain_distributions(observations, target)
+    said, fed = tokens if isinstance(tokens, NeighbourTeaching) else (tokens, tokens)
+    target = torch.as_tensor(np.asarray(said), dtype=torch.long, device=model.device)[:, :chain]
+    dist = model.chain_distributions(observations, np.asarray(fed)[:, :chain])
     nll = -dist.gather(-1, target[..., None])[..., 0]
     hit = dist.argmax(-1) == target
     per_place = len(model.config.place_radices) * 2

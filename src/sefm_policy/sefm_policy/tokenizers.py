@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -191,6 +192,13 @@ class JointTokenizer:
         return (x + 1.0) / 2.0 * (self._high - self._low) + self._low
 
 
+class NeighbourTeaching(NamedTuple):
+    """A chain's digits to say (``target``) and those teacher-forced before each (``fed``)."""
+
+    target: np.ndarray
+    fed: np.ndarray
+
+
 @dataclass(frozen=True)
 class PlaceTokenizer:
     """A place in the image, (column, row) in [0, 1], as one digit per axis for each of
@@ -230,6 +238,31 @@ class PlaceTokenizer:
         for k, r in enumerate(self.radices):
             row, col = row * r + t[..., 2 * k], col * r + t[..., 2 * k + 1]
         return np.stack([(col + 0.5) / self.cells, (row + 0.5) / self.cells], axis=-1)
+
+    def neighbour_teaching(self, digits, rng: np.random.Generator, rate: float) -> NeighbourTeaching:
+        """Teacher forcing for a coarse digit said one cell off. A place near a cell's edge is where
+        the coarse digit flips, and a model that reads the finer digits off the pixels alone then
+        answers a whole cell away: the 4-block chain's greedy failures are such flips, repeating
+        (docs/results, session 16). With probability ``rate`` per axis the coarse digit fed in is
+        the neighbour toward the nearer edge and the finer digits to say are that edge's, so a flip
+        costs the distance to the edge; the coarse digit's own target stays the true one."""
+        if len(self.radices) < 2:
+            raise ValueError(f"neighbour teaching needs a coarse and a finer digit, place radices are {self.radices}")
+        target = np.array(digits, dtype=np.int64)
+        fed = target.copy()
+        finer = self.radices[1:]
+        for axis in (0, 1):  # row, column
+            within = np.zeros(target.shape[:-1], dtype=np.int64)
+            for k, r in enumerate(finer):
+                within = within * r + target[..., 2 * (k + 1) + axis]
+            step = np.where(2 * within >= int(np.prod(finer)), 1, -1)
+            shifted = target[..., axis] + step
+            flip = (rng.random(shifted.shape) < rate) & (shifted >= 0) & (shifted < self.radices[0])
+            fed[..., axis] = np.where(flip, shifted, target[..., axis])
+            for k, r in enumerate(finer):
+                edge = np.where(flip, np.where(step > 0, 0, r - 1), target[..., 2 * (k + 1) + axis])
+                fed[..., 2 * (k + 1) + axis] = target[..., 2 * (k + 1) + axis] = edge
+        return NeighbourTeaching(target, fed)
 
 
 @dataclass
@@ -275,6 +308,16 @@ class GroundedActionTokenizer:
         """Slots of each place's first digit pair: which patch it is in, not where in it."""
         per = len(self.place.slot_sizes)
         return tuple(p * per + k for p in range(self.places) for k in (0, 1))
+
+    def neighbour_teaching(self, tokens, rng: np.random.Generator, rate: float) -> NeighbourTeaching:
+        """``PlaceTokenizer.neighbour_teaching`` for each place of the chain; the action's slots as given."""
+        target = np.array(tokens, dtype=np.int64)
+        fed = target.copy()
+        per = len(self.place.slot_sizes)
+        for p in range(self.places):
+            where = slice(p * per, (p + 1) * per)
+            target[..., where], fed[..., where] = self.place.neighbour_teaching(target[..., where], rng, rate)
+        return NeighbourTeaching(target, fed)
 
     def decode_places(self, tokens) -> np.ndarray:
         """(..., places, 2) (column, row): where the policy said things are."""

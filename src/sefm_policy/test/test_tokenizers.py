@@ -145,3 +145,23 @@ def test_mixed_digits_write_the_patch_first_then_the_place_within_it():
     assert PlaceTokenizer((6, 4)).encode([0.5, 0.99]).tolist() == [5, 3, 3, 0]
     with pytest.raises(ValueError, match="radices"):
         PlaceTokenizer((8, 1))
+
+
+@given(arrays(np.float64, (6, 2), elements=st.floats(0.0, 1.0)))
+def test_a_coarse_digit_fed_a_cell_off_is_followed_by_the_near_edge_not_the_true_cell(places):
+    patch = PlaceTokenizer((6, 8, 2))
+    true = patch.encode(places)
+    target, fed = patch.neighbour_teaching(true, np.random.default_rng(0), rate=1.0)
+    assert (target[:, :2] == true[:, :2]).all()  # the coarse digits are still to be said right
+    off = fed[:, :2] != true[:, :2]
+    assert (np.abs(fed[:, :2] - true[:, :2]) <= 1).all() and (fed[:, 2:] == target[:, 2:]).all()
+    # An axis fed off now names the place beside the true one, at most half a patch and a cell away;
+    # on an axis at the image's border there is no neighbour, and nothing changes.
+    error = np.abs(patch.decode(fed) - places)[:, ::-1]  # (row, column), the digits' order
+    assert (error[off] <= 0.5 / 6 + 1 / patch.cells + 1e-12).all()
+    for axis in (0, 1):
+        assert (target[~off[:, axis], axis::2] == true[~off[:, axis], axis::2]).all()
+    kept, same = patch.neighbour_teaching(true, np.random.default_rng(0), rate=0.0)
+    assert (kept == true).all() and (same == true).all()
+    with pytest.raises(ValueError, match="coarse and a finer digit"):
+        PlaceTokenizer((48,)).neighbour_teaching(true[:, :2], np.random.default_rng(0), 1.0)

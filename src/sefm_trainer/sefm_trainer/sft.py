@@ -86,6 +86,13 @@ class SFTConfig(StrictModel):
     scene_kind: Literal["blocks4", "blocks8", "varied", "banana"] = Field(
         "blocks4", description="the boards the scenes objective renders (sefm_sim_bridge.grounding_scenes)"
     )
+    neighbour_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="chain and scenes: feed each place's coarse digit one cell off this often while training, "
+        "its finer digits then those of the nearer edge (PlaceTokenizer.neighbour_teaching)",
+    )
     val_fraction: float = Field(0.1, gt=0, lt=1)
     val_every: int = Field(100, gt=0)
     val_samples: int = Field(256, gt=0, description="validation steps per objective")
@@ -147,6 +154,8 @@ class SFTConfig(StrictModel):
             raise ValueError("init_vision builds a fresh model on a checkpoint's tower, init loads a whole one")
         if self.deepen is not None and self.init is None:
             raise ValueError("deepen inserts layers into the init checkpoint, and init is not set")
+        if self.neighbour_rate and not {"chain", "scenes"} & set(self.objectives):
+            raise ValueError("neighbour_rate teaches the chain and scenes objectives, and objectives has neither")
         return self
 
 
@@ -183,6 +192,7 @@ class Data:
         self.grounding: GroundingData | None = None  # Stage 0's questions, set once the model exists
         self.scenes: SceneChains | None = None  # chain questions on fresh boards, set once the model exists
         self.patch_grid = 0  # patches per side of the model's images, set once the model exists
+        self.neighbour_rate = cfg.neighbour_rate
         if not len(self.train) or not len(self.val):
             raise ConfigError(f"need episodes for both training and validation (have {len(episodes)})")
 
@@ -210,7 +220,8 @@ class Data:
             questions = self.grounding.batch(held_out, picks, len(picks))
             return [q.observation for q in questions], ([q.prompt for q in questions], [q.answer for q in questions])
         if objective == "scenes":
-            return self.scenes.batch(self.tokenizer, 1 if index is self.val else 0, picks)
+            obs, tokens = self.scenes.batch(self.tokenizer, 1 if index is self.val else 0, picks)
+            return obs, self.taught(index, picks, tokens)
         if objective == "instruction":
             eps = [index.episodes[int(i) % len(index.episodes)] for i in picks]
             obs = [Observation(images=(e.frames["front"][0], e.frames["front"][-1])) for e in eps]
@@ -225,10 +236,18 @@ class Data:
                 for s, i in zip(steps, picks, strict=True)
             ]
             obs = [replace(o, instruction=instruction) for o, (instruction, _) in zip(obs, asked, strict=True)]
-            return obs, np.stack([self.tokenizer.encode(np.zeros(2), places) for _, places in asked])
+            return obs, self.taught(index, picks, np.stack([self.tokenizer.encode(np.zeros(2), p) for _, p in asked]))
         if objective in ("bc", "plan"):
             return obs, action_targets(self.tokenizer, index, steps)
         return obs, np.array([s.T - s.t for s in steps], dtype=np.float64)
+
+    def taught(self, index: StepIndex, picks: np.ndarray, tokens: np.ndarray):
+        """A chain's digits; in training, some coarse ones fed a cell off (``neighbour_rate``), drawn
+        from the picks so that a resumed run feeds what an uninterrupted one would."""
+        if index is self.val or not self.neighbour_rate:
+            return tokens
+        rng = np.random.default_rng([int(picks[0]), len(picks), 29])
+        return self.tokenizer.neighbour_teaching(tokens, rng, self.neighbour_rate)
 
 
 def action_targets(tokenizer, index: StepIndex, steps: Sequence[Step]) -> np.ndarray:
@@ -384,6 +403,8 @@ def train_sft(cfg: SFTConfig) -> dict:
     if "plan" in cfg.objectives and model.config.action_from != "places":
         raise ConfigError("objectives: plan trains the action from places alone, which needs action_from: places")
     data.tokenizer = model.embodiment.action
+    if cfg.neighbour_rate and len(model.config.place_radices) < 2:
+        raise ConfigError(f"neighbour_rate needs places of two digits or more, not {model.config.place_radices}")
     if "grounding" in cfg.objectives:
         from .grounding import GroundingData  # renders scenes: with scenes, the objectives that need the sim
 

@@ -138,15 +138,21 @@ def test_a_reasoning_policy_learns_to_say_where_things_are_before_it_acts(demo_e
     assert np.abs(place[0] - image_point(obj)).max() <= 0.5 / policy.embodiment.action.place.cells  # within its cell
 
 
-def test_the_chain_objective_asks_for_random_blocks_of_the_frame_and_trains_their_places(demo_episodes, tmp_path):
-    cfg = config(demo_episodes, tmp_path / "run", objectives=["bc", "chain"], reason=True, steps=2, val_every=2)
+def trained_chain(demo_episodes, out, **kw):
+    """Two steps of bc + chain: the metrics lines, the best chain checkpoint and its training data."""
+    cfg = config(demo_episodes, out, objectives=["bc", "chain"], reason=True, steps=2, val_every=2, **kw)
     train_sft(cfg)
-    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(x["chain/loss"]) for x in lines if "val" not in x)
-    assert 0.0 <= lines[-1]["val"]["chain/object_exact"] <= 1.0
-    policy = load_checkpoint(tmp_path / "run" / "best_chain")
+    policy = load_checkpoint(out / "best_chain")
     data = Data(cfg)
     data.tokenizer = policy.embodiment.action
+    return lines, policy, data
+
+
+def test_the_chain_objective_asks_for_random_blocks_of_the_frame_and_trains_their_places(demo_episodes, tmp_path):
+    lines, policy, data = trained_chain(demo_episodes, tmp_path / "run")
+    assert 0.0 <= lines[-1]["val"]["chain/object_exact"] <= 1.0
     picks = np.arange(16)
     observations, tokens = data.batch("chain", data.train, picks)
     again, same = data.batch("chain", data.train, picks)
@@ -195,6 +201,35 @@ def test_the_scenes_objective_asks_the_chain_about_fresh_boards_kept_apart_from_
         train_sft(config(demo_episodes, tmp_path / "plain", objectives=["scenes"]))
     with pytest.raises(ConfigError, match="scene_kind"):
         parse_config({"data": "d", "out": "o", "scene_kind": "blocks9"}, SFTConfig)
+
+
+def test_neighbour_teaching_feeds_coarse_digits_a_cell_off_in_training_and_never_in_validation(demo_episodes, tmp_path):
+    from sefm_interfaces.typed_config import ConfigError, parse_config
+    from sefm_policy.losses import chain_loss
+    from sefm_policy.tokenizers import NeighbourTeaching
+
+    _, model, data = trained_chain(demo_episodes, tmp_path / "run", neighbour_rate=0.5)
+    picks = np.arange(12)
+    obs, taught = data.batch("chain", data.train, picks)
+    _, again = data.batch("chain", data.train, picks)
+    assert isinstance(taught, NeighbourTeaching) and (again.fed == taught.fed).all()
+    chain = model.embodiment.reasoning_slots
+    assert (taught.fed[:, :chain] != taught.target[:, :chain]).any()
+    assert isinstance(data.batch("chain", data.val, picks[:4])[1], np.ndarray)
+    # The loss says the targets after the fed digits, not after the targets.
+    with torch.no_grad():
+        dist = model.chain_distributions(obs, taught.fed[:, :chain])
+        said = torch.as_tensor(taught.target[:, :chain])
+        assert chain_loss(model, obs, taught).loss.item() == pytest.approx(
+            -dist.gather(-1, said[..., None]).mean().item()
+        )
+        assert chain_loss(model, obs, taught.target).loss.item() != pytest.approx(
+            chain_loss(model, obs, taught).loss.item()
+        )
+    with pytest.raises(ConfigError, match="neighbour_rate"):
+        parse_config({"data": "d", "out": "o", "objectives": ["bc"], "neighbour_rate": 0.3}, SFTConfig)
+    with pytest.raises(ConfigError, match="neighbour_rate"):
+        parse_config({"data": "d", "out": "o", "objectives": ["chain"], "neighbour_rate": 1.5}, SFTConfig)
 
 
 def test_an_action_from_places_trains_on_its_own_image_free_batch_and_keeps_its_best(demo_episodes, tmp_path):
