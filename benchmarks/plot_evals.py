@@ -2,17 +2,35 @@
 
 A gain counts when the intervals do not overlap, so the plot draws the intervals, not only the
 rates. Reads ``sefm eval --out`` JSONs, groups them by seed range (one marker per range), writes
-one PNG and prints JSON: per label and seed range, the rate and its interval.
+one PNG and prints JSON: per label and seed range, the rate and its interval. ``LABEL=A+B`` counts
+the evals of adjacent seed ranges as one (halves run side by side on two cores).
 
     python benchmarks/plot_evals.py --out evals.png \\
-        "polish=runs/eval_polish.json" "scenes=runs/eval_scenes.json" "scenes=runs/eval_scenes_s2.json"
+        "polish=runs/eval_polish.json" "scenes=runs/eval_scenes.json" "scenes=runs/eval_s2_a.json+runs/eval_s2_b.json"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from itertools import pairwise
 from pathlib import Path
+
+from sefm_trainer.evaluate import wilson_interval
+
+
+def pooled(summaries: list[dict], item: str) -> dict:
+    """One eval of several over adjacent seed ranges: successes and episodes added up."""
+    if len(summaries) == 1:
+        return summaries[0]
+    summaries = sorted(summaries, key=lambda s: s["seeds"][0])
+    if any(a["seeds"][1] + 1 != b["seeds"][0] for a, b in pairwise(summaries)):
+        raise SystemExit(f"{item!r}: the seed ranges {[s['seeds'] for s in summaries]} are not adjacent")
+    wins = sum(round(s["success_rate"] * s["episodes"]) for s in summaries)
+    episodes = sum(s["episodes"] for s in summaries)
+    low, high = wilson_interval(wins, episodes)
+    seeds = [summaries[0]["seeds"][0], summaries[-1]["seeds"][1]]
+    return {"seeds": seeds, "success_rate": wins / episodes, "wilson_low": low, "wilson_high": high}
 
 
 def main() -> None:
@@ -31,7 +49,7 @@ def main() -> None:
         label, sep, path = item.partition("=")
         if not sep:
             raise SystemExit(f"{item!r}: expected LABEL=PATH")
-        summary = json.loads(Path(path).read_text())
+        summary = pooled([json.loads(Path(part).read_text()) for part in path.split("+")], item)
         seeds = f"seeds {summary['seeds'][0]:,}-{summary['seeds'][1]:,}"
         rows.append((label, seeds, summary["success_rate"], summary["wilson_low"], summary["wilson_high"]))
         if label not in labels:
