@@ -13,15 +13,17 @@ and no demonstration: the frame is shown as its own previous frame, which the pl
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 
 from sefm_policy.prompts import Observation
 from sefm_policy.tokenizers import GroundedActionTokenizer
 from sefm_sim_bridge.grounding_scenes import GroundingScenes
 
-from .sft import ask
+from .sft import SceneKind, ask
 
-SCENE_KINDS = ("blocks4", "blocks8", "varied", "banana")
+SCENE_KINDS = get_args(SceneKind)
 
 
 class SceneChains:

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from .scene_chain import SceneChains
 
 Objective = Literal["bc", "steps", "instruction", "grounding", "plan", "objects", "chain", "scenes"]
+# The boards the scenes objective can render: Stage 0's scene kinds that name a block or an object to move.
+SceneKind = Literal["blocks4", "blocks8", "varied", "banana"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
 
 
@@ -83,7 +85,7 @@ class SFTConfig(StrictModel):
     objective_batch: dict[Objective, int] = Field(
         default_factory=dict, description="examples per step of these objectives; the rest share batch_size evenly"
     )
-    scene_kind: Literal["blocks4", "blocks8", "varied", "banana"] = Field(
+    scene_kind: SceneKind = Field(
         "blocks4", description="the boards the scenes objective renders (sefm_sim_bridge.grounding_scenes)"
     )
     neighbour_rate: float = Field(
