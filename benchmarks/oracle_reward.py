@@ -25,6 +25,7 @@ from sefm_reward.detector import StepsToGoDetector
 from sefm_sim_bridge.demonstrator import PushDemonstrator
 from sefm_sim_bridge.envs import make_env
 from sefm_trainer.evaluate import evaluate
+from sefm_trainer.rollout import run_episodes
 from sefm_trainer.stage2 import GymSource, Stage2Config, self_improve
 
 
@@ -68,10 +69,21 @@ class OracleSource(GymSource):
 
     end_on = "ground_truth"
 
-    def __init__(self, cfg: Stage2Config, weights: np.ndarray) -> None:
+    def __init__(self, cfg: Stage2Config, weights: np.ndarray, pool: list[int] | None = None) -> None:
         super().__init__(cfg)
-        self.weights = weights
+        self.weights, self.pool = weights, pool
         self.replay = make_env(cfg.task_family, render_images=False, max_steps=cfg.max_steps)
+
+    def collect(self, policy, detector, min_steps, loop):
+        """Without a pool, fresh seeds; with one, its seeds over and over (can the loop fix what it practises?)."""
+        if self.pool is None:
+            return super().collect(policy, detector, min_steps, loop)
+        episodes = []
+        while sum(len(ep.practised) for ep in episodes) < min_steps:
+            seeds = [self.pool[(self.next_seed + i) % len(self.pool)] for i in range(self.cfg.envs)]
+            self.next_seed += self.cfg.envs
+            episodes += self.rollout(policy, detector, seeds)
+        return episodes
 
     def distances(self, policy, ep) -> list[float]:
         self.replay.reset(seed=ep.seed)
@@ -91,6 +103,10 @@ class OracleSource(GymSource):
         return episodes
 
 
+def greedy_episodes(checkpoint: Path, seeds: list[int], task: str):
+    return run_episodes(load_checkpoint(checkpoint), None, seeds, task_family=task, greedy=True, end_on="ground_truth")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stage1", required=True, help="Stage 1 run folder (best_bc, best_steps)")
@@ -103,8 +119,10 @@ def main() -> None:
     p.add_argument("--kl-coef", type=float, default=0.0, help="beta of KL(policy || Stage 1 policy)")
     p.add_argument("--reward", choices=["progress", "success"], default="progress")
     p.add_argument("--gamma", type=float, default=0.9, help="discount of the progress reward's return (paper: 0.9)")
+    p.add_argument("--baseline", choices=["none", "greedy"], default="none", help="greedy: R minus a greedy run's")
     p.add_argument("--normalize-returns", action="store_true", help="R -> (R - mean) / std over each loop's buffer")
     p.add_argument("--chain-temperature", type=float, default=0.0, help="> 0: sample and reinforce coarse place digits")
+    p.add_argument("--greedy-steps", type=int, default=0, help="practice leads greedily for 0..this many steps")
     p.add_argument("--demonstrations", help="episode folder to co-train on (Stage 1's data)")
     p.add_argument("--demo-coef", type=float, default=0.0, help="weight of behaviour cloning on it in every update")
     p.add_argument("--consensus-coef", type=float, default=0.0, help="train the target place toward its consensus")
@@ -115,6 +133,13 @@ def main() -> None:
     p.add_argument("--skip-stage1", action="store_true", help="do not evaluate the Stage 1 policy first")
     p.add_argument("--out", help="Stage 2 run folder (default: a temporary one)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="Stage 2 seed: practice seeds and sampling")
+    p.add_argument(
+        "--practice-failures",
+        type=int,
+        default=0,
+        help="> 0: practise only on the seeds among this many from 500,000 where Stage 1 fails greedily",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     weights, fit_err = fit_oracle(args.task, args.fit_episodes)
@@ -130,9 +155,19 @@ def main() -> None:
         normalize_returns=args.normalize_returns, reward=args.reward, kl_coef=args.kl_coef, minibatch=args.minibatch,
         demonstrations=args.demonstrations, demo_coef=args.demo_coef, gamma=args.gamma, coef=args.coef,
         max_steps=args.max_steps, consensus_coef=args.consensus_coef,
-        consensus_from=args.consensus_from, patience=0,
+        consensus_from=args.consensus_from, greedy_steps=args.greedy_steps, patience=0, baseline=args.baseline,
+        seed=args.seed,
     )  # fmt: skip
-    result = self_improve(cfg, source=OracleSource(cfg, weights))
+    pool, pool_before = None, None
+    if args.practice_failures:
+        seeds = list(range(500_000, 500_000 + args.practice_failures))
+        pool = [ep.seed for ep in greedy_episodes(stage1 / "best_bc", seeds, args.task) if not ep.ground_truth_success]
+        pool_before = 0.0
+    result = self_improve(cfg, source=OracleSource(cfg, weights, pool))
+    pool_after = None
+    if pool:
+        pool_after = float(np.mean([ep.ground_truth_success for ep in greedy_episodes(out / "last", pool, args.task)]))
+        print(f"practised seeds: greedy success {pool_after:.3f} after the last loop (0 before)", flush=True)
     after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
     best = evaluate(load_checkpoint(out / "best"), detector, args.eval_episodes, args.task)
     keep = ("success_rate", "wilson95", "mean_length")
@@ -142,11 +177,13 @@ def main() -> None:
         "lr": args.lr, "temperature": args.temperature, "chain_temperature": args.chain_temperature,
         "normalize_returns": args.normalize_returns, "reward": args.reward,
         "kl_coef": args.kl_coef, "minibatch": args.minibatch, "demo_coef": args.demo_coef, "gamma": args.gamma,
-        "coef": args.coef, "max_steps": args.max_steps,
+        "coef": args.coef, "max_steps": args.max_steps, "greedy_steps": args.greedy_steps, "seed": args.seed,
+        "baseline": args.baseline,
         "consensus_coef": args.consensus_coef, "consensus_from": args.consensus_from,
         "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
         "stage1": before and {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},
         "stage2_best": {k: best[k] for k in keep}, "best_loop": result["best_loop"], "out": str(out),
+        "practice_pool": pool, "pool_greedy_success_before": pool_before, "pool_greedy_success_after": pool_after,
     }, indent=2))  # fmt: skip
 
 

@@ -3,9 +3,10 @@ import json
 import pytest
 import yaml
 
-from sefm.demo import run_demo
+from sefm.demo import DemoConfig, run_demo, stage1
 from sefm.harness import fresh_domain
-from sefm_interfaces.typed_config import ConfigError
+from sefm_interfaces.typed_config import ConfigError, load_config
+from sefm_policy.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.ros
 
@@ -53,3 +54,21 @@ def test_demo_names_a_wrong_stage2_key_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="lr"):
         run_demo(tmp_path / "demo.yaml", tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def test_demo_refuses_a_shipped_stage1_of_another_task(repo_root, tmp_path):
+    shipped = repo_root / "checkpoints" / "stage1_block2block"  # recorded as block2block
+    cfg = DemoConfig(task_family="block2block4", graph="g.yaml",
+                     stage1={"checkpoint": str(shipped), "sft_config": "s.yaml"})  # fmt: skip
+    with pytest.raises(ValueError, match="trained on block2block, the demo runs block2block4"):
+        stage1(cfg, tmp_path, tmp_path, from_scratch=False)
+
+
+def test_the_shipped_demo_starts_from_a_loadable_stage1_pair_of_its_own_task(repo_root, tmp_path):
+    config = repo_root / "config" / "demo.yaml"
+    cfg = load_config(config, DemoConfig)
+    folder, record = stage1(cfg, config.parent, tmp_path, from_scratch=False)
+    assert record["task_family"] == cfg.task_family
+    policy, reward = load_checkpoint(folder / "best_bc"), load_checkpoint(folder / "best_steps")
+    assert policy.embodiment.reasoning_slots > 0  # the chain of places the 4-block rung acts through
+    assert reward.config.embodiment == policy.config.embodiment

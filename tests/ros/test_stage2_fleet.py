@@ -41,3 +41,10 @@ def test_stage2_practises_on_the_fleet_with_each_loops_policy(tiny_checkpoints, 
     assert logs.count("hot-reloaded policy version 2") == 2
     lines = (tmp_path / "stage2" / "stage2.jsonl").read_text().splitlines()
     assert [json.loads(line)["loop"] for line in lines] == [1, 2]
+
+
+def test_the_fleet_refuses_a_greedy_lead_its_policy_nodes_cannot_act(tiny_checkpoints, tmp_path):
+    cfg = Stage2Config(policy=str(tiny_checkpoints[0]), reward_model=str(tiny_checkpoints[1]),
+                       out=str(tmp_path / "stage2"), greedy_steps=10)  # fmt: skip
+    with pytest.raises(ValueError, match="greedy_steps and baseline: greedy are in-process"):
+        practise_on_fleet(cfg, graph({"policy": {}, "reward": {}, "recorder": {}, "episode_manager": {}}))

@@ -86,6 +86,10 @@ def stage1(cfg: DemoConfig, base: Path, run: Path, from_scratch: bool) -> tuple[
     shipped = resolve(cfg.stage1.checkpoint, base) if cfg.stage1.checkpoint else None
     if shipped and not from_scratch:
         record = json.loads((Path(shipped) / STAGE1_RECORD).read_text())
+        if record.get("task_family", cfg.task_family) != cfg.task_family:
+            raise ValueError(
+                f"stage1.checkpoint {shipped} was trained on {record['task_family']}, the demo runs {cfg.task_family}"
+            )
         print(f"demo: Stage 1 from the shipped {shipped} ({record['demonstrations']} demonstrations)")
         return Path(shipped), record
     data, out = run / "demonstrations", run / "stage1"
@@ -159,6 +163,7 @@ def run_demo(config_path: str | Path, runs_dir: str | Path = "runs", from_scratc
     clock["eval2"] = time.monotonic()
 
     summary = {
+        "task_family": cfg.task_family,
         "stage1_dir": str(stage1_dir),
         "demonstrations": record["demonstrations"],
         "stage1": before,

@@ -35,6 +35,11 @@ def check_alive(bringup: Bringup) -> None:
 def learner_graph(graph: GraphConfig, cfg: Stage2Config) -> GraphConfig:
     """The graph with its episode managers waiting for the learner, and the Stage 2 config's
     checkpoints, temperature, threshold s and episode length on its nodes (one source of truth)."""
+    if cfg.greedy_steps or cfg.baseline != "none":
+        raise ValueError(
+            "greedy_steps and baseline: greedy are in-process practice only (GymSource); the fleet's policy nodes "
+            "always sample"
+        )
     nodes = graph.nodes
     missing = [n for n in ("policy", "reward", "recorder", "episode_manager") if getattr(nodes, n) is None]
     if missing:

@@ -45,7 +45,7 @@ def plot_curve(summary: dict, path: Path) -> Path:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    ax.set_title("Stage 2 self-improvement, sim LanguageTable Block2Block")
+    ax.set_title(f"Stage 2 self-improvement, sim LanguageTable {summary['task_family']}")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -107,10 +107,11 @@ def write_report(summary: dict, run: Path) -> Path:
     rule = stopping_rule(summary)
     gain = s2["success_rate"] > s1["success_rate"] and not intervals_overlap(s1, s2)
     cfg = summary["config"]["stage2"]
+    task = summary["task_family"]
     lines = [
-        "# sefm demo: Stage 1 vs Stage 2 on sim LanguageTable Block2Block",
+        f"# sefm demo: Stage 1 vs Stage 2 on sim LanguageTable `{task}`",
         "",
-        f"Imitation data: {demos} scripted Block2Block episodes. Stage 2: {summary['config']['robots']} simulated "
+        f"Imitation data: {demos} scripted `{task}` episodes. Stage 2: {summary['config']['robots']} simulated "
         "robots practising through the ROS 2 graph (sim bridge, policy, reward, recorder, episode manager "
         "per robot); the learner reads their episode bags and hot-reloads the policy nodes each loop.",
         "",
@@ -170,7 +171,8 @@ def write_report(summary: dict, run: Path) -> Path:
         "",
         "## Settings and time",
         "",
-        f"Stage 2: lr {cfg['lr']}, temperature {cfg['temperature']}, s = {cfg['success_threshold']}, "
+        f"Stage 2: lr {cfg['lr']}, temperature {cfg['temperature']} (places {cfg['chain_temperature']}), "
+        f"KL β {cfg['kl_coef']}, s = {cfg['success_threshold']}, "
         f"N = {cfg['updates']}, B = {cfg['minibatch']}, gamma {cfg['gamma']}, c = {cfg['coef']}, "
         f"max {cfg['max_steps']} steps, up to {cfg['loops']} loops. Stage 1: {summary['stage1_dir']}.",
         "",

@@ -33,10 +33,17 @@ class PracticeEpisode:
     ground_truth_success: bool = False
     detector_fired_at: int | None = None  # first t with d <= s
     termination: str = "max_steps"
+    greedy_steps: int = 0  # the first steps were acted greedily: states to practise from, not choices to weigh
+    baseline: bool = False  # a greedy run of a practised seed: what that seed's practice is weighed against
 
     @property
     def length(self) -> int:
         return len(self.tokens)
+
+    @property
+    def practised(self) -> range:
+        """The steps whose actions were sampled, which REINFORCE may weigh (none of a baseline's)."""
+        return range(self.length if self.baseline else min(self.greedy_steps, self.length), self.length)
 
     def observation(self, t: int) -> Observation:
         return observation_at(self.embodiment, self.frames, t, self.instruction, self.states)
@@ -57,11 +64,15 @@ def run_episodes(
     generator: torch.Generator | None = None,
     image_size: tuple[int, int] = (96, 96),
     progress: str | None = None,
+    greedy_lead: int = 0,
 ) -> list[PracticeEpisode]:
     """One episode per seed, ``envs`` at a time. ``end_on``: "detector" (practice) or
     "ground_truth" (evaluation); the other verdict is recorded alongside. ``progress``: label of a
     progress bar over episodes (none if not given). Without a ``detector`` (evaluation of a policy
-    alone) no d is computed and nothing fires."""
+    alone) no d is computed and nothing fires. ``greedy_lead``: each episode first acts greedily for
+    a number of steps drawn from its seed, uniform in 0..greedy_lead, then samples."""
+    if greedy_lead < 0:
+        raise ValueError(f"greedy_lead must be >= 0, got {greedy_lead}")
     if end_on not in ("detector", "ground_truth"):
         raise ValueError(f"end_on must be 'detector' or 'ground_truth', got {end_on!r}")
     if detector is None and end_on == "detector":
@@ -77,7 +88,9 @@ def run_episodes(
                 obs, _ = env.reset(seed=seed)
                 frame, state = model_view(obs)
                 states = None if state is None else [state]
-                live.append((env, PracticeEpisode(seed, obs["instruction"], [frame], states, embodiment)))
+                ep = PracticeEpisode(seed, obs["instruction"], [frame], states, embodiment)
+                ep.greedy_steps = greedy_lead and int(np.random.default_rng(seed).integers(0, greedy_lead + 1))
+                live.append((env, ep))
             # Score the newest frame of every live episode, decide who ends, act for the rest.
             if detector is None:
                 d = [None] * len(live)
@@ -99,15 +112,19 @@ def run_episodes(
                     bar.update(1)
                 else:
                     acting.append((env, ep))
-            if acting:
+            leading = [(env, ep) for env, ep in acting if ep.length < ep.greedy_steps]
+            sampling = [(env, ep) for env, ep in acting if ep.length >= ep.greedy_steps]
+            for group, leads in ((leading, True), (sampling, False)):
+                if not group:
+                    continue
                 sample = policy.sample_actions(
-                    [ep.observation(len(ep.frames) - 1) for _, ep in acting],
+                    [ep.observation(len(ep.frames) - 1) for _, ep in group],
                     temperature=temperature,
                     chain_temperature=chain_temperature,
-                    greedy=greedy,
+                    greedy=greedy or leads,
                     generator=generator,
                 )
-                for (env, ep), tokens, action in zip(acting, sample.tokens, sample.actions, strict=True):
+                for (env, ep), tokens, action in zip(group, sample.tokens, sample.actions, strict=True):
                     obs, *_ = env.step(action)
                     frame, state = model_view(obs)
                     ep.tokens.append(tokens)

@@ -49,6 +49,13 @@ class Stage2Config(StrictModel):
     kl_coef: float = Field(
         0.0, ge=0, description="beta of beta·KL(policy || the Stage 1 policy) over every slot of a practised step"
     )
+    baseline: Literal["none", "greedy"] = Field(
+        "none",
+        description="greedy (with reward: success): every practised seed is also run greedily, and R = its practice "
+        "episode's success minus the greedy run's, so practice is weighed by what it does better or worse than the "
+        "policy greedy evaluation acts as (self-critical; in-process practice only; the greedy runs count as extra "
+        "episodes)",
+    )
     normalize_returns: bool = Field(
         False, description="R -> (R - mean) / std over the loop's buffer: a baseline, so no step is pushed for nothing"
     )
@@ -73,6 +80,13 @@ class Stage2Config(StrictModel):
     chain_temperature: float = Field(
         0.0, ge=0, description="a reasoning chain's places: 0 greedy; > 0 their coarse digits sampled and reinforced"
     )
+    greedy_steps: int = Field(
+        0,
+        ge=0,
+        description="practice first acts greedily for a number of steps uniform in 0..greedy_steps (drawn from the "
+        "episode's seed), then samples; only sampled steps are weighed: practice starts where greedy evaluation's "
+        "episodes go, e.g. its cycles (in-process practice only)",
+    )
     success_threshold: float = Field(DEFAULT_THRESHOLD, ge=0, description="s: detected success when d <= s")
     success_bonus: float = Field(0.0, ge=0, description="added to the reward of a detected success (ALOHA)")
     max_steps: int = Field(100, gt=0)
@@ -86,6 +100,8 @@ class Stage2Config(StrictModel):
     def _check_demonstrations(self) -> Stage2Config:
         if self.demo_coef > 0 and self.demonstrations is None:
             raise ValueError("demo_coef > 0 co-trains on demonstrations, and demonstrations is not set")
+        if self.baseline == "greedy" and self.reward != "success":
+            raise ValueError("baseline: greedy weighs an episode's success against a greedy run's: set reward: success")
         return self
 
 
@@ -118,11 +134,20 @@ class GymSource:
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def rollout(self, policy, detector, seeds: list[int]) -> list[PracticeEpisode]:
-        return run_episodes(
-            policy, detector, seeds, task_family=self.cfg.task_family, max_steps=self.cfg.max_steps,
-            temperature=self.cfg.temperature, chain_temperature=self.cfg.chain_temperature, end_on=self.end_on,
-            envs=self.cfg.envs, generator=self.generator,
+        """Practice episodes of ``seeds``, and with ``baseline: greedy`` a greedy run of each after them."""
+        common = dict(
+            task_family=self.cfg.task_family, max_steps=self.cfg.max_steps, end_on=self.end_on, envs=self.cfg.envs
+        )
+        episodes = run_episodes(
+            policy, detector, seeds, temperature=self.cfg.temperature, chain_temperature=self.cfg.chain_temperature,
+            generator=self.generator, greedy_lead=self.cfg.greedy_steps, **common,
         )  # fmt: skip
+        if self.cfg.baseline == "greedy":
+            greedy = run_episodes(policy, detector, seeds, greedy=True, **common)
+            for ep in greedy:
+                ep.baseline = True
+            episodes += greedy
+        return episodes
 
     def state(self) -> dict:
         return {"next_seed": self.next_seed, "generator": encode_rng(self.generator.get_state())}
@@ -138,25 +163,31 @@ class GymSource:
             self.next_seed += self.cfg.envs
             batch = self.rollout(policy, detector, seeds)
             episodes += batch
-            steps += sum(ep.length for ep in batch)
+            steps += sum(len(ep.practised) for ep in batch)
         return episodes
 
 
 def buffer_steps(
     episodes: Sequence[PracticeEpisode], cfg: Stage2Config, rng: np.random.Generator
 ) -> list[BufferedStep]:
-    """Label every step, then keep exactly N×B of them (a random subset; the rest is cleared),
-    their returns standardised over the kept steps with ``normalize_returns``."""
+    """Label every practised step (not a greedy lead's), then keep exactly N×B of them (a random
+    subset; the rest is cleared), their returns standardised over the kept steps with
+    ``normalize_returns``."""
     steps = []
+    greedy = {ep.seed: float(ep.detected_success) for ep in episodes if ep.baseline}
     for ep in episodes:
-        if ep.length == 0:
+        if ep.length == 0 or ep.baseline:
             continue
         if cfg.reward == "success":
             returns = np.full(ep.length, float(ep.detected_success))
+            if cfg.baseline == "greedy":
+                if ep.seed not in greedy:
+                    raise ValueError(f"baseline: greedy, and seed {ep.seed} was practised without a greedy run")
+                returns -= greedy[ep.seed]
         else:
             bonus = cfg.success_bonus if ep.detected_success else 0.0
             _, returns = label_episode(ep.distances, cfg.gamma, success_bonus=bonus, success=ep.detected_success)
-        steps += [BufferedStep(ep, t, float(returns[t])) for t in range(ep.length)]
+        steps += [BufferedStep(ep, t, float(returns[t])) for t in ep.practised]
     size = cfg.updates * cfg.minibatch
     if len(steps) < size:
         raise ValueError(f"the source delivered {len(steps)} steps; a loop needs N×B = {size}")

@@ -82,15 +82,20 @@ class Stage2Run:
         """Record the loop (with the mean of each update term, e.g. ``rl_kl``), keep ``best`` by the
         moving window, and write the resume point (the checkpoint the fleet's policies reload)."""
         self.state["extra_episodes"] += len(episodes)
+        practice = [ep for ep in episodes if not ep.baseline]
         record = {
             "loop": loop,
             "episodes": len(episodes),
             "extra_episodes": self.state["extra_episodes"],
-            "detected_success": float(np.mean([ep.detected_success for ep in episodes])),
-            "ground_truth_success": float(np.mean([ep.ground_truth_success for ep in episodes])),
-            "mean_length": float(np.mean([ep.length for ep in episodes])),
+            "detected_success": float(np.mean([ep.detected_success for ep in practice])),
+            "ground_truth_success": float(np.mean([ep.ground_truth_success for ep in practice])),
+            "mean_length": float(np.mean([ep.length for ep in practice])),
             **{key.replace("/", "_"): float(np.mean([u[key] for u in updates])) for key in updates[0]},
         }
+        greedy = [ep for ep in episodes if ep.baseline]
+        if greedy:  # the greedy baseline's runs: how the policy evaluation acts as is doing, loop by loop
+            record["greedy_detected_success"] = float(np.mean([ep.detected_success for ep in greedy]))
+            record["greedy_ground_truth_success"] = float(np.mean([ep.ground_truth_success for ep in greedy]))
         recent = [*self.history, record][-self.cfg.window :]
         record["window_detected_success"] = window = float(np.mean([h["detected_success"] for h in recent]))
         if window > self.state["best"][0]:

@@ -59,6 +59,22 @@ def test_a_success_reward_weighs_every_step_of_a_detected_success_and_nothing_el
     assert sorted((s.episode.seed, s.ret) for s in steps) == [(0, 0.0)] * 4 + [(1, 1.0)] * 4 + [(2, 0.0)] * 4
 
 
+def test_a_greedy_baseline_weighs_practice_by_how_it_beats_or_loses_to_the_greedy_run(checkpoints, tmp_path):
+    practice = [fake_episode(4, seed=s) for s in range(3)]
+    greedy = [fake_episode(4, seed=s) for s in range(3)]
+    for ep, (practised, greedy_run) in zip(practice, [(True, False), (False, True), (True, True)], strict=True):
+        ep.detected_success = practised
+        greedy[ep.seed].detected_success, greedy[ep.seed].baseline = greedy_run, True
+    cfg = small(checkpoints, tmp_path, updates=3, minibatch=4, reward="success", baseline="greedy")
+    steps = buffer_steps(practice + greedy, cfg, np.random.default_rng(0))
+    assert all(not s.episode.baseline for s in steps)
+    assert sorted((s.episode.seed, s.ret) for s in steps) == [(0, 1.0)] * 4 + [(1, -1.0)] * 4 + [(2, 0.0)] * 4
+    with pytest.raises(ValueError, match="seed 2 was practised without a greedy run"):
+        buffer_steps(practice + greedy[:2], cfg, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="set reward: success"):
+        small(checkpoints, tmp_path, baseline="greedy")
+
+
 def test_normalized_returns_keep_the_order_of_the_steps_around_zero(checkpoints, tmp_path):
     episodes = [fake_episode(5, seed=s) for s in range(3)]
     raw = buffer_steps(episodes, small(checkpoints, tmp_path, updates=3, minibatch=4), np.random.default_rng(0))
@@ -182,6 +198,37 @@ def test_gym_source_is_deterministic_from_its_seed(checkpoints, tmp_path):
     b = GymSource(cfg).collect(policy, detector, 6, loop=1)
     assert [ep.seed for ep in a] == [ep.seed for ep in b]
     assert all(np.array_equal(np.stack(x.tokens), np.stack(y.tokens)) for x, y in zip(a, b, strict=True))
+
+
+def test_greedy_leads_and_greedy_baselines_act_as_evaluation_would_and_are_never_weighed(checkpoints, tmp_path):
+    from sefm_reward.detector import StepsToGoDetector
+    from sefm_trainer.rollout import run_episodes
+
+    cfg = small(checkpoints, tmp_path, greedy_steps=4, max_steps=6)
+    policy = load_checkpoint(checkpoints[0])
+    detector = StepsToGoDetector(load_checkpoint(checkpoints[1]), 0.0)
+    practised = GymSource(cfg).collect(policy, detector, 8, loop=1)
+    seeds = [ep.seed for ep in practised]
+    greedy = run_episodes(policy, detector, seeds, max_steps=6, greedy=True, envs=2)
+    leads = [ep.greedy_steps for ep in practised]
+    assert all(0 <= n <= 4 for n in leads) and len(set(leads)) > 1
+    for ep, reference in zip(practised, greedy, strict=True):
+        n = ep.greedy_steps
+        assert np.array_equal(np.stack(ep.tokens[:n]), np.stack(reference.tokens[:n])) if n else True
+    assert sum(len(ep.practised) for ep in practised) >= 8
+    baselined = GymSource(cfg.model_copy(update={"reward": "success", "baseline": "greedy"})).collect(
+        policy, detector, 8, loop=1
+    )
+    runs = [ep for ep in baselined if ep.baseline]
+    assert [ep.seed for ep in runs] == [ep.seed for ep in baselined if not ep.baseline] and not any(
+        ep.practised for ep in runs
+    )
+    reference = run_episodes(policy, detector, [ep.seed for ep in runs], max_steps=6, greedy=True, envs=2)
+    assert all(np.array_equal(np.stack(a.tokens), np.stack(b.tokens)) for a, b in zip(runs, reference, strict=True))
+    steps = buffer_steps(practised, cfg.model_copy(update={"updates": 2, "minibatch": 4}), np.random.default_rng(0))
+    assert all(s.t >= s.episode.greedy_steps for s in steps)
+    with pytest.raises(ValueError, match="greedy_steps"):
+        small(checkpoints, tmp_path, greedy_steps=-1)
 
 
 def weights(path):
