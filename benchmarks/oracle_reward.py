@@ -167,7 +167,8 @@ def main() -> None:
     pool_after = None
     if pool:
         pool_after = float(np.mean([ep.ground_truth_success for ep in greedy_episodes(out / "last", pool, args.task)]))
-        print(f"{len(pool)} practised seeds: greedy success {pool_after:.3f} after the last loop (0 before)")
+        said = f"{len(pool)} practised seeds: greedy success {pool_after:.3f} after the last loop (0 before)"
+        print(said, flush=True)
     after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
     best = evaluate(load_checkpoint(out / "best"), detector, args.eval_episodes, args.task)
     keep = ("success_rate", "wilson95", "mean_length")
