@@ -74,16 +74,13 @@ class OracleSource(GymSource):
         self.weights, self.pool = weights, pool
         self.replay = make_env(cfg.task_family, render_images=False, max_steps=cfg.max_steps)
 
-    def collect(self, policy, detector, min_steps, loop):
-        """Without a pool, fresh seeds; with one, its seeds over and over (can the loop fix what it practises?)."""
+    def next_seeds(self) -> list[int]:
+        """Without a pool, fresh seeds; with one, its seeds over and over."""
         if self.pool is None:
-            return super().collect(policy, detector, min_steps, loop)
-        episodes = []
-        while sum(len(ep.practised) for ep in episodes) < min_steps:
-            seeds = [self.pool[(self.next_seed + i) % len(self.pool)] for i in range(self.cfg.envs)]
-            self.next_seed += self.cfg.envs
-            episodes += self.rollout(policy, detector, seeds)
-        return episodes
+            return super().next_seeds()
+        seeds = [self.pool[(self.next_seed + i) % len(self.pool)] for i in range(self.cfg.envs)]
+        self.next_seed += self.cfg.envs
+        return seeds
 
     def distances(self, policy, ep) -> list[float]:
         self.replay.reset(seed=ep.seed)

@@ -156,12 +156,16 @@ class GymSource:
         self.next_seed = state["next_seed"]
         self.generator.set_state(decode_rng(state["generator"]))
 
+    def next_seeds(self) -> list[int]:
+        """The seeds of the next ``envs`` episodes: fresh ones, never practised before."""
+        seeds = list(range(self.next_seed, self.next_seed + self.cfg.envs))
+        self.next_seed += self.cfg.envs
+        return seeds
+
     def collect(self, policy, detector, min_steps, loop):
         episodes, steps = [], 0
         while steps < min_steps:
-            seeds = list(range(self.next_seed, self.next_seed + self.cfg.envs))
-            self.next_seed += self.cfg.envs
-            batch = self.rollout(policy, detector, seeds)
+            batch = self.rollout(policy, detector, self.next_seeds())
             episodes += batch
             steps += sum(len(ep.practised) for ep in batch)
         return episodes
