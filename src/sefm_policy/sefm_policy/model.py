@@ -382,8 +382,6 @@ class EFM(nn.Module):
         generator: torch.Generator | None = None,
         given: np.ndarray | None = None,
         chain_temperature: float = 0.0,
-        previous: np.ndarray | None = None,
-        place_hold: float = 0.0,
     ) -> ActionSample:
         """Sample (or, greedy / temperature 0, take the argmax of) each action slot in turn.
         A reasoning chain's places are the argmax unless ``chain_temperature`` > 0: then practice
@@ -391,10 +389,7 @@ class EFM(nn.Module):
         where its places are wrong) and ``log_prob`` counts them (``Embodiment.explored_slots``);
         otherwise it is over the action slots alone. ``given`` (B, k): bins to take for the first
         k slots instead, -1 where the policy chooses (e.g. a reasoning chain told some true
-        places, to see how the action follows from them). ``previous`` (B, slots): each row's
-        tokens of the step before (-1 rows: none yet); ``place_hold`` nats are then added to the
-        coarse digit each place had there before choosing (``_hold_bonus``); ``log_prob`` stays the
-        model's own."""
+        places, to see how the action follows from them)."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if chain_temperature < 0:
@@ -409,17 +404,15 @@ class EFM(nn.Module):
             )
 
         explored = self.embodiment.explored_slots(chain_temperature > 0)
-        held = self._hold_bonus(previous, place_hold, len(observations))
 
         def choose(k: int, logits: torch.Tensor) -> torch.Tensor:
             nonlocal log_prob
             lp = self._restrict(logits[:, None], sizes[k : k + 1], self.action_ids[k : k + 1])[:, 0]
-            pick = lp if held is None or held[k] is None else lp + held[k]
             if greedy or not explored[k]:
-                b = pick.argmax(-1)
+                b = lp.argmax(-1)
             else:
                 t = chain_temperature if k < self.embodiment.reasoning_slots else temperature
-                b = torch.multinomial((pick / t).softmax(-1), 1, generator=generator)[:, 0]
+                b = torch.multinomial((lp / t).softmax(-1), 1, generator=generator)[:, 0]
             chosen = lp.gather(-1, b[:, None])[:, 0]
             if fixed is not None and k < fixed.shape[1]:
                 told = fixed[:, k] >= 0
@@ -438,30 +431,6 @@ class EFM(nn.Module):
             self._decode_steps(blind, len(sizes) - chain, lambda k, logits: choose(k + chain, logits), suffix=said)
         tokens = torch.stack(bins, 1).cpu().numpy()
         return ActionSample(tokens, self.embodiment.action.decode(tokens), log_prob)
-
-    def _hold_bonus(self, previous, place_hold: float, batch: int) -> list[torch.Tensor | None] | None:
-        """Per slot, the log-prob bonus (B, max size) that ``place_hold`` gives the coarse digit a
-        place had at the previous step; None where a slot gets none. A greedy chain reads a place
-        one patch off at a patch's edge, then right, then off again, and its effector shuttles on the
-        spot until time runs out (docs/results, session 16): a read that must beat the last one by
-        a margin to switch patches keeps its place through the flicker."""
-        if place_hold < 0:
-            raise ValueError(f"place_hold must be >= 0, got {place_hold}")
-        if previous is None or place_hold == 0 or not self.embodiment.reasoning_slots:
-            return None
-        before = self._token_tensor(previous)
-        if before.shape != (batch, len(self.action_slot_sizes)):
-            raise ValueError(
-                f"previous must be ({batch}, {len(self.action_slot_sizes)}) slot bins, got {tuple(before.shape)}"
-            )
-        bonus: list[torch.Tensor | None] = [None] * len(self.action_slot_sizes)
-        for k in self.embodiment.action.coarse_place_slots:
-            had = before[:, k]
-            b = torch.zeros(batch, int(self.action_slot_sizes[k]), device=self.device)
-            rows = (had >= 0).nonzero()[:, 0]
-            b[rows, had[rows]] = place_hold
-            bonus[k] = b
-        return bonus
 
     @torch.no_grad()
     def predict_instruction(self, observations: Sequence[Observation]) -> list[str]:

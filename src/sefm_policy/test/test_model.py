@@ -394,26 +394,3 @@ def test_a_chain_temperature_samples_the_places_coarse_digits_and_weighs_them_wi
         assert (with_chain < model.action_log_prob(obs, samples[0].tokens)).all()
     with pytest.raises(ValueError, match="chain_temperature"):
         model.sample_actions(obs, chain_temperature=-1.0)
-
-
-def test_a_place_hold_keeps_each_coarse_digit_said_a_step_before_and_leaves_the_rest_to_follow():
-    model = EFM.build(EFMConfig(reason=True, action_from="places"))
-    obs = table_observations(4)
-    chain = model.embodiment.reasoning_slots
-    coarse = list(model.embodiment.action.coarse_place_slots)
-    free = model.sample_actions(obs, greedy=True).tokens
-    before = free.copy()
-    before[:, coarse] = (free[:, coarse] + 1) % model.action_slot_sizes[coarse].numpy()  # another patch each
-    before[3] = -1  # the first step of its episode: nothing to hold
-    held = model.sample_actions(obs, greedy=True, previous=before, place_hold=1e3)
-    assert np.array_equal(held.tokens[:3, coarse], before[:3, coarse])
-    assert np.array_equal(held.tokens[3], free[3])
-    told = np.where(np.isin(np.arange(chain), coarse), held.tokens[:, :chain], -1)
-    assert np.array_equal(model.sample_actions(obs, greedy=True, given=told).tokens, held.tokens)
-    assert np.array_equal(model.sample_actions(obs, greedy=True, previous=before, place_hold=0.0).tokens, free)
-    with torch.no_grad():  # the log-prob reported is the model's own, not the held one
-        torch.testing.assert_close(held.log_prob, model.action_log_prob(obs, held.tokens), atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="place_hold"):
-        model.sample_actions(obs, previous=before, place_hold=-1.0)
-    with pytest.raises(ValueError, match="previous"):
-        model.sample_actions(obs, previous=before[:2], place_hold=1.0)

@@ -30,9 +30,6 @@ class EvalConfig(StrictModel):
     episodes: int = Field(200, gt=0)
     seed: int = Field(HELD_OUT_SEED, ge=0, description="first seed (the default starts the held-out range)")
     max_steps: int = Field(100, gt=0)
-    place_hold: float = Field(
-        0.0, ge=0, description="a reasoning chain's bonus, in nats, for the patch each place was read in a step before"
-    )
     reward_model: str | None = Field(None, description="also score this steps-to-go detector against ground truth")
     success_threshold: float = Field(DEFAULT_THRESHOLD, ge=0, description="with reward_model: s")
     out: str | None = Field(None, description="also write the JSON here")
@@ -106,7 +103,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     if cfg.reward_model:
         detector = StepsToGoDetector(load_checkpoint(cfg.reward_model), cfg.success_threshold)
     kept: list = []
-    result = evaluate(policy, detector, cfg.episodes, cfg.task_family, cfg.seed, kept, max_steps=cfg.max_steps, place_hold=cfg.place_hold)
+    result = evaluate(policy, detector, cfg.episodes, cfg.task_family, cfg.seed, kept, max_steps=cfg.max_steps)
     summary = {"checkpoint": cfg.checkpoint, "task": cfg.task_family, "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1]}
     summary |= result
     if cfg.video:

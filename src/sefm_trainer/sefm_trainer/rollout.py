@@ -65,15 +65,12 @@ def run_episodes(
     image_size: tuple[int, int] = (96, 96),
     progress: str | None = None,
     greedy_lead: int = 0,
-    place_hold: float = 0.0,
 ) -> list[PracticeEpisode]:
     """One episode per seed, ``envs`` at a time. ``end_on``: "detector" (practice) or
     "ground_truth" (evaluation); the other verdict is recorded alongside. ``progress``: label of a
     progress bar over episodes (none if not given). Without a ``detector`` (evaluation of a policy
     alone) no d is computed and nothing fires. ``greedy_lead``: each episode first acts greedily for
-    a number of steps drawn from its seed, uniform in 0..greedy_lead, then samples. ``place_hold``:
-    nats of a chain's bonus for the patch each place was read in at the episode's step before
-    (``EFM.sample_actions``)."""
+    a number of steps drawn from its seed, uniform in 0..greedy_lead, then samples."""
     if greedy_lead < 0:
         raise ValueError(f"greedy_lead must be >= 0, got {greedy_lead}")
     if end_on not in ("detector", "ground_truth"):
@@ -126,8 +123,6 @@ def run_episodes(
                     chain_temperature=chain_temperature,
                     greedy=greedy or leads,
                     generator=generator,
-                    previous=_previous_tokens([ep for _, ep in group], len(policy.action_slot_sizes)),
-                    place_hold=place_hold,
                 )
                 for (env, ep), tokens, action in zip(group, sample.tokens, sample.actions, strict=True):
                     obs, *_ = env.step(action)
@@ -143,8 +138,3 @@ def run_episodes(
             env.close()
     order = {s: i for i, s in enumerate(seeds)}
     return sorted(done, key=lambda ep: order[ep.seed])
-
-
-def _previous_tokens(episodes: Sequence[PracticeEpisode], slots: int) -> np.ndarray:
-    """Each episode's tokens of its last step, -1 for one that has not acted yet."""
-    return np.stack([ep.tokens[-1] if ep.tokens else np.full(slots, -1) for ep in episodes])
