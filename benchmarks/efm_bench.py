@@ -1,6 +1,7 @@
 """EFM speed on this machine: SFT samples/s, act and steps-to-go latency, parameter count.
 
-Prints one JSON object. Usage: python benchmarks/efm_bench.py [--repeats N] [--config efm.yaml]
+Prints one JSON object. Usage: python benchmarks/efm_bench.py [--repeats N] [--config efm.yaml | --checkpoint DIR]
+(a chain of places acts once with each of its ``place_reads``)
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import numpy as np
 import torch
 
 from sefm_interfaces.typed_config import load_config
+from sefm_policy.checkpoint import load_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.losses import bc_loss, instruction_loss, steps_to_go_loss
 from sefm_policy.model import EFM
 from sefm_policy.testing import aloha_observations, table_observations
+
+READS = ("single", "half_patch")
 
 
 def cpu_name() -> str:
@@ -48,7 +52,11 @@ def sft_step_fn(model: EFM, batch: int):
     obs = table_observations(batch, seed=1)
     bc_obs, steps_obs, instr_obs = obs[:n], obs[n : 2 * n], obs[2 * n :]
     rng = np.random.default_rng(1)
-    tokens = model.embodiment.action.encode(rng.uniform(-0.1, 0.1, (n, 2)))
+    actions = rng.uniform(-0.1, 0.1, (n, 2))
+    if model.embodiment.reasoning_slots:  # a chain of places says them before the action
+        tokens = model.embodiment.action.encode(actions, rng.uniform(0, 1, (n, model.embodiment.action.places, 2)))
+    else:
+        tokens = model.embodiment.action.encode(actions)
     steps = rng.integers(0, 101, n)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -68,12 +76,21 @@ def sft_step_fn(model: EFM, batch: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--config", help="YAML file with an EFM config (default: the tiny model)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", help="YAML file with an EFM config (default: the tiny model)")
+    source.add_argument("--checkpoint", help="a saved policy (e.g. checkpoints/stage1_block2block4/best_bc)")
     args = parser.parse_args()
-    config = load_config(args.config, EFMConfig) if args.config else EFMConfig()
     torch.manual_seed(0)
-    model = EFM.build(config)
-    aloha = EFM.build(config.model_copy(update={"embodiment": "aloha"})).eval()
+    if args.checkpoint:
+        model = load_checkpoint(args.checkpoint)
+        config = model.config
+    else:
+        config = load_config(args.config, EFMConfig) if args.config else EFMConfig()
+        model = EFM.build(config)
+    aloha = EFM.build(
+        EFMConfig(embodiment="aloha") if args.checkpoint else config.model_copy(update={"embodiment": "aloha"})
+    )
+    aloha.eval()
 
     model.train()
     sft = timed(sft_step_fn(model, 32), max(5, args.repeats // 3))
@@ -93,9 +110,13 @@ def main() -> None:
         },
         "sft_batch32": {**sft, "samples_per_s": round(32 / (sft["p50_ms"] / 1000), 1)},
     }
+    acting = {"act_language_table": model}
+    if config.action_from == "places":  # a chain of places: each way of reading them
+        acting = {f"act_{r}_read{'s' * (r != 'single')}": model.reconfigured(place_reads=r).eval() for r in READS}
     for b in (1, 16):
         obs = table_observations(b)
-        result[f"act_language_table_batch{b}"] = timed(lambda o=obs: model.sample_actions(o), args.repeats)
+        for name, policy in acting.items():
+            result[f"{name}_batch{b}"] = timed(lambda o=obs, p=policy: p.sample_actions(o), args.repeats)
     obs = aloha_observations(1)
     result["act_aloha_70_tokens_batch1"] = timed(lambda: aloha.sample_actions(obs), max(5, args.repeats // 3))
     for b in (1, 64):

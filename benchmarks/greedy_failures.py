@@ -58,9 +58,12 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=600_000, help="first seed (600,000: drawn by neither practice nor eval)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--place-reads", choices=["single", "half_patch"], help="override the checkpoint's (EFMConfig)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     policy = load_checkpoint(args.checkpoint).eval()
+    if args.place_reads:
+        policy = policy.reconfigured(place_reads=args.place_reads)
     if not policy.config.reason:
         raise SystemExit(f"{args.checkpoint} does not reason (EFMConfig.reason is false)")
     coarse = policy.config.place_radices[0]
@@ -93,6 +96,7 @@ def main() -> None:
     round3 = lambda d: None if d is None else {k: round(float(v), 3) for k, v in d.items()}  # noqa: E731
     print(json.dumps({
         "checkpoint": args.checkpoint, "task": args.task, "seeds": [seeds[0], seeds[-1]],
+        "place_reads": policy.config.place_reads,
         "greedy": success_summary(np.array([ep.ground_truth_success for ep in episodes])),
         "within_a_block_width": {
             "successes": round3(rates(hits[True])), "failures": round3(rates(hits[False])),

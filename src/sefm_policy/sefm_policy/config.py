@@ -104,6 +104,13 @@ class EFMConfig(StrictModel):
         description="action slots' tokens: bin b of any slot is <loc b> (shared), or each slot has its own run of "
         "loc tokens (per_slot; tokenizers.slot_token_ids), so a token says which slot it fills",
     )
+    place_reads: Literal["single", "half_patch"] = Field(
+        "single",
+        description="with action_from: places, how act says the places: single (one greedy read of the images) "
+        "or half_patch (the median of five reads, the images as they are and shifted by half a patch each way: "
+        "EFM.half_patch_places). Only acting changes; practice that samples the places (chain_temperature) "
+        "samples them from the single read",
+    )
     joint_bins: int = Field(256, gt=1)
 
     @model_validator(mode="after")
@@ -117,6 +124,8 @@ class EFMConfig(StrictModel):
             raise ValueError("reason is for LanguageTable's planar actions")
         if self.action_from == "places" and not self.reason:
             raise ValueError("action_from: 'places' needs reason: true (the places come from the chain)")
+        if self.place_reads == "half_patch" and self.action_from != "places":
+            raise ValueError("place_reads: 'half_patch' needs action_from: 'places' (the action told the places read)")
         if min(self.place_radices) < 2:
             raise ValueError(f"place_radices must each be >= 2, got {self.place_radices}")
         if self.text.num_heads % self.text.num_kv_heads:

@@ -50,6 +50,17 @@ class Prefix:
         return self.input_ids.shape[0]
 
 
+def _shifted(pixels: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Images (..., H, W) moved ``dy`` rows down and ``dx`` columns right; what comes in is zero
+    (the fitted background, after background normalisation) and what goes out is lost."""
+    out = torch.zeros_like(pixels)
+    h, w = pixels.shape[-2:]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = pixels[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
 @dataclass
 class ActionSample:
     tokens: np.ndarray  # (B, slots) slot-local bin indices
@@ -389,7 +400,8 @@ class EFM(nn.Module):
         where its places are wrong) and ``log_prob`` counts them (``Embodiment.explored_slots``);
         otherwise it is over the action slots alone. ``given`` (B, k): bins to take for the first
         k slots instead, -1 where the policy chooses (e.g. a reasoning chain told some true
-        places, to see how the action follows from them)."""
+        places, to see how the action follows from them). With ``place_reads: half_patch`` the
+        places not given are said as ``half_patch_places`` reads them, unless practice samples them."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if chain_temperature < 0:
@@ -402,6 +414,14 @@ class EFM(nn.Module):
             raise ValueError(
                 f"given must be ({len(observations)}, <= {len(sizes)}) slot bins, got {tuple(fixed.shape)}"
             )
+        chain = self._chain_slots
+        read = self.config.place_reads == "half_patch" and (greedy or chain_temperature == 0)
+        if read:  # every place is told, the given ones as given: no image pass left to make
+            told = torch.full((len(observations), len(sizes)), -1, dtype=torch.long, device=self.device)
+            told[:, :chain] = self._token_tensor(self.half_patch_places(observations))
+            if fixed is not None:
+                told[:, : fixed.shape[1]] = torch.where(fixed >= 0, fixed, told[:, : fixed.shape[1]])
+            fixed = told
 
         explored = self.embodiment.explored_slots(chain_temperature > 0)
 
@@ -423,14 +443,48 @@ class EFM(nn.Module):
             bins.append(b)
             return self._action_vocab(b[:, None], k)[:, 0]
 
-        chain = self._chain_slots
-        self._decode_steps(self.prefix(Task.ACT, observations), chain or len(sizes), choose)
+        if read:
+            bins += list(fixed[:, :chain].T)
+        else:
+            self._decode_steps(self.prefix(Task.ACT, observations), chain or len(sizes), choose)
         if chain:
             said = self._action_vocab(torch.stack(bins, 1))
             blind = self.prefix(Task.ACT, observations, images=False)
             self._decode_steps(blind, len(sizes) - chain, lambda k, logits: choose(k + chain, logits), suffix=said)
         tokens = torch.stack(bins, 1).cpu().numpy()
         return ActionSample(tokens, self.embodiment.action.decode(tokens), log_prob)
+
+    @torch.no_grad()
+    def half_patch_places(self, observations: Sequence[Observation]) -> np.ndarray:
+        """A reasoning chain's places (B, reasoning slots), each the median of five greedy reads: of
+        the images as they are and shifted by half a patch left, right, up and down. A place near
+        a patch's edge is read a patch off now and then, and a greedy policy in a deterministic
+        scene then shuttles on the spot (docs/results, session 16); in a shifted copy the same
+        place lies mid-patch. A shift loses a strip at one border, and what it loses the opposite
+        shift keeps, so the median outvotes a read of something shifted out of view."""
+        chain = self._chain_slots
+        if not chain:
+            raise ValueError("half_patch_places needs a chain of places said over the images (action_from: places)")
+        tokenizer, half = self.embodiment.action, self.config.vision.patch_size // 2
+        shifts = ((0, 0), (0, half), (0, -half), (half, 0), (-half, 0))
+        one = self.prefix(Task.ACT, observations)
+        prefix = Prefix(  # the five reads as one batch, read-major
+            *(torch.cat([t] * len(shifts)) for t in (one.input_ids, one.attention_mask, one.position_ids)),
+            torch.cat([_shifted(one.pixel_values, dy, dx) for dy, dx in shifts]),
+        )
+        sizes, ids, bins = self.action_slot_sizes[:chain], self.action_ids[:chain], []
+
+        def greedy(k: int, logits: torch.Tensor) -> torch.Tensor:
+            bins.append(self._restrict(logits[:, None], sizes[k : k + 1], ids[k : k + 1])[:, 0].argmax(-1))
+            return self._action_vocab(bins[-1][:, None], k)[:, 0]
+
+        self._decode_steps(prefix, chain, greedy)
+        said = tokenizer.decode_places(torch.stack(bins, 1).cpu().numpy()).reshape(
+            len(shifts), len(observations), -1, 2
+        )
+        reads = said - np.array([[dx, dy] for dy, dx in shifts])[:, None, None] / self.image_size
+        places = np.median(reads, axis=0)
+        return tokenizer.place.encode(places).reshape(len(observations), chain)
 
     @torch.no_grad()
     def predict_instruction(self, observations: Sequence[Observation]) -> list[str]:

@@ -394,3 +394,29 @@ def test_a_chain_temperature_samples_the_places_coarse_digits_and_weighs_them_wi
         assert (with_chain < model.action_log_prob(obs, samples[0].tokens)).all()
     with pytest.raises(ValueError, match="chain_temperature"):
         model.sample_actions(obs, chain_temperature=-1.0)
+
+
+def test_half_patch_reads_tell_the_action_a_median_of_five_shifted_reads_unless_practice_samples_the_places():
+    single = EFM.build(EFMConfig(reason=True, action_from="places"))
+    model = single.reconfigured(place_reads="half_patch")
+    obs = table_observations(5)
+    chain = model.embodiment.reasoning_slots
+    places = model.half_patch_places(obs)
+    assert places.shape == (5, chain)
+    assert (places >= 0).all() and (places < model.action_slot_sizes[:chain].numpy()).all()
+    read = model.sample_actions(obs, greedy=True)
+    assert np.array_equal(read.tokens[:, :chain], places)
+    assert np.array_equal(read.tokens, single.sample_actions(obs, greedy=True, given=places).tokens)
+    some = np.full((5, 3), -1)
+    some[:, 0] = (places[:, 0] + 1) % model.action_slot_sizes[0].item()
+    told = model.sample_actions(obs, greedy=True, given=some).tokens
+    assert np.array_equal(told[:, 0], some[:, 0]) and np.array_equal(told[:, 1:chain], places[:, 1:])
+    acting = model.sample_actions(obs, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(acting.tokens[:, :chain], places)  # practice samples the action from the same places
+    exploring = model.sample_actions(obs, chain_temperature=1.0, generator=torch.Generator().manual_seed(0))
+    reference = single.sample_actions(obs, chain_temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(exploring.tokens, reference.tokens)  # sampled places come from the single read
+    with pytest.raises(ValueError, match="chain of places"):
+        EFM.build(EFMConfig()).half_patch_places(obs)
+    with pytest.raises(ValueError, match="place_reads"):
+        EFMConfig(reason=True, place_reads="half_patch")

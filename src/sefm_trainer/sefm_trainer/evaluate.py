@@ -30,6 +30,9 @@ class EvalConfig(StrictModel):
     episodes: int = Field(200, gt=0)
     seed: int = Field(HELD_OUT_SEED, ge=0, description="first seed (the default starts the held-out range)")
     max_steps: int = Field(100, gt=0)
+    place_reads: Literal["single", "half_patch"] | None = Field(
+        None, description="how a reasoning chain says its places (EFMConfig.place_reads); None: as the checkpoint says"
+    )
     reward_model: str | None = Field(None, description="also score this steps-to-go detector against ground truth")
     success_threshold: float = Field(DEFAULT_THRESHOLD, ge=0, description="with reward_model: s")
     out: str | None = Field(None, description="also write the JSON here")
@@ -99,12 +102,15 @@ def evaluate(
 def run_evaluation(cfg: EvalConfig) -> dict:
     """Evaluate ``cfg.checkpoint`` and return (and, with ``out``, write) its summary."""
     policy = load_checkpoint(cfg.checkpoint)
+    if cfg.place_reads is not None:
+        policy = policy.reconfigured(place_reads=cfg.place_reads)
     detector = None
     if cfg.reward_model:
         detector = StepsToGoDetector(load_checkpoint(cfg.reward_model), cfg.success_threshold)
     kept: list = []
     result = evaluate(policy, detector, cfg.episodes, cfg.task_family, cfg.seed, kept, max_steps=cfg.max_steps)
     summary = {"checkpoint": cfg.checkpoint, "task": cfg.task_family, "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1]}
+    summary["place_reads"] = policy.config.place_reads
     summary |= result
     if cfg.video:
         from .episode_video import episode_grid_gif

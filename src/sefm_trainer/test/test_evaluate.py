@@ -1,6 +1,9 @@
 import pytest
 
-from sefm_trainer.evaluate import summarise, wilson_interval
+from sefm_policy.checkpoint import save_checkpoint
+from sefm_policy.config import EFMConfig
+from sefm_policy.model import EFM
+from sefm_trainer.evaluate import EvalConfig, run_evaluation, summarise, wilson_interval
 from sefm_trainer.rollout import PracticeEpisode
 
 
@@ -22,3 +25,14 @@ def test_detector_precision_and_recall_against_ground_truth_and_none_without_a_d
     assert summary["success_rate"] == 0.5 and summary["detector_precision"] == 0.5 and summary["detector_recall"] == 0.5
     without = summarise([ep(True, False), ep(False, False)], detector=False)
     assert without["detector_precision"] is None and without["detector_recall"] is None
+
+
+def test_eval_can_override_how_a_chain_reads_its_places_and_says_which_it_used(tmp_path):
+    chain = save_checkpoint(EFM.build(EFMConfig(reason=True, action_from="places")), tmp_path / "chain")
+    common = dict(checkpoint=str(chain), task_family="block2block4", episodes=2, max_steps=3)
+    assert run_evaluation(EvalConfig(**common))["place_reads"] == "single"
+    read = run_evaluation(EvalConfig(**common, place_reads="half_patch"))
+    assert read["place_reads"] == "half_patch" and read["episodes"] == 2
+    plain = save_checkpoint(EFM.build(EFMConfig()), tmp_path / "plain")
+    with pytest.raises(ValueError, match="place_reads"):
+        run_evaluation(EvalConfig(**{**common, "checkpoint": str(plain)}, place_reads="half_patch"))
