@@ -17,6 +17,8 @@ from scipy.stats import spearmanr
 
 from .detector import detector_ending
 
+TOLERANCE = 2  # a firing this many steps or fewer before the goal is right; earlier it ends practice short
+
 
 @dataclass(frozen=True)
 class ThresholdScore:
@@ -28,7 +30,7 @@ class ThresholdScore:
 
 
 def score_threshold(
-    episodes: Sequence[np.ndarray], successes: Sequence[bool], threshold: float, tolerance: int = 2
+    episodes: Sequence[np.ndarray], successes: Sequence[bool], threshold: float, tolerance: int = TOLERANCE
 ) -> ThresholdScore:
     """``episodes``: each episode's d for its frames 0..T; ``successes``: reached its goal at T."""
     if len(episodes) != len(successes) or not episodes:
@@ -73,7 +75,7 @@ def sweep(
     episodes: Sequence[np.ndarray],
     successes: Sequence[bool],
     thresholds: Sequence[float],
-    tolerance: int = 2,
+    tolerance: int = TOLERANCE,
     min_precision: float = 0.9,
 ) -> dict:
     """Score every threshold; recommend the one with the highest recall among those whose

@@ -3,6 +3,7 @@ import pytest
 from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
+from sefm_reward.calibration import TOLERANCE
 from sefm_trainer.evaluate import EvalConfig, run_evaluation, summarise, wilson_interval
 from sefm_trainer.rollout import PracticeEpisode
 
@@ -15,15 +16,18 @@ def test_wilson_interval_matches_known_values():
         wilson_interval(0, 0)
 
 
-def test_detector_precision_and_recall_against_ground_truth_and_none_without_a_detector():
-    def ep(truth, fired):
-        e = PracticeEpisode(seed=0, instruction="", frames=[None], ground_truth_success=truth)
-        e.detector_fired_at = 3 if fired else None
+def test_detector_precision_and_recall_count_a_firing_right_only_near_the_goal_and_none_without_a_detector():
+    def ep(truth, fired_at):
+        e = PracticeEpisode(seed=0, instruction="", frames=[None] * 11, ground_truth_success=truth)
+        e.tokens, e.detector_fired_at = [None] * 10, fired_at
         return e
 
-    summary = summarise([ep(True, True), ep(True, False), ep(False, True), ep(False, False)])
+    summary = summarise([ep(True, 9), ep(True, None), ep(False, 3), ep(False, None)])
     assert summary["success_rate"] == 0.5 and summary["detector_precision"] == 0.5 and summary["detector_recall"] == 0.5
-    without = summarise([ep(True, False), ep(False, False)], detector=False)
+    assert summary["detector_early"] == 0.0
+    early = summarise([ep(True, 10 - TOLERANCE), ep(True, 9 - TOLERANCE)])  # the goal at step 10
+    assert early["detector_precision"] == 0.5 and early["detector_recall"] == 0.5 and early["detector_early"] == 0.5
+    without = summarise([ep(True, None), ep(False, None)], detector=False)
     assert without["detector_precision"] is None and without["detector_recall"] is None
 
 
