@@ -20,6 +20,11 @@ from .detector import detector_ending
 TOLERANCE = 2  # a firing this many steps or fewer before the goal is right; earlier it ends practice short
 
 
+def fired_early(first: int, goal: int, tolerance: int = TOLERANCE) -> bool:
+    """Did a detector that first fired at frame ``first`` fire too early for a goal reached at ``goal``?"""
+    return first < goal - tolerance
+
+
 @dataclass(frozen=True)
 class ThresholdScore:
     threshold: float
@@ -43,7 +48,7 @@ def score_threshold(
         fired += 1
         if not success:
             false_fail += 1
-        elif first >= len(d) - 1 - tolerance:
+        elif not fired_early(first, len(d) - 1, tolerance):
             right += 1
         else:
             early += 1

@@ -14,7 +14,7 @@ from pydantic import Field
 from sefm_interfaces.typed_config import StrictModel
 from sefm_policy.checkpoint import load_checkpoint
 from sefm_policy.model import EFM
-from sefm_reward.calibration import TOLERANCE
+from sefm_reward.calibration import fired_early
 from sefm_reward.detector import DEFAULT_THRESHOLD, StepsToGoDetector
 from sefm_sim_bridge.envs import LANGUAGE_TABLE_FAMILIES
 
@@ -60,15 +60,19 @@ def success_summary(wins: Sequence[bool]) -> dict:
 def summarise(episodes: Sequence[PracticeEpisode], detector: bool = True) -> dict:
     """Ground-truth success and, where a detector ran (``detector``), its precision and recall; without
     one they are None, not a recall of 0 for a detector that never existed. A firing is right as
-    calibration judges it: in a successful episode, at most ``TOLERANCE`` steps before the goal.
+    calibration judges it (``fired_early``): in a successful episode, at most two steps before the goal.
     Earlier, practice would have ended the episode there, short of the goal (``detector_early``:
     the share of successful episodes it fired in too early)."""
     n = len(episodes)
     truth = np.array([ep.ground_truth_success for ep in episodes])
     fired = np.array([ep.detector_fired_at is not None for ep in episodes])
-    early = (
-        np.array([ep.ground_truth_success and (ep.detector_fired_at or 0) < ep.length - TOLERANCE for ep in episodes])
-        & fired
+    early = np.array(
+        [
+            ep.ground_truth_success
+            and ep.detector_fired_at is not None
+            and fired_early(ep.detector_fired_at, ep.length)
+            for ep in episodes
+        ]
     )
     tp = int((truth & fired & ~early).sum())
     low, high = wilson_interval(int(truth.sum()), n)
