@@ -13,6 +13,7 @@ from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_trainer.datagen import DatagenConfig, generate
 from sefm_trainer.evaluate import EvalConfig, run_evaluation
+from sefm_trainer.pointer_fit import PointerFitConfig, fit_place_pointer
 from sefm_trainer.pretrain import PretrainConfig, pretrain
 from sefm_trainer.sft import SFTConfig, train_sft
 from sefm_trainer.stage2 import Stage2Config, self_improve
@@ -115,6 +116,11 @@ def fleet(args: argparse.Namespace) -> None:
 def train_sft_cmd(args: argparse.Namespace) -> None:
     cfg = config_with_overrides(args, SFTConfig)
     print(json.dumps({"out": cfg.out, "best": train_sft(cfg)}, indent=2))
+
+
+def train_pointer_cmd(args: argparse.Namespace) -> None:
+    cfg = config_with_overrides(args, PointerFitConfig)
+    print(json.dumps({"out": cfg.out, **fit_place_pointer(cfg)}, indent=2))
 
 
 def pretrain_cmd(args: argparse.Namespace) -> None:
@@ -226,6 +232,10 @@ def parser() -> argparse.ArgumentParser:
         ["data", "out", "steps", "batch_size", "init", "init_vision", "deepen", "patch_positions", "device"],
     )
     sft.set_defaults(run=train_sft_cmd)
+    ptr = train.add_parser("pointer", help="fit a chain's new place pointer on its frozen states, before Stage 1")
+    ptr.add_argument("--config", help="YAML with any PointerFitConfig keys")
+    add_config_flags(ptr, PointerFitConfig, list(PointerFitConfig.model_fields))
+    ptr.set_defaults(run=train_pointer_cmd)
     st2 = train.add_parser("stage2", help="Stage 2: REINFORCE on practice, rewarded by the frozen steps-to-go model")
     st2.add_argument("--config", help="YAML with any Stage2Config keys")
     add_config_flags(st2, Stage2Config, ["policy", "reward_model", "out", "loops"])

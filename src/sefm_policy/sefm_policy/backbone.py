@@ -14,6 +14,7 @@ from transformers import (
 )
 
 from .config import EFMConfig
+from .place_pointer import install_place_pointer
 from .stem import install_stem
 from .vocab import TokenLayout, build_tiny_tokenizer
 
@@ -61,6 +62,7 @@ def build_tiny(config: EFMConfig):
         torch.manual_seed(config.seed)
         backbone = PaliGemmaForConditionalGeneration(tiny_backbone_config(config, layout))
         install_stem(backbone, config)
+        install_place_pointer(backbone, config)
     return backbone, tokenizer
 
 

@@ -23,6 +23,7 @@ from sefm_interfaces.typed_config import UsageError, parse_config
 
 from .config import EFMConfig
 from .model import EFM
+from .place_pointer import install_place_pointer
 from .stem import install_stem
 
 FORMAT = "sefm-efm/1"
@@ -129,6 +130,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> EFM:
         raise CheckpointError(f"{path}: config files cannot be read ({err})") from None
     backbone = PaliGemmaForConditionalGeneration(backbone_config)
     install_stem(backbone, config)
+    install_place_pointer(backbone, config)
     try:
         missing, unexpected = safetensors.torch.load_model(backbone, str(path / WEIGHTS), strict=False, device=device)
     except (safetensors.SafetensorError, RuntimeError) as err:

@@ -111,6 +111,12 @@ class EFMConfig(StrictModel):
         "EFM.half_patch_places). Only acting changes; practice that samples the places (chain_temperature) "
         "samples them from the single read",
     )
+    place_pointer: bool = Field(
+        False,
+        description="with reason: each place's coarse row and column are also read as a pointer at the current "
+        "frame's image tokens, its scores added to the decoder's logits for them (sefm_policy.place_pointer); "
+        "place_radices[0] must be the image's patch grid",
+    )
     joint_bins: int = Field(256, gt=1)
 
     @model_validator(mode="after")
@@ -126,6 +132,13 @@ class EFMConfig(StrictModel):
             raise ValueError("action_from: 'places' needs reason: true (the places come from the chain)")
         if self.place_reads == "half_patch" and self.action_from != "places":
             raise ValueError("place_reads: 'half_patch' needs action_from: 'places' (the action told the places read)")
+        if self.place_pointer and not self.reason:
+            raise ValueError("place_pointer needs reason: true (it reads the chain's places)")
+        grid = self.model_image_size // self.vision.patch_size
+        if self.place_pointer and self.pretrained_path is None and self.place_radices[0] != grid:
+            raise ValueError(
+                f"place_pointer: place_radices[0] ({self.place_radices[0]}) must be the image's patch grid ({grid})"
+            )
         if min(self.place_radices) < 2:
             raise ValueError(f"place_radices must each be >= 2, got {self.place_radices}")
         if self.text.num_heads % self.text.num_kv_heads:

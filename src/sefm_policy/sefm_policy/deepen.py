@@ -21,6 +21,7 @@ from transformers import PaliGemmaForConditionalGeneration
 from sefm_interfaces.typed_config import ConfigError
 
 from .model import EFM
+from .place_pointer import install_place_pointer
 from .stem import install_stem
 
 LAYER = re.compile(r"^(model\.language_model\.layers\.)(\d+)(\..*)$")
@@ -53,6 +54,7 @@ def deepened(model: EFM, layers: int, seed: int = 0) -> EFM:
         torch.manual_seed(seed)
         backbone = PaliGemmaForConditionalGeneration(backbone_config)
     install_stem(backbone, config)
+    install_place_pointer(backbone, config)
     state = backbone.state_dict()
     source = {new: old_index for new, old_index in enumerate(layer_order(old, layers)) if old_index is not None}
     inverse = {old_index: new for new, old_index in source.items()}

@@ -25,6 +25,7 @@ from .backbone import build_backbone
 from .config import EFMConfig
 from .embodiment import embodiment_for
 from .patch_positions import set_patch_positions
+from .place_pointer import install_place_pointer
 from .prompts import Observation, Task, prompt_text
 from .tokenizers import slot_token_ids
 from .vocab import TokenLayout
@@ -74,6 +75,7 @@ class EFM(nn.Module):
         self.config = config
         self.backbone = backbone
         set_patch_positions(backbone, config.patch_positions)
+        install_place_pointer(backbone, config)
         self.tokenizer = tokenizer
         self.layout = TokenLayout.from_tokenizer(tokenizer)
         self._text_ids: dict[str, tuple[int, ...]] = {}
@@ -110,6 +112,11 @@ class EFM(nn.Module):
         model = EFM(config, self.backbone, self.tokenizer)
         model.background.copy_(self.background)
         return model.to(self.device)
+
+    @property
+    def pointer(self):
+        """The chain's place pointer (``place_pointer``), or None."""
+        return getattr(self.backbone, "place_pointer", None)
 
     @property
     def device(self) -> torch.device:
@@ -227,8 +234,9 @@ class EFM(nn.Module):
             types = torch.cat([types, torch.ones_like(suffix)], 1)
         return ids, mask, pos, types
 
-    def _teacher_forced_logits(self, prefix: Prefix, suffix: torch.Tensor | None, suffix_mask=None) -> torch.Tensor:
-        """Logits predicting suffix tokens 0..L (B, L+1, V), given the prefix and ``suffix`` (B, L)."""
+    def _teacher_forced_logits(self, prefix: Prefix, suffix: torch.Tensor | None, suffix_mask=None, states=False):
+        """Logits predicting suffix tokens 0..L (B, L+1, V), given the prefix and ``suffix`` (B, L);
+        with ``states``, also the last layer's states of the whole sequence."""
         ids, mask, pos, types = self._joined(prefix, suffix, suffix_mask)
         n = ids.shape[1] - prefix.input_ids.shape[1]
         out = self.backbone(
@@ -239,8 +247,65 @@ class EFM(nn.Module):
             token_type_ids=types,
             use_cache=False,
             logits_to_keep=n + 1,
+            output_hidden_states=states,
         )
-        return out.logits
+        return (out.logits, out.hidden_states[-1]) if states else out.logits
+
+    def _seen_logits(self, observations: Sequence[Observation], bins: torch.Tensor) -> torch.Tensor:
+        """Logits of the chain's slots 0..n (B, n+1, V) from the pass over the images, teacher-forced on
+        the chain's bins (B, n); with a pointer, its scores added to each coarse digit's."""
+        prefix = self.prefix(Task.ACT, observations)
+        suffix = self._action_vocab(bins)
+        if self.pointer is None:
+            return self._teacher_forced_logits(prefix, suffix)
+        logits, states = self._teacher_forced_logits(prefix, suffix, states=True)
+        read = self._pointer_keys(prefix, states)
+        n = logits.shape[1]
+        slots = [self._pointed(k, logits[:, k], states[:, states.shape[1] - n + k], read, bins) for k in range(n)]
+        return torch.stack(slots, 1)
+
+    def _pointer_inputs(self, prefix: Prefix, states: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """What the pointer reads in a prefix, from the last layer's ``states``: the current frame's
+        image tokens (each row's first image), and the prompt's end with the mask of its words."""
+        ids = prefix.input_ids
+        states = states[:, : ids.shape[1]]
+        image = ids == self.layout.image
+        tokens = states[image].view(prefix.batch_size, -1, states.shape[-1])[:, : self.tokens_per_image]
+        words = (~image) & (prefix.attention_mask > 0) & (ids != self.layout.bos) & (ids != self.layout.sep)
+        end = MAX_PROMPT_TOKENS + 2  # the prompt, bos and sep: left padding puts them last
+        return tokens, (states[:, -end:], words[:, -end:])
+
+    def _pointer_keys(self, prefix: Prefix, states: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        tokens, words = self._pointer_inputs(prefix, states)
+        return self.pointer.keys(tokens), words
+
+    @torch.no_grad()
+    def pointer_inputs(self, observations: Sequence[Observation], tokens) -> tuple[torch.Tensor, ...]:
+        """What a place pointer reads for chains teacher-forced on ``tokens`` (B, >= chain slots):
+        image-token states (B, patches, hidden), the prompt's states and word mask, and the states
+        saying each place's coarse row and column (B, 2 * places, hidden), in
+        ``coarse_place_slots`` order. A fresh pointer fits on these without a pass through the
+        model a step (``sefm_trainer.pointer_fit``)."""
+        chain = self.embodiment.reasoning_slots
+        if not chain:
+            raise ValueError("a place pointer reads a chain of places, which needs reason: true")
+        bins = self._token_tensor(tokens)[:, : chain - 1]
+        prefix = self.prefix(Task.ACT, observations)
+        _, states = self._teacher_forced_logits(prefix, self._action_vocab(bins), states=True)
+        images, (prompt, words) = self._pointer_inputs(prefix, states)
+        slots = torch.tensor(self.embodiment.action.coarse_place_slots, device=self.device)
+        return images, prompt, words, states[:, states.shape[1] - chain :][:, slots]
+
+    def _pointed(self, k: int, logits: torch.Tensor, state: torch.Tensor, read, bins) -> torch.Tensor:
+        """Slot ``k``'s logits (B, V), plus the pointer's scores if it is a place's coarse row or
+        column; ``read``: ``_pointer_keys``' answer; ``bins`` (B, >= k): the slots said before it."""
+        per = len(self.embodiment.action.place.slot_sizes)
+        if k >= self._chain_slots or k % per > 1:
+            return logits
+        rows = bins[:, k - 1] if k % per == 1 else None
+        keys, words = read
+        scores = self.pointer.logits(state, keys, words, rows)
+        return logits.index_add(-1, self.action_ids[k, : self.pointer.grid], scores)
 
     def _restrict(self, logits: torch.Tensor, sizes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Log-softmax over each slot's valid tokens: (B, L, V) -> (B, L, max size), slot l's
@@ -275,7 +340,7 @@ class EFM(nn.Module):
         if not chain:
             logits = self._teacher_forced_logits(self.prefix(Task.ACT, observations), suffix)
         else:
-            seen = self._teacher_forced_logits(self.prefix(Task.ACT, observations), suffix[:, : chain - 1])
+            seen = self._seen_logits(observations, tokens[:, : chain - 1])
             logits = torch.cat([seen, self._blind_logits(observations, suffix)], 1)
         return self._restrict(logits, self.action_slot_sizes, self.action_ids)
 
@@ -285,8 +350,7 @@ class EFM(nn.Module):
         chain = self.embodiment.reasoning_slots
         if not chain:
             raise ValueError("a chain of places needs reason: true")
-        suffix = self._action_vocab(self._token_tensor(tokens)[:, : chain - 1])
-        logits = self._teacher_forced_logits(self.prefix(Task.ACT, observations), suffix)
+        logits = self._seen_logits(observations, self._token_tensor(tokens)[:, : chain - 1])
         return self._restrict(logits, self.action_slot_sizes[:chain], self.action_ids[:chain])
 
     def _blind_logits(self, observations: Sequence[Observation], suffix: torch.Tensor) -> torch.Tensor:
@@ -355,10 +419,11 @@ class EFM(nn.Module):
 
     # ----- decoding --------------------------------------------------------------------
 
-    def _decode_steps(self, prefix: Prefix, steps: int, choose, done=None, suffix=None) -> list[torch.Tensor]:
+    def _decode_steps(self, prefix: Prefix, steps: int, choose, done=None, suffix=None, point=False):
         """Autoregressive decoding with a KV cache; ``choose(k, logits) -> vocab ids`` picks slot k;
         stops early once ``done(chosen)`` says every row has finished. ``suffix`` (B, n): answer
-        tokens already said, read in the first pass; slot 0 is then the one after them."""
+        tokens already said, read in the first pass; slot 0 is then the one after them. ``point``:
+        a chain's places over the images, with the pointer's scores in their coarse digits."""
         ids, mask, pos, types = self._joined(prefix, suffix)
         out = self.backbone(
             input_ids=ids,
@@ -368,18 +433,30 @@ class EFM(nn.Module):
             token_type_ids=types,
             use_cache=True,
             logits_to_keep=1,
+            output_hidden_states=point,
         )
+        read = self._pointer_keys(prefix, out.hidden_states[-1]) if point else None
         pos, cache = pos[:, -1:], out.past_key_values
-        chosen = []
+        chosen, bins = [], torch.zeros((prefix.batch_size, steps), dtype=torch.long, device=self.device)
         for k in range(steps):
-            ids = choose(k, out.logits[:, -1])
+            logits = out.logits[:, -1]
+            if point:
+                logits = self._pointed(k, logits, out.hidden_states[-1][:, -1], read, bins)
+            ids = choose(k, logits)
             chosen.append(ids)
+            if point:
+                bins[:, k] = (self.action_ids[k] == ids[:, None]).int().argmax(-1)
             if k + 1 == steps or (done is not None and done(chosen)):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
             pos = pos + 1
             out = self.backbone(
-                input_ids=ids[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+                input_ids=ids[:, None],
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=True,
+                output_hidden_states=point,
             )
             cache = out.past_key_values
         return chosen
@@ -446,7 +523,9 @@ class EFM(nn.Module):
         if read:
             bins += list(fixed[:, :chain].T)
         else:
-            self._decode_steps(self.prefix(Task.ACT, observations), chain or len(sizes), choose)
+            self._decode_steps(
+                self.prefix(Task.ACT, observations), chain or len(sizes), choose, point=self.pointer is not None
+            )
         if chain:
             said = self._action_vocab(torch.stack(bins, 1))
             blind = self.prefix(Task.ACT, observations, images=False)
@@ -478,7 +557,7 @@ class EFM(nn.Module):
             bins.append(self._restrict(logits[:, None], sizes[k : k + 1], ids[k : k + 1])[:, 0].argmax(-1))
             return self._action_vocab(bins[-1][:, None], k)[:, 0]
 
-        self._decode_steps(prefix, chain, greedy)
+        self._decode_steps(prefix, chain, greedy, point=self.pointer is not None)
         said = tokenizer.decode_places(torch.stack(bins, 1).cpu().numpy()).reshape(
             len(shifts), len(observations), -1, 2
         )

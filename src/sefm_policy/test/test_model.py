@@ -420,3 +420,39 @@ def test_half_patch_reads_tell_the_action_a_median_of_five_shifted_reads_unless_
         EFM.build(EFMConfig()).half_patch_places(obs)
     with pytest.raises(ValueError, match="place_reads"):
         EFMConfig(reason=True, place_reads="half_patch")
+
+
+def test_a_place_pointer_says_each_coarse_digit_of_the_image_token_it_scores_highest(tmp_path):
+    from sefm_policy.checkpoint import load_checkpoint, save_checkpoint
+
+    model = EFM.build(EFMConfig(reason=True, action_from="places", place_radices=[6, 4], place_pointer=True))
+    pointer, grid = model.pointer, model.pointer.grid
+    assert grid == 6
+    obs = table_observations(4)
+    chain = model.embodiment.reasoning_slots
+    coarse = list(model.embodiment.action.coarse_place_slots)
+    # Every query the same, every key zero but the current frame's token at row 4, column 1.
+    with torch.no_grad():
+        pointer.query.weight.zero_()
+        pointer.query.bias.fill_(1.0)
+    target = 4 * grid + 1
+    handle = pointer.key.register_forward_hook(
+        lambda mod, inp, out: torch.zeros_like(out).index_fill(1, torch.tensor([target]), 30.0)
+    )
+    said = model.sample_actions(obs, greedy=True).tokens
+    assert (said[:, coarse[0::2]] == 4).all() and (said[:, coarse[1::2]] == 1).all()
+    sample = model.sample_actions(obs, chain_temperature=1.0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        forced = model.action_log_prob(obs, sample.tokens, chain=True)
+    torch.testing.assert_close(forced, sample.log_prob, atol=1e-4, rtol=1e-4)
+    handle.remove()
+    places = model.chain_distributions(obs, said)
+    (-places.gather(-1, torch.as_tensor(said[:, :chain])[..., None]).sum()).backward()
+    assert pointer.key.weight.grad.abs().sum() > 0 and pointer.query.weight.grad.abs().sum() > 0
+    save_checkpoint(model, tmp_path / "ckpt")
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.pointer.key.weight, pointer.key.weight)
+    assert np.array_equal(loaded.sample_actions(obs, greedy=True).tokens, model.sample_actions(obs, greedy=True).tokens)
+    assert model.reconfigured(place_pointer=False).pointer is None
+    with pytest.raises(ValueError, match="place_pointer"):
+        EFMConfig(reason=True, action_from="places", place_radices=[8, 8], place_pointer=True)

@@ -113,6 +113,9 @@ class SFTConfig(StrictModel):
     patch_positions: bool | None = Field(
         None, description="give the image tokens 2-D position codes (EFMConfig.patch_positions), e.g. of an --init"
     )
+    place_pointer: bool | None = Field(
+        None, description="read the places' coarse digits as a pointer too (EFMConfig.place_pointer), e.g. of an --init"
+    )
     slot_tokens: Literal["shared", "per_slot"] | None = Field(
         None, description="the action slots' tokens (EFMConfig.slot_tokens), e.g. of an --init"
     )
@@ -331,7 +334,7 @@ SELECT = {
     "scenes": "scenes/loss",
 }
 # SFTConfig keys that, when set, rewrite the same EFMConfig key of the model (an --init's too).
-MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens", "patch_positions")
+MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens", "patch_positions", "place_pointer")
 POPULATION = 2**30  # grounding, scenes: scenes are drawn fresh, not from the episodes
 FRESH = ("grounding", "scenes")
 
