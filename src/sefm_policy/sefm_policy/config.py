@@ -132,8 +132,8 @@ class EFMConfig(StrictModel):
             raise ValueError("action_from: 'places' needs reason: true (the places come from the chain)")
         if self.place_reads == "half_patch" and self.action_from != "places":
             raise ValueError("place_reads: 'half_patch' needs action_from: 'places' (the action told the places read)")
-        if self.place_pointer and not self.reason:
-            raise ValueError("place_pointer needs reason: true (it reads the chain's places)")
+        if self.place_pointer and self.action_from != "places":
+            raise ValueError("place_pointer needs action_from: 'places' (it reads the places said over the images)")
         grid = self.model_image_size // self.vision.patch_size
         if self.place_pointer and self.pretrained_path is None and self.place_radices[0] != grid:
             raise ValueError(

@@ -456,3 +456,5 @@ def test_a_place_pointer_says_each_coarse_digit_of_the_image_token_it_scores_hig
     assert model.reconfigured(place_pointer=False).pointer is None
     with pytest.raises(ValueError, match="place_pointer"):
         EFMConfig(reason=True, action_from="places", place_radices=[8, 8], place_pointer=True)
+    with pytest.raises(ValueError, match="place_pointer"):
+        EFMConfig(reason=True, place_radices=[6, 4], place_pointer=True)
