@@ -113,9 +113,9 @@ class EFMConfig(StrictModel):
     )
     place_pointer: bool = Field(
         False,
-        description="with reason: each place's coarse row and column are also read as a pointer at the current "
-        "frame's image tokens, its scores added to the decoder's logits for them (sefm_policy.place_pointer); "
-        "place_radices[0] must be the image's patch grid",
+        description="with action_from: places, each place's coarse row and column are also read as a pointer at "
+        "the current frame's image tokens, its scores added to the decoder's logits for them "
+        "(sefm_policy.place_pointer); place_radices[0] must be the image's patch grid",
     )
     joint_bins: int = Field(256, gt=1)
 

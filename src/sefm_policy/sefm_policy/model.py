@@ -437,7 +437,8 @@ class EFM(nn.Module):
         )
         read = self._pointer_keys(prefix, out.hidden_states[-1]) if point else None
         pos, cache = pos[:, -1:], out.past_key_values
-        chosen, bins = [], torch.zeros((prefix.batch_size, steps), dtype=torch.long, device=self.device)
+        chosen = []
+        bins = torch.zeros((prefix.batch_size, steps), dtype=torch.long, device=self.device) if point else None
         for k in range(steps):
             logits = out.logits[:, -1]
             if point:
