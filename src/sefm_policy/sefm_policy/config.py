@@ -117,6 +117,12 @@ class EFMConfig(StrictModel):
         "the current frame's image tokens, its scores added to the decoder's logits for them "
         "(sefm_policy.place_pointer); place_radices[0] must be the image's patch grid",
     )
+    steps_from: Literal["images", "places"] = Field(
+        "images",
+        description="what the steps-to-go token reads: images (the paper's one pass over the frames and the "
+        "instruction) or places (with action_from: places, a pass without the images, told the chain's places "
+        "as act says them greedily: d then follows from where the named blocks and the effector are)",
+    )
     joint_bins: int = Field(256, gt=1)
 
     @model_validator(mode="after")
@@ -134,6 +140,8 @@ class EFMConfig(StrictModel):
             raise ValueError("place_reads: 'half_patch' needs action_from: 'places' (the action told the places read)")
         if self.place_pointer and self.action_from != "places":
             raise ValueError("place_pointer needs action_from: 'places' (it reads the places said over the images)")
+        if self.steps_from == "places" and self.action_from != "places":
+            raise ValueError("steps_from: 'places' needs action_from: 'places' (d reads the chain's places)")
         grid = self.model_image_size // self.vision.patch_size
         if self.place_pointer and self.pretrained_path is None and self.place_radices[0] != grid:
             raise ValueError(

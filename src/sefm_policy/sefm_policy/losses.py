@@ -87,10 +87,11 @@ def chain_loss(model: EFM, observations: Sequence[Observation], tokens) -> LossO
     )
 
 
-def steps_to_go_loss(model: EFM, observations: Sequence[Observation], steps_to_go) -> LossOutput:
-    """Cross-entropy of the binned steps-to-go target (T - t)."""
+def steps_to_go_loss(model: EFM, observations: Sequence[Observation], steps_to_go, places=None) -> LossOutput:
+    """Cross-entropy of the binned steps-to-go target (T - t); ``places``: the chain's true places,
+    which a ``steps_from: places`` model is told (else it says its own)."""
     target = torch.as_tensor(model.embodiment.steps.encode(steps_to_go, "steps-to-go"), device=model.device)
-    logp = model.steps_to_go_log_probs(observations)
+    logp = model.steps_to_go_log_probs(observations, places)
     nll = -logp.gather(-1, target[:, None])[:, 0]
     d = logp.exp() @ model.steps_centres
     err = (d - torch.as_tensor(np.asarray(steps_to_go), dtype=torch.float32, device=model.device)).abs()

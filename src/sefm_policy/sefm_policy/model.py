@@ -381,9 +381,16 @@ class EFM(nn.Module):
         explored = torch.as_tensor(self.embodiment.explored_slots(chain), device=self.device)
         return distributions.gather(-1, idx[..., None])[..., 0][:, explored].sum(-1)
 
-    def steps_to_go_log_probs(self, observations: Sequence[Observation]) -> torch.Tensor:
-        """log p(k | o, g) over the steps-to-go bins (B, K), in one forward pass."""
-        logits = self._teacher_forced_logits(self.prefix(Task.STEPS, observations), None)
+    def steps_to_go_log_probs(self, observations: Sequence[Observation], places=None) -> torch.Tensor:
+        """log p(k | o, g) over the steps-to-go bins (B, K): one forward pass over the frames, or with
+        ``steps_from: places`` one without them, told the chain's places: ``places`` (B, >= chain
+        slots) where given (training's true ones), else the ones greedy act says."""
+        if self.config.steps_from == "images":
+            logits = self._teacher_forced_logits(self.prefix(Task.STEPS, observations), None)
+        else:
+            said = self.said_places(observations) if places is None else places
+            told = self._action_vocab(self._token_tensor(said)[:, : self._chain_slots])
+            logits = self._teacher_forced_logits(self.prefix(Task.STEPS, observations, images=False), told)
         return self._restrict(logits[:, -1:], torch.tensor([self.embodiment.steps.bins]), self.steps_ids)[:, 0]
 
     def steps_to_go_distribution(self, observations: Sequence[Observation]) -> torch.Tensor:
@@ -552,6 +559,24 @@ class EFM(nn.Module):
             *(torch.cat([t] * len(shifts)) for t in (one.input_ids, one.attention_mask, one.position_ids)),
             torch.cat([_shifted(one.pixel_values, dy, dx) for dy, dx in shifts]),
         )
+        said = tokenizer.decode_places(self._greedy_chain(prefix)).reshape(len(shifts), len(observations), -1, 2)
+        reads = said - np.array([[dx, dy] for dy, dx in shifts])[:, None, None] / self.image_size
+        places = np.median(reads, axis=0)
+        return tokenizer.place.encode(places).reshape(len(observations), chain)
+
+    @torch.no_grad()
+    def said_places(self, observations: Sequence[Observation]) -> np.ndarray:
+        """A reasoning chain's places (B, reasoning slots) as greedy act says them: one read, or
+        ``half_patch_places`` with ``place_reads: half_patch``."""
+        if not self._chain_slots:
+            raise ValueError("said_places needs a chain of places said over the images (action_from: places)")
+        if self.config.place_reads == "half_patch":
+            return self.half_patch_places(observations)
+        return self._greedy_chain(self.prefix(Task.ACT, observations))
+
+    def _greedy_chain(self, prefix: Prefix) -> np.ndarray:
+        """The chain's slot bins (B, chain slots), each the argmax given those before it."""
+        chain = self._chain_slots
         sizes, ids, bins = self.action_slot_sizes[:chain], self.action_ids[:chain], []
 
         def greedy(k: int, logits: torch.Tensor) -> torch.Tensor:
@@ -559,12 +584,7 @@ class EFM(nn.Module):
             return self._action_vocab(bins[-1][:, None], k)[:, 0]
 
         self._decode_steps(prefix, chain, greedy, point=self.pointer is not None)
-        said = tokenizer.decode_places(torch.stack(bins, 1).cpu().numpy()).reshape(
-            len(shifts), len(observations), -1, 2
-        )
-        reads = said - np.array([[dx, dy] for dy, dx in shifts])[:, None, None] / self.image_size
-        places = np.median(reads, axis=0)
-        return tokenizer.place.encode(places).reshape(len(observations), chain)
+        return torch.stack(bins, 1).cpu().numpy()
 
     @torch.no_grad()
     def predict_instruction(self, observations: Sequence[Observation]) -> list[str]:

@@ -458,3 +458,26 @@ def test_a_place_pointer_says_each_coarse_digit_of_the_image_token_it_scores_hig
         EFMConfig(reason=True, action_from="places", place_radices=[8, 8], place_pointer=True)
     with pytest.raises(ValueError, match="place_pointer"):
         EFMConfig(reason=True, place_radices=[6, 4], place_pointer=True)
+
+
+def test_steps_to_go_from_places_reads_the_places_greedy_act_says_and_not_the_images():
+    model = EFM.build(EFMConfig(reason=True, action_from="places", place_radices=[6, 4], steps_from="places"))
+    obs, chain = table_observations(3), model.embodiment.reasoning_slots
+    said = model.said_places(obs)
+    assert np.array_equal(said, model.sample_actions(obs, greedy=True).tokens[:, :chain])
+    with torch.no_grad():
+        own = model.steps_to_go_log_probs(obs)
+        torch.testing.assert_close(own, model.steps_to_go_log_probs(obs, said))
+        # Told the places, d reads no pixel; told others, it changes.
+        torch.testing.assert_close(model.steps_to_go_log_probs(images_rolled(obs), said), own)
+        moved = (said + 1) % model.action_slot_sizes[:chain].numpy()
+        assert not torch.allclose(model.steps_to_go_log_probs(obs, moved), own)
+    tokens = model.sample_actions(obs, greedy=True).tokens
+    out = steps_to_go_loss(model, obs, [3.0, 10.0, 40.0], tokens)
+    out.loss.backward()
+    assert np.isfinite(out.metrics["steps/abs_err"])
+    assert model.backbone.lm_head.weight.grad.abs().sum() > 0
+    five = model.reconfigured(place_reads="half_patch")
+    assert np.array_equal(five.said_places(obs), five.half_patch_places(obs))
+    with pytest.raises(ValueError, match="steps_from"):
+        EFMConfig(reason=True, steps_from="places")

@@ -116,6 +116,11 @@ class SFTConfig(StrictModel):
     place_pointer: bool | None = Field(
         None, description="read the places' coarse digits as a pointer too (EFMConfig.place_pointer), e.g. of an --init"
     )
+    steps_from: Literal["images", "places"] | None = Field(
+        None,
+        description="what steps-to-go reads (EFMConfig.steps_from), e.g. of an --init; with places, training "
+        "tells it the demonstration's true places",
+    )
     slot_tokens: Literal["shared", "per_slot"] | None = Field(
         None, description="the action slots' tokens (EFMConfig.slot_tokens), e.g. of an --init"
     )
@@ -244,7 +249,10 @@ class Data:
             return obs, self.taught(index, picks, np.stack([self.tokenizer.encode(np.zeros(2), p) for _, p in asked]))
         if objective in ("bc", "plan"):
             return obs, action_targets(self.tokenizer, index, steps)
-        return obs, np.array([s.T - s.t for s in steps], dtype=np.float64)
+        places = None  # a reasoning model's true chain (and action), for one whose steps-to-go reads its places
+        if isinstance(self.tokenizer, GroundedActionTokenizer):
+            places = action_targets(self.tokenizer, index, steps)
+        return obs, (np.array([s.T - s.t for s in steps], dtype=np.float64), places)
 
     def taught(self, index: StepIndex, picks: np.ndarray, tokens: np.ndarray):
         """A chain's digits; in training, some coarse ones fed a cell off (``neighbour_rate``), drawn
@@ -314,9 +322,14 @@ def scenes_loss(model: EFM, observations, tokens) -> LossOutput:
     return LossOutput(out.loss, {k.replace("chain/", "scenes/"): v for k, v in out.metrics.items()})
 
 
+def told_steps_loss(model: EFM, observations, targets) -> LossOutput:
+    """``steps_to_go_loss`` on ``Data``'s (steps to go, true places or None)."""
+    return steps_to_go_loss(model, observations, *targets)
+
+
 LOSSES = {
     "bc": bc_loss,
-    "steps": steps_to_go_loss,
+    "steps": told_steps_loss,
     "instruction": instruction_loss,
     "grounding": grounding_loss,
     "plan": plan_loss,
@@ -334,7 +347,7 @@ SELECT = {
     "scenes": "scenes/loss",
 }
 # SFTConfig keys that, when set, rewrite the same EFMConfig key of the model (an --init's too).
-MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens", "patch_positions", "place_pointer")
+MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens", "patch_positions", "place_pointer", "steps_from")
 POPULATION = 2**30  # grounding, scenes: scenes are drawn fresh, not from the episodes
 FRESH = ("grounding", "scenes")
 
@@ -510,6 +523,8 @@ def validate(model: EFM, data: Data, cfg: SFTConfig, losses: dict | None = None)
             m = losses[objective](model, obs, target).metrics
             if objective == "bc":
                 m["bc/image_gain"] = bc_loss(model, images_rolled(obs), target).metrics["bc/loss"] - m["bc/loss"]
+            if objective == "steps" and model.config.steps_from == "places":  # d as the reward reads it
+                m["steps/said_abs_err"] = steps_to_go_loss(model, obs, target[0]).metrics["steps/abs_err"]
             metrics.append((len(chunk), m))
         total = sum(n for n, _ in metrics)
         for key in metrics[0][1]:

@@ -249,6 +249,25 @@ def test_an_action_from_places_trains_on_its_own_image_free_batch_and_keeps_its_
         config(demo_episodes, tmp_path / "x", objectives=["bc"], objective_batch={"plan": 8})
 
 
+def test_steps_to_go_from_places_trains_on_the_true_places_and_is_validated_on_its_own(demo_episodes, tmp_path):
+    cfg = config(demo_episodes, tmp_path / "run", objectives=["steps"], reason=True, action_from="places")
+    train_sft(cfg.model_copy(update={"steps_from": "places", "steps": 2, "val_every": 2}))
+    model = load_checkpoint(tmp_path / "run" / "best_steps")
+    assert model.config.steps_from == "places"
+    val = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]["val"]
+    assert np.isfinite(val["steps/abs_err"]) and np.isfinite(val["steps/said_abs_err"])
+    data = Data(cfg)
+    data.tokenizer = model.embodiment.action
+    _, (steps_to_go, places) = data.batch("steps", data.train, np.arange(3))
+    chain = model.embodiment.reasoning_slots
+    first = data.train[0]
+    assert list(steps_to_go) == [first.T, first.T - 1, first.T - 2]
+    _, acted = data.batch("bc", data.train, np.arange(3))
+    assert np.array_equal(places[:, :chain], acted[:, :chain])
+    with pytest.raises(ValueError, match="steps_from"):
+        train_sft(config(demo_episodes, tmp_path / "x", objectives=["steps"], reason=True, steps_from="places"))
+
+
 def test_warm_up_ramps_the_rate_and_the_cosine_ends_at_a_tenth():
     assert warmup_cosine(1e-3, 0, 100, 1000) == pytest.approx(1e-5)
     assert warmup_cosine(1e-3, 99, 100, 1000) == pytest.approx(1e-3)
