@@ -114,6 +114,7 @@ def main() -> None:
     p.add_argument("--minibatch", type=int, default=64, help="B: a loop practises N x B steps")
     p.add_argument("--coef", type=float, default=5e-2, help="c in -c R log p (paper: 5e-2; ~0 leaves only the anchors)")
     p.add_argument("--kl-coef", type=float, default=0.0, help="beta of KL(policy || Stage 1 policy)")
+    p.add_argument("--clip", type=float, default=0.0, help="> 0: PPO's clipped ratio to the practising policy")
     p.add_argument("--reward", choices=["progress", "success"], default="progress")
     p.add_argument("--gamma", type=float, default=0.9, help="discount of the progress reward's return (paper: 0.9)")
     p.add_argument("--baseline", choices=["none", "greedy"], default="none", help="greedy: R minus a greedy run's")
@@ -153,7 +154,7 @@ def main() -> None:
         demonstrations=args.demonstrations, demo_coef=args.demo_coef, gamma=args.gamma, coef=args.coef,
         max_steps=args.max_steps, consensus_coef=args.consensus_coef,
         consensus_from=args.consensus_from, greedy_steps=args.greedy_steps, patience=0, baseline=args.baseline,
-        seed=args.seed,
+        seed=args.seed, clip=args.clip,
     )  # fmt: skip
     pool, pool_before = None, None
     if args.practice_failures:
@@ -176,7 +177,7 @@ def main() -> None:
         "normalize_returns": args.normalize_returns, "reward": args.reward,
         "kl_coef": args.kl_coef, "minibatch": args.minibatch, "demo_coef": args.demo_coef, "gamma": args.gamma,
         "coef": args.coef, "max_steps": args.max_steps, "greedy_steps": args.greedy_steps, "seed": args.seed,
-        "baseline": args.baseline,
+        "baseline": args.baseline, "clip": args.clip,
         "consensus_coef": args.consensus_coef, "consensus_from": args.consensus_from,
         "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
         "stage1": before and {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},

@@ -239,6 +239,31 @@ def test_one_reinforce_update_raises_a_positive_return_action_and_lowers_a_negat
     assert after[0] > before[0] and after[1] < before[1]
 
 
+def _grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_the_clipped_surrogate_is_reinforce_at_the_practising_policy_and_stops_a_step_pushed_past_the_clip(tiny):
+    obs = table_observations(2)
+    tokens = np.array([[0, 5, 1, 2], [1, 8, 0, 9]])
+    with torch.no_grad():
+        practised = tiny.action_log_prob(obs, tokens)
+    plain = _grads(tiny, reinforce_loss(tiny, obs, tokens, returns=[1.0, -1.0]).loss)
+    at_start = reinforce_loss(tiny, obs, tokens, returns=[1.0, -1.0], sampled_log_prob=practised, clip=0.2)
+    assert at_start.metrics["rl/approx_kl"] == pytest.approx(0.0, abs=1e-6) and at_start.metrics["rl/clip_frac"] == 0
+    assert torch.allclose(_grads(tiny, at_start.loss), plain, atol=1e-7)
+    # Both steps now 2.7x likelier than when practised: the positive return has pushed enough and
+    # stops; the negative one still pulls its step down, as far as plain REINFORCE would.
+    moved = reinforce_loss(tiny, obs, tokens, returns=[1.0, -1.0], sampled_log_prob=practised - 1.0, clip=0.2)
+    assert moved.metrics["rl/clip_frac"] == 1.0 and moved.metrics["rl/approx_kl"] > 0.5
+    only_negative = _grads(tiny, reinforce_loss(tiny, obs[1:], tokens[1:], returns=[-1.0]).loss)
+    assert torch.allclose(_grads(tiny, moved.loss), np.e * only_negative / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="sampled_log_prob"):
+        reinforce_loss(tiny, obs, tokens, returns=[1.0, -1.0], clip=0.2)
+
+
 def test_the_kl_term_is_zero_at_the_reference_and_pulls_a_drifted_policy_back(tiny):
     obs = table_observations(2)
     tokens = np.array([[0, 5, 1, 2], [1, 8, 0, 9]])

@@ -75,6 +75,13 @@ class Stage2Config(StrictModel):
         description="who says the places consensus_coef takes the median of: the policy (self-training) or the "
         "frozen reward model (a teacher trained apart; it must have a chain of places)",
     )
+    clip: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="epsilon of PPO's clipped ratio to the policy that practised (0: the paper's plain REINFORCE): a "
+        "loop's later updates stop pushing a step once earlier ones moved its probability past 1 +- clip",
+    )
     lr: float = Field(1e-4, gt=0)
     temperature: float = Field(1.0, gt=0)
     chain_temperature: float = Field(
@@ -203,6 +210,18 @@ def buffer_steps(
     return kept
 
 
+@torch.no_grad()
+def sampled_log_probs(policy: EFM, steps: Sequence[BufferedStep], batch: int, chain: bool) -> torch.Tensor:
+    """log p of every buffered step's tokens under the policy before the loop's first update: the
+    one that practised them (the buffer is on-policy), whichever source delivered them."""
+    parts = []
+    for i in range(0, len(steps), batch):
+        chunk = steps[i : i + batch]
+        tokens = np.stack([s.episode.tokens[s.t] for s in chunk])
+        parts.append(policy.action_log_prob([s.episode.observation(s.t) for s in chunk], tokens, chain=chain))
+    return torch.cat(parts)
+
+
 def update(
     policy: EFM,
     optimizer,
@@ -221,6 +240,8 @@ def update(
     REINFORCE's, the KL, co-training's, self-training's): how far the policy moved, and why."""
     metrics, labelled = [], {}
     tokenizer = policy.embodiment.action
+    chain = cfg.chain_temperature > 0
+    sampled = sampled_log_probs(policy, steps, cfg.minibatch, chain) if cfg.clip > 0 else None
     if cfg.consensus_coef > 0:
         slots = labelled_slots(tokenizer, reader and reader.embodiment.action)
     for u in range(cfg.updates):
@@ -232,9 +253,11 @@ def update(
             np.stack([s.episode.tokens[s.t] for s in batch]),
             [s.ret for s in batch],
             coef=cfg.coef,
-            chain=cfg.chain_temperature > 0,
+            chain=chain,
             reference=reference,
             kl_coef=cfg.kl_coef,
+            sampled_log_prob=None if sampled is None else sampled[u * cfg.minibatch : (u + 1) * cfg.minibatch],
+            clip=cfg.clip,
         )
         loss, terms = out.loss, dict(out.metrics)
         if demonstrations is not None and cfg.demo_coef > 0:

@@ -105,6 +105,17 @@ def test_each_buffered_step_trains_exactly_once(checkpoints, tmp_path, monkeypat
     assert weighs_chain == {chain_temperature > 0}  # sampled places are reinforced with the action
 
 
+def test_clipped_updates_measure_each_step_against_the_policy_before_the_loop(checkpoints, tmp_path):
+    cfg = small(checkpoints, tmp_path, updates=3, minibatch=4, clip=0.2)
+    steps = buffer_steps([fake_episode(6, seed=s) for s in range(2)], cfg, np.random.default_rng(1))
+    policy = load_checkpoint(checkpoints[0])
+    still = update(policy, torch.optim.SGD(policy.parameters(), lr=0.0), steps, cfg)
+    assert all(u["rl/approx_kl"] == pytest.approx(0.0, abs=1e-6) and u["rl/clip_frac"] == 0 for u in still)
+    moving = update(policy, torch.optim.SGD(policy.parameters(), lr=3.0), steps, cfg)
+    assert moving[0]["rl/approx_kl"] == pytest.approx(0.0, abs=1e-6)  # nothing has moved before the first
+    assert moving[-1]["rl/approx_kl"] > 1e-3  # the last minibatch was practised by the policy two updates ago
+
+
 def test_loops_keep_the_reward_model_and_vision_tower_frozen(checkpoints, tmp_path):
     seen = {}
 
