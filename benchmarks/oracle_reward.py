@@ -109,7 +109,7 @@ def main() -> None:
     p.add_argument("--stage1", required=True, help="Stage 1 run folder (best_bc, best_steps)")
     p.add_argument("--task", default="banana")
     p.add_argument("--loops", type=int, default=20)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--minibatch", type=int, default=64, help="B: a loop practises N x B steps")
     p.add_argument("--coef", type=float, default=5e-2, help="c in -c R log p (paper: 5e-2; ~0 leaves only the anchors)")
