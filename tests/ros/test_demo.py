@@ -43,6 +43,8 @@ def test_demo_runs_the_whole_story_and_writes_the_report(repo_root, tmp_path, mo
     text = report.read_text()
     assert "| Stage 1 (BC) |" in text and "extra episodes" in text.lower()
     assert "calibration/calibration.png" in text
+    paired = summary["paired"]
+    assert paired["seeds"] == 3 and paired["gained"] + paired["lost"] <= 3 and "McNemar" in text
     bags = [p for p in (run / "practice").iterdir() if not p.name.startswith(".")]
     assert len(bags) >= summary["history"][-1]["extra_episodes"]
 

@@ -163,7 +163,7 @@ def reward_calibrate(args: argparse.Namespace) -> int | None:
 
 def eval_cmd(args: argparse.Namespace) -> None:
     summary = run_evaluation(parse_config(given(args, EvalConfig), EvalConfig, "<command line>"))
-    print(json.dumps(summary, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k != "per_episode"}, indent=2))
 
 
 def demo_cmd(args: argparse.Namespace) -> None:

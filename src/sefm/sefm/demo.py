@@ -20,7 +20,7 @@ from sefm_policy.checkpoint import load_checkpoint, read_manifest
 from sefm_reward.detector import StepsToGoDetector
 from sefm_sim_bridge.envs import LANGUAGE_TABLE_FAMILIES
 from sefm_trainer.datagen import DatagenConfig, generate
-from sefm_trainer.evaluate import evaluate
+from sefm_trainer.evaluate import evaluate, paired_comparison
 from sefm_trainer.sft import SFTConfig, train_sft
 from sefm_trainer.stage2 import Stage2Config
 from sefm_trainer.threshold import CalibrationConfig, calibrate_threshold
@@ -168,6 +168,7 @@ def run_demo(config_path: str | Path, runs_dir: str | Path = "runs", from_scratc
         "demonstrations": record["demonstrations"],
         "stage1": before,
         "stage2": after,
+        "paired": paired_comparison(before, after),
         "best_loop": result["best_loop"],
         "history": result["history"],
         "curve": curve,

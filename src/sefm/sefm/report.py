@@ -97,6 +97,18 @@ def threshold_lines(calibration: dict | None, s: float) -> list[str]:
     return [verdict, "", f"![detector precision and recall against s]({calibration['figure']})", ""]
 
 
+def paired_lines(paired: dict | None) -> list[str]:
+    """Seed by seed on the same held-out seeds: a real change, or a reshuffle of which seeds fail."""
+    if not paired:
+        return []
+    return [
+        f"Seed by seed on the same {paired['seeds']} seeds: Stage 2 turned {paired['gained']} of Stage 1's failures "
+        f"into successes and {paired['lost']} of its successes into failures (McNemar's exact p = "
+        f"{paired['mcnemar_p']:.3g}).",
+        "",
+    ]
+
+
 def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:.1f}%"
 
@@ -127,6 +139,7 @@ def write_report(summary: dict, run: Path) -> Path:
         f"Extra episodes to the chosen checkpoint: {extra} ({extra / demos:.1%} of the imitation episodes); "
         f"in all Stage 2 practised {total_extra} ({total_extra / demos:.1%}).",
         "",
+        *paired_lines(summary.get("paired")),
         "**Verdict:** "
         + (
             "Stage 2 beats Stage 1 with non-overlapping 95% intervals."

@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
+from scipy.stats import binom
 
 from sefm_interfaces.typed_config import StrictModel
 from sefm_policy.checkpoint import load_checkpoint
@@ -39,6 +40,9 @@ class EvalConfig(StrictModel):
     out: str | None = Field(None, description="also write the JSON here")
     video: str | None = Field(None, description="GIF grid of the first episodes")
     video_episodes: int = Field(8, gt=0, description="episodes in the video grid")
+    compare: str | None = Field(
+        None, description="an earlier evaluation's JSON of the same seeds (e.g. Stage 1's): compare seed by seed"
+    )
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -86,6 +90,39 @@ def summarise(episodes: Sequence[PracticeEpisode], detector: bool = True) -> dic
         "detector_precision": tp / int(fired.sum()) if detector and fired.any() else None,
         "detector_recall": tp / int(truth.sum()) if detector and truth.any() else None,
         "detector_early": int(early.sum()) / int(truth.sum()) if detector and truth.any() else None,
+        "per_episode": [
+            {"seed": ep.seed, "success": bool(ok), "length": ep.length} for ep, ok in zip(episodes, truth, strict=True)
+        ],
+    }
+
+
+def outcomes_by_seed(evaluation: dict) -> dict[int, bool]:
+    """An evaluation's JSON as {seed: success}."""
+    if not evaluation.get("per_episode"):
+        raise ValueError("an evaluation to compare needs per_episode records (sefm eval writes them)")
+    return {ep["seed"]: ep["success"] for ep in evaluation["per_episode"]}
+
+
+def paired_comparison(before: dict, after: dict) -> dict:
+    """Two evaluations (``summarise``'s JSON) on the same seeds, seed by seed: how many failures the
+    second turned into successes and the reverse, with McNemar's exact two-sided p on those
+    discordant seeds. Same seeds make this far tighter than two Wilson intervals side by side, and
+    it tells a real change from a reshuffle of which seeds fail (docs/results, session 17)."""
+    a, b = outcomes_by_seed(before), outcomes_by_seed(after)
+    if a.keys() != b.keys():
+        shared = len(a.keys() & b.keys())
+        raise ValueError(f"the evaluations ran different seeds ({len(a)} and {len(b)}, {shared} shared)")
+    gained = sum(b[s] and not a[s] for s in a)
+    lost = sum(a[s] and not b[s] for s in a)
+    n = gained + lost
+    p = min(1.0, 2 * binom.cdf(min(gained, lost), n, 0.5)) if n else 1.0
+    return {
+        "seeds": len(a),
+        "before": success_summary([a[s] for s in sorted(a)]),
+        "after": success_summary([b[s] for s in sorted(b)]),
+        "gained": gained,
+        "lost": lost,
+        "mcnemar_p": round(float(p), 6),
     }
 
 
@@ -114,6 +151,11 @@ def evaluate(
 
 def run_evaluation(cfg: EvalConfig) -> dict:
     """Evaluate ``cfg.checkpoint`` and return (and, with ``out``, write) its summary."""
+    before = None
+    if cfg.compare:
+        before = json.loads(Path(cfg.compare).read_text())
+        if outcomes_by_seed(before).keys() != set(range(cfg.seed, cfg.seed + cfg.episodes)):
+            raise ValueError(f"compare: {cfg.compare} did not run seeds {cfg.seed}..{cfg.seed + cfg.episodes - 1}")
     policy = load_checkpoint(cfg.checkpoint)
     if cfg.place_reads is not None:
         policy = policy.reconfigured(place_reads=cfg.place_reads)
@@ -125,6 +167,8 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     summary = {"checkpoint": cfg.checkpoint, "task": cfg.task_family, "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1]}
     summary["place_reads"] = policy.config.place_reads
     summary |= result
+    if before is not None:
+        summary["compared_with"] = {"evaluation": cfg.compare} | paired_comparison(before, summary)
     if cfg.video:
         from .episode_video import episode_grid_gif
 

@@ -4,7 +4,7 @@ from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_reward.calibration import TOLERANCE
-from sefm_trainer.evaluate import EvalConfig, run_evaluation, summarise, wilson_interval
+from sefm_trainer.evaluate import EvalConfig, paired_comparison, run_evaluation, summarise, wilson_interval
 from sefm_trainer.rollout import PracticeEpisode
 
 
@@ -40,3 +40,31 @@ def test_eval_can_override_how_a_chain_reads_its_places_and_says_which_it_used(t
     plain = save_checkpoint(EFM.build(EFMConfig()), tmp_path / "plain")
     with pytest.raises(ValueError, match="place_reads"):
         run_evaluation(EvalConfig(**{**common, "checkpoint": str(plain)}, place_reads="half_patch"))
+
+
+def test_a_paired_comparison_counts_the_seeds_each_evaluation_alone_won_and_refuses_other_seeds():
+    def run(outcomes, first=0):
+        return {"per_episode": [{"seed": first + i, "success": ok, "length": 5} for i, ok in enumerate(outcomes)]}
+
+    before, after = run([False] * 12 + [True] * 8), run([True] * 12 + [True] * 7 + [False])
+    paired = paired_comparison(before, after)
+    assert (paired["gained"], paired["lost"], paired["seeds"]) == (12, 1, 20)
+    assert paired["mcnemar_p"] == pytest.approx(2 * 14 / 2**13, abs=1e-6)  # P(X <= 1), X ~ Bin(13, 1/2), twice
+    assert paired["before"]["success_rate"] == 0.4 and paired["after"]["success_rate"] == 0.95
+    assert paired_comparison(before, before)["mcnemar_p"] == 1.0
+    with pytest.raises(ValueError, match="different seeds"):
+        paired_comparison(before, run([True] * 20, first=1))
+    with pytest.raises(ValueError, match="per_episode"):
+        paired_comparison({"success_rate": 0.4}, after)
+
+
+def test_eval_writes_each_seed_and_compares_seed_by_seed_with_an_earlier_run_of_the_same_seeds(tmp_path):
+    policy = save_checkpoint(EFM.build(EFMConfig()), tmp_path / "policy")
+    common = dict(checkpoint=str(policy), task_family="block2block4", episodes=2, max_steps=2, seed=7)
+    first = run_evaluation(EvalConfig(**common, out=str(tmp_path / "first.json")))
+    assert [ep["seed"] for ep in first["per_episode"]] == [7, 8]
+    assert all(ep["length"] == 2 and not ep["success"] for ep in first["per_episode"])
+    again = run_evaluation(EvalConfig(**common, compare=str(tmp_path / "first.json")))
+    assert again["compared_with"]["gained"] == again["compared_with"]["lost"] == 0
+    with pytest.raises(ValueError, match=r"did not run seeds 8\.\.9"):
+        run_evaluation(EvalConfig(**{**common, "seed": 8}, compare=str(tmp_path / "first.json")))
