@@ -128,6 +128,7 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=100, help="practice episode limit (evaluation keeps the task's)")
     p.add_argument("--fit-episodes", type=int, default=100)
     p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--evaluate", choices=["both", "last", "best"], default="both", help="which Stage 2 policy to score")
     p.add_argument("--skip-stage1", action="store_true", help="do not evaluate the Stage 1 policy first")
     p.add_argument("--out", help="Stage 2 run folder (default: a temporary one)")
     p.add_argument("--threads", type=int, default=2)
@@ -167,8 +168,11 @@ def main() -> None:
         pool_after = float(np.mean([ep.ground_truth_success for ep in greedy_episodes(out / "last", pool, args.task)]))
         said = f"{len(pool)} practised seeds: greedy success {pool_after:.3f} after the last loop (0 before)"
         print(said, flush=True)
-    after = evaluate(load_checkpoint(out / "last"), detector, args.eval_episodes, args.task)
-    best = evaluate(load_checkpoint(out / "best"), detector, args.eval_episodes, args.task)
+    evaluations = {}
+    for which in ("last", "best") if args.evaluate == "both" else (args.evaluate,):
+        evaluations[which] = evaluate(load_checkpoint(out / which), detector, args.eval_episodes, args.task)
+        (out / f"eval_{which}.json").write_text(json.dumps(evaluations[which], indent=2) + "\n")  # seed by seed
+    after, best = evaluations.get("last"), evaluations.get("best")
     keep = ("success_rate", "wilson95", "mean_length")
     print(json.dumps({
         "task": args.task, "oracle_fit_abs_err": fit_err, "oracle_weights": weights.tolist(),
@@ -180,8 +184,8 @@ def main() -> None:
         "baseline": args.baseline, "clip": args.clip,
         "consensus_coef": args.consensus_coef, "consensus_from": args.consensus_from,
         "practice_success_per_loop": [h["ground_truth_success"] for h in result["history"]],
-        "stage1": before and {k: before[k] for k in keep}, "stage2_last": {k: after[k] for k in keep},
-        "stage2_best": {k: best[k] for k in keep}, "best_loop": result["best_loop"], "out": str(out),
+        "stage1": before and {k: before[k] for k in keep}, "stage2_last": after and {k: after[k] for k in keep},
+        "stage2_best": best and {k: best[k] for k in keep}, "best_loop": result["best_loop"], "out": str(out),
         "practice_pool": pool, "pool_greedy_success_before": pool_before, "pool_greedy_success_after": pool_after,
     }, indent=2))  # fmt: skip
 
