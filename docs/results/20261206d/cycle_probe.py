@@ -29,13 +29,15 @@ for seed in map(int, sys.argv[1:]):
         truth = chain_places(pos, env.effector, task.obj, task.target_obj, task.location)
         board = lambda places: np.array([board_point(*q) for q in places])  # noqa: E731
         action = policy.embodiment.action.decode(tokens)
-        rows.append({
-            "t": t,
-            "said": np.round(board(said[t]), 3).tolist(),
-            "true": np.round(board(truth), 3).tolist(),
-            "action": np.round(action, 3).tolist(),
-            "obj_to_target": round(float(np.linalg.norm(pos[task.obj] - pos[task.target_obj])), 3),
-        })
+        rows.append(
+            {
+                "t": t,
+                "said": np.round(board(said[t]), 3).tolist(),
+                "true": np.round(board(truth), 3).tolist(),
+                "action": np.round(action, 3).tolist(),
+                "obj_to_target": round(float(np.linalg.norm(pos[task.obj] - pos[task.target_obj])), 3),
+            }
+        )
         env.step(action)
     out[seed] = {"instruction": ep.instruction, "success": ep.ground_truth_success, "last_steps": rows[-12:]}
 print(json.dumps(out, indent=1))
