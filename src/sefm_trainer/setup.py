@@ -10,7 +10,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
     ],
-    install_requires=["sefm_policy", "sefm_reward", "sefm_sim_bridge", "rosbags", "tqdm", "tensorboard"],
+    install_requires=["sefm_policy", "sefm_reward", "sefm_sim_bridge", "rosbags", "scipy", "tqdm", "tensorboard"],
     python_requires=">=3.10",
     zip_safe=True,
     entry_points={
