@@ -218,15 +218,15 @@ def reinforce_loss(
     metrics = {"rl/log_prob": log_prob.mean().item(), "rl/return": r.mean().item()}
     if clip > 0 and sampled_log_prob is None:
         raise ValueError("clip > 0 needs sampled_log_prob, log p under the policy that practised")
-    loss = -(coef * r * log_prob).mean()
+    surrogate = r * log_prob
     if sampled_log_prob is not None:
         log_ratio = log_prob - torch.as_tensor(sampled_log_prob, dtype=torch.float32, device=model.device)
         ratio = log_ratio.exp()
         metrics["rl/approx_kl"] = ((ratio - 1) - log_ratio).mean().item()  # k3 estimator, as CleanRL logs it
         if clip > 0:
             surrogate = torch.min(ratio * r, ratio.clamp(1 - clip, 1 + clip) * r)
-            loss = -(coef * surrogate).mean()
             metrics["rl/clip_frac"] = ((ratio - 1).abs() > clip).float().mean().item()
+    loss = -(coef * surrogate).mean()
     if reference is not None and kl_coef > 0:
         with torch.no_grad():
             ref = reference.action_distributions(observations, action_tokens)
