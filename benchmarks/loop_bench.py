@@ -1,9 +1,12 @@
 """Closed-loop speed through the ROS graph (sim bridge -> policy -> sim bridge, lockstep) for 1
-and 4 simulated robots, beside the same policy and sim called in one process.
+and 4 simulated robots, beside the same policy and sim called in one process; with
+``--policy-server`` each fleet also runs with one policy process batching every robot's frames
+(``fleet.batch_policy``) beside one policy process per robot.
 
-Latency is image -> command: when the probe receives a command, minus the stamp of the frame
-that command answers (its header carries that stamp). Prints one JSON object.
-Usage: python benchmarks/loop_bench.py [--seconds 20] [--robots 1 4]
+Steps/s are the frames each robot's sim publishes (one per answered frame in lockstep). Latency
+is image -> command: when the probe receives a command, minus the stamp of the frame that command
+answers (its header carries that stamp). Prints one JSON object.
+Usage: python benchmarks/loop_bench.py [--seconds 20] [--robots 1 4] [--policy-server] [--checkpoint DIR]
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import numpy as np
 import torch
 from geometry_msgs.msg import TwistStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 
 from sefm.harness import graph, running, spin_until
 from sefm_interfaces.ros_common import stamp_ns
-from sefm_policy.checkpoint import save_checkpoint
+from sefm_policy.checkpoint import load_checkpoint, save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_policy.prompts import Observation
@@ -34,9 +38,9 @@ def percentiles(ms: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2)}
 
 
-def in_process(model: EFM, seconds: float) -> dict:
+def in_process(model: EFM, seconds: float, task: str) -> dict:
     torch.set_num_threads(1)
-    env = LanguageTableEnv("block2block", max_steps=10**9)
+    env = LanguageTableEnv(task, max_steps=10**9)
     obs, _ = env.reset(seed=0)
     latencies, steps, end = [], 0, time.monotonic() + seconds
     while time.monotonic() < end:
@@ -51,31 +55,44 @@ def in_process(model: EFM, seconds: float) -> dict:
     return {"steps_per_s": round(steps / seconds, 1), "policy_latency": percentiles(latencies)}
 
 
-def through_graph(checkpoint: Path, robots: int, seconds: float, log_dir: Path) -> dict:
+def through_graph(checkpoint: Path, robots: int, seconds: float, log_dir: Path, task: str, server: bool) -> dict:
     nodes = {
-        "sim_bridge": {"mode": "lockstep"},
+        "sim_bridge": {"mode": "lockstep", "task_family": task},
         "policy": {"checkpoint": str(checkpoint), "actuation_enabled": True},
         "episode_manager": {"max_steps": 10**6, "wait_for_topics": ["policy/command"]},
     }
     qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-    with running(graph(nodes, robots=robots), log_dir) as (bringup, probe, executor):
-        received: dict[str, list] = {f"/robot_{r}": [] for r in range(robots)}
-        for ns, log in received.items():
+    with running(graph(nodes, robots=robots, batch_policy=server), log_dir) as (bringup, probe, executor):
+        frames: dict[str, set] = {f"/robot_{r}": set() for r in range(robots)}
+        answers: dict[str, list] = {ns: [] for ns in frames}
+        for ns in frames:
             probe.create_subscription(
-                TwistStamped, f"{ns}/policy/command", lambda m, log=log: log.append((time.time_ns(), stamp_ns(m))), qos
+                Image, f"{ns}/camera/front/image_raw", lambda m, seen=frames[ns]: seen.add(stamp_ns(m)), qos
             )
-        spin_until(executor, bringup, lambda: all(len(v) >= 20 for v in received.values()), 300, "every robot acting")
-        for log in received.values():
-            log.clear()
+            probe.create_subscription(
+                TwistStamped,
+                f"{ns}/policy/command",
+                lambda m, log=answers[ns]: log.append((time.time_ns(), stamp_ns(m))),
+                qos,
+            )
+        spin_until(executor, bringup, lambda: all(len(v) >= 20 for v in answers.values()), 300, "every robot acting")
+        for ns in frames:
+            frames[ns].clear()
+            answers[ns].clear()
         start = time.monotonic()
         spin_until(executor, bringup, lambda: time.monotonic() - start >= seconds, seconds + 30, "the window")
-    per_robot = [len(v) / seconds for v in received.values()]
-    latencies = [(t - s) / 1e6 for v in received.values() for t, s in v]
+    # A lockstep sim steps once per answered frame; the policy's stop commands (a hold when the
+    # episode manager is starved of CPU) answer no frame and are not counted.
+    per_robot = [len(frames[ns]) / seconds for ns in frames]
+    latencies = [(t - s) / 1e6 for ns, log in answers.items() for t, s in log if s in frames[ns]]
+    stops = sum(s not in frames[ns] for ns, log in answers.items() for _, s in log)
     return {
         "robots": robots,
+        "policy_processes": 1 if server else robots,
         "steps_per_s_per_robot": round(float(np.mean(per_robot)), 1),
         "steps_per_s_total": round(float(np.sum(per_robot)), 1),
         "image_to_command": percentiles(latencies),
+        "commands_answering_no_frame": stops,
     }
 
 
@@ -83,20 +100,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--robots", type=int, nargs="+", default=[1, 4])
+    parser.add_argument(
+        "--policy-server", action="store_true", help="also run each fleet with one batching policy process"
+    )
+    parser.add_argument("--checkpoint", help="a policy checkpoint (default: the untrained tiny EFM)")
+    parser.add_argument("--task", default="block2block", help="the sim's task family")
     args = parser.parse_args()
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     with tempfile.TemporaryDirectory() as tmp:
-        model = EFM.build(EFMConfig()).eval()
-        checkpoint = save_checkpoint(model, Path(tmp) / "tiny")
-        result = {"machine": {"cores": os.cpu_count()}, "in_process": in_process(model, args.seconds)}
-        for robots in args.robots:
-            result[f"graph_{robots}_robots"] = through_graph(
-                checkpoint, robots, args.seconds, Path(tmp) / f"logs{robots}"
-            )
+        if args.checkpoint:
+            checkpoint = Path(args.checkpoint).resolve()
+            model = load_checkpoint(checkpoint).eval()
+        else:
+            model = EFM.build(EFMConfig()).eval()
+            checkpoint = save_checkpoint(model, Path(tmp) / "tiny")
+        result = {
+            "machine": {"cores": os.cpu_count()},
+            "checkpoint": str(args.checkpoint or "untrained tiny EFM"),
+            "in_process": in_process(model, args.seconds, args.task),
+        }
         base = result["in_process"]["policy_latency"]["p50_ms"]
         for robots in args.robots:
-            g = result[f"graph_{robots}_robots"]
-            g["latency_ratio_to_in_process_p50"] = round(g["image_to_command"]["p50_ms"] / base, 2)
+            for server in (False, True) if args.policy_server else (False,):
+                key = f"graph_{robots}_robots" + ("_policy_server" if server else "")
+                g = through_graph(checkpoint, robots, args.seconds, Path(tmp) / key, args.task, server)
+                g["latency_ratio_to_in_process_p50"] = round(g["image_to_command"]["p50_ms"] / base, 2)
+                result[key] = g
     print(json.dumps(result, indent=2))
 
 

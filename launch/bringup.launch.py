@@ -23,12 +23,14 @@ def nodes_from_config(context):
     if not config.fleet.multi_host:
         actions.append(SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"))
     for spec in node_specs(config, path.parent):
+        # A policy server names its nodes in its robots' namespaces itself: no name or namespace here.
+        naming = {} if spec.serves else {"name": spec.name, "namespace": spec.namespace}
         actions.append(
             Node(
                 package=spec.package,
                 executable=spec.executable,
-                name=spec.name,
-                namespace=spec.namespace,
+                **naming,
+                arguments=list(spec.arguments),
                 parameters=[spec.parameters],
                 remappings=list(spec.remaps),
                 output="screen",

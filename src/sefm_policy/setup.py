@@ -23,7 +23,12 @@ setup(
     ],
     python_requires=">=3.10",
     zip_safe=True,
-    entry_points={"console_scripts": ["policy_node = sefm_policy.policy_node:main"]},
+    entry_points={
+        "console_scripts": [
+            "policy_node = sefm_policy.policy_node:main",
+            "policy_server = sefm_policy.policy_server:main",
+        ]
+    },
     maintainer="sefm developers",
     description="The embodied foundation model library and the policy node.",
     license="Apache-2.0",

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 
+from sefm.graph import node_specs
 from sefm.harness import bags, graph, log_text, practice_nodes, running, spin_until
 from sefm_interfaces.ros_common import LATCHED_QOS, RELIABLE_QOS, stamp_ns
 from sefm_trainer.bag_reader import load_episodes
@@ -56,6 +58,40 @@ def test_two_robot_fleet_records_whole_episodes_and_stops_cleanly(tiny_checkpoin
         assert ep.meta.seed is not None and ep.meta.instruction and ep.meta.success is not None
     seeds = sorted(e.meta.seed for e in loaded.episodes)
     assert seeds[0] < 100_000 <= seeds[-1]  # robot_1's seeds are offset
+
+
+def test_one_policy_server_acts_for_two_robots_in_batches_and_hot_reloads_both(tiny_checkpoints, tmp_path):
+    out = tmp_path / "episodes"
+    config = graph(practice_nodes(tiny_checkpoints[0], out, max_steps=60), robots=2, batch_policy=True)
+    assert [s.name for s in node_specs(config)].count("policy_server") == 1
+    with running(config, tmp_path / "logs") as (bringup, probe, executor):
+        versions: dict[str, list] = {"/robot_0": [], "/robot_1": []}
+        for ns, seen in versions.items():
+            probe.create_subscription(
+                String,
+                f"{ns}/policy/version",
+                lambda m, seen=seen: seen.append(json.loads(m.data)["version"]),
+                LATCHED_QOS,
+            )
+
+        def episodes_each(n):
+            names = [b.name for b in bags(out)]
+            return all(sum(name.startswith(f"robot_{r}_") for name in names) >= n for r in (0, 1))
+
+        spin_until(executor, bringup, lambda: episodes_each(2), TIMEOUT, "two episodes per robot")
+        announce = probe.create_publisher(String, "/sefm/policy_checkpoint", LATCHED_QOS)
+        announce.publish(String(data=json.dumps({"path": str(tiny_checkpoints[1]), "version": 2})))
+        both = lambda: all(seen and seen[-1] == 2 for seen in versions.values())  # noqa: E731
+        spin_until(executor, bringup, both, 30, "both robots acting with version 2")
+        spin_until(executor, bringup, lambda: episodes_each(3), TIMEOUT, "an episode each after the reload")
+    log = log_text(bringup, "policy_server")
+    assert log.count("hot-reloaded policy version 2") == 1  # one model for both robots, loaded once
+    # A robot acts alone while the other resets; while both run, their frames share a pass.
+    together = re.findall(r"frames of 2 robots answered in batches of .*2: (\d+)", log)
+    assert together and int(together[-1]) >= 10
+    loaded = load_episodes(out, progress=False)
+    assert loaded.skipped == [] and {e.meta.namespace for e in loaded.episodes} == {"/robot_0", "/robot_1"}
+    assert all(ep.meta.length == 60 and ep.action_tokens.shape == (60, 4) for ep in loaded.episodes)
 
 
 def test_detected_success_ends_the_episode(tiny_checkpoints, tmp_path):

@@ -31,15 +31,15 @@ def ros_environment(config: GraphConfig, domain_id: int | None = None) -> dict[s
 
 
 def command(spec: NodeSpec, params_file: Path) -> list[str]:
+    """A server names its own nodes in its robots' namespaces: it gets no name or namespace remap."""
+    names = () if spec.serves else ("-r", f"__ns:={spec.namespace}", "-r", f"__node:={spec.name}")
     return [
         sys.executable,
         "-m",
         spec.module,
+        *spec.arguments,
         "--ros-args",
-        "-r",
-        f"__ns:={spec.namespace}",
-        "-r",
-        f"__node:={spec.name}",
+        *names,
         "--params-file",
         str(params_file),
         *(arg for old, new in spec.remaps for arg in ("-r", f"{old}:={new}")),
@@ -47,9 +47,15 @@ def command(spec: NodeSpec, params_file: Path) -> list[str]:
 
 
 def write_params(spec: NodeSpec, folder: Path) -> Path:
-    path = folder / f"{spec.namespace.strip('/').replace('/', '_')}_{spec.name}.yaml"
-    path.write_text(yaml.safe_dump({spec.fqn: {"ros__parameters": spec.parameters}}))
+    """A server's parameters go to every node of its process (``/**``)."""
+    path = folder / f"{log_stem(spec)}.yaml"
+    key = "/**" if spec.serves else spec.fqn
+    path.write_text(yaml.safe_dump({key: {"ros__parameters": spec.parameters}}))
     return path
+
+
+def log_stem(spec: NodeSpec) -> str:
+    return "_".join(part for part in (spec.namespace.strip("/").replace("/", "_"), spec.name) if part)
 
 
 @contextlib.contextmanager
@@ -122,7 +128,7 @@ class Bringup:
         return restarted
 
     def log_path(self, spec: NodeSpec) -> Path:
-        return self.log_dir / f"{spec.namespace.strip('/').replace('/', '_')}_{spec.name}.log"
+        return self.log_dir / f"{log_stem(spec)}.log"
 
     def dead(self) -> list[tuple[NodeSpec, int]]:
         """Nodes that exited and will not be restarted."""

@@ -38,6 +38,12 @@ class FleetConfig(StrictModel):
         False, description="restart a node that dies while the others keep running (launch's respawn)"
     )
     respawn_delay_s: float = Field(1.0, ge=0, description="wait this long before restarting a dead node")
+    batch_policy: bool = Field(
+        False,
+        description="one policy_server process acts for every robot, answering frames that arrive together in "
+        "one batched forward pass (one model in memory, not one per robot)",
+    )
+    batch_window_s: float = Field(0.05, ge=0, description="batch_policy: longest a frame waits for the others'")
 
 
 class NodesConfig(StrictModel):
@@ -74,10 +80,12 @@ class NodeSpec:
     namespace: str
     parameters: dict
     remaps: tuple[tuple[str, str], ...] = ()
+    serves: tuple[str, ...] = ()  # a server's robot namespaces: its nodes live there, it in /
+    arguments: tuple[str, ...] = ()  # command-line arguments before --ros-args
 
     @property
     def fqn(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return f"{self.namespace.rstrip('/')}/{self.name}"
 
 
 def load_graph(path: str | Path) -> GraphConfig:
@@ -91,19 +99,45 @@ def resolve(path: str, base: Path) -> str:
 
 def node_specs(config: GraphConfig, base_dir: str | Path = ".") -> list[NodeSpec]:
     base = Path(base_dir)
+    fleet = config.fleet
+    namespaces = [f"/{fleet.namespace_prefix}{robot}" for robot in range(fleet.robots)]
     specs = []
-    for robot in range(config.fleet.robots):
-        namespace = f"/{config.fleet.namespace_prefix}{robot}"
+    for robot, namespace in enumerate(namespaces):
         for name, (package, executable, module, _) in NODE_TYPES.items():
             params = getattr(config.nodes, name)
-            if params is None:
+            if params is None or (name == "policy" and fleet.batch_policy):
                 continue
             values = params.model_dump()
             if name == "sim_bridge":
-                values["seed"] = params.seed + robot * config.fleet.seed_stride
-            for key in ("checkpoint", "out_dir"):
-                if key in values:
-                    values[key] = resolve(values[key], base)
-            remaps = tuple(config.remap.get(name, {}).items())
-            specs.append(NodeSpec(package, executable, module, name, namespace, values, remaps))
+                values["seed"] = params.seed + robot * fleet.seed_stride
+            specs.append(
+                NodeSpec(package, executable, module, name, namespace, _resolved(values, base), _remaps(config, name))
+            )
+    if fleet.batch_policy and config.nodes.policy is not None:
+        specs.append(policy_server_spec(config, namespaces, base))
     return specs
+
+
+def policy_server_spec(config: GraphConfig, namespaces: list[str], base: Path) -> NodeSpec:
+    """One process for every robot's policy node (``sefm_policy.policy_server``)."""
+    values = _resolved(config.nodes.policy.model_dump(), base)
+    arguments = ("--namespaces", *namespaces, "--batch-window-s", str(config.fleet.batch_window_s))
+    return NodeSpec(
+        "sefm_policy",
+        "policy_server",
+        "sefm_policy.policy_server",
+        "policy_server",
+        "/",
+        values,
+        _remaps(config, "policy"),
+        serves=tuple(namespaces),
+        arguments=arguments,
+    )
+
+
+def _resolved(values: dict, base: Path) -> dict:
+    return {key: resolve(value, base) if key in ("checkpoint", "out_dir") else value for key, value in values.items()}
+
+
+def _remaps(config: GraphConfig, name: str) -> tuple[tuple[str, str], ...]:
+    return tuple(config.remap.get(name, {}).items())

@@ -7,6 +7,7 @@ import yaml
 from sefm.bringup import command, ros_environment, write_params
 from sefm.graph import GraphConfig, load_graph, node_specs
 from sefm_interfaces.typed_config import ConfigError, parse_config
+from sefm_policy.policy_server import parse_args
 
 
 def test_specs_put_every_node_in_every_robot_namespace(repo_root):
@@ -36,6 +37,31 @@ def test_bringup_runs_nodes_with_their_namespace_name_and_parameters(tmp_path):
     assert cmd[1:3] == ["-m", "sefm_trainer.recorder_node"] and "__ns:=/robot_0" in cmd and "__node:=recorder" in cmd
 
 
+def test_a_batched_fleet_runs_one_policy_server_for_every_robot(tmp_path):
+    fleet = {"robots": 3, "batch_policy": True, "batch_window_s": 0.02}
+    config = parse_config({"fleet": fleet, "nodes": {"sim_bridge": {}, "policy": {"checkpoint": "/ckpt"}}}, GraphConfig)
+    specs = node_specs(config)
+    assert [s.name for s in specs] == ["sim_bridge"] * 3 + ["policy_server"]
+    server = specs[-1]
+    assert server.serves == ("/robot_0", "/robot_1", "/robot_2") and server.fqn == "/policy_server"
+    path = write_params(server, tmp_path)
+    assert yaml.safe_load(path.read_text()) == {"/**": {"ros__parameters": server.parameters}}
+    cmd = command(server, path)
+    assert cmd[1:3] == ["-m", "sefm_policy.policy_server"]
+    assert cmd[3 : cmd.index("--ros-args")] == [
+        "--namespaces", "/robot_0", "/robot_1", "/robot_2", "--batch-window-s", "0.02",
+    ]  # fmt: skip
+    assert not any(arg.startswith(("__ns:=", "__node:=")) for arg in cmd)  # its nodes name themselves
+    with pytest.raises(ConfigError, match=r"key 'fleet\.batch_window_s'"):
+        parse_config({"fleet": {"batch_window_s": -1}}, GraphConfig)
+
+
+def test_policy_server_refuses_a_robot_named_twice():
+    assert parse_args(["--namespaces", "/robot_0", "/robot_1"]).batch_window_s == 0.05
+    with pytest.raises(SystemExit):
+        parse_args(["--namespaces", "/robot_0", "/robot_0"])
+
+
 def test_bringup_keeps_dds_on_loopback_unless_multi_host(monkeypatch):
     monkeypatch.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE", raising=False)
     assert ros_environment(GraphConfig(), domain_id=7)["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
@@ -44,7 +70,8 @@ def test_bringup_keeps_dds_on_loopback_unless_multi_host(monkeypatch):
     assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in ros_environment(multi)
 
 
-def test_launch_file_starts_the_same_nodes_as_bringup(repo_root, monkeypatch):
+@pytest.mark.parametrize("batch_policy", [False, True])
+def test_launch_file_starts_the_same_nodes_as_bringup(repo_root, tmp_path, monkeypatch, batch_policy):
     """launch/launch_ros are not in the pip install: stand-ins record what the launch file builds."""
     made = []
 
@@ -80,10 +107,26 @@ def test_launch_file_starts_the_same_nodes_as_bringup(repo_root, monkeypatch):
     description = namespace["generate_launch_description"]()
     opaque = next(a for a in description if "function" in a.kwargs)
     config_path = repo_root / "config" / "sim_language_table.yaml"
+    if batch_policy:
+        graph = yaml.safe_load(config_path.read_text())
+        graph["fleet"]["batch_policy"] = True
+        config_path = tmp_path / "batched.yaml"
+        config_path.write_text(yaml.safe_dump(graph))
     actions = opaque.kwargs["function"]({"config": str(config_path)})
+    specs = node_specs(load_graph(config_path), config_path.parent)
     env = [a.args for a in actions if isinstance(a, Action)]
     assert ("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST") in env
-    specs = node_specs(load_graph(config_path), config_path.parent)
-    assert [(m["package"], m["executable"], m["namespace"], m["name"], m["parameters"]) for m in made] == [
-        (s.package, s.executable, s.namespace, s.name, [s.parameters]) for s in specs
+    assert any(s.serves for s in specs) == batch_policy
+    assert [
+        (m["package"], m["executable"], m.get("namespace"), m.get("name"), m["arguments"], m["parameters"])
+        for m in made
+    ] == [
+        (
+            s.package,
+            s.executable,
+            *((None, None) if s.serves else (s.namespace, s.name)),
+            list(s.arguments),
+            [s.parameters],
+        )
+        for s in specs
     ]

@@ -1,4 +1,8 @@
-"""Policy node: on each fresh frame run the EFM and command the robot through the safety layer."""
+"""Policy node: on each fresh frame run the EFM and command the robot through the safety layer.
+
+A process runs one node (one robot) or, as ``policy_server``, one node per robot namespace
+around a shared :class:`~sefm_policy.policy_host.PolicyHost` that batches their frames.
+"""
 
 from __future__ import annotations
 
@@ -18,25 +22,34 @@ from sefm_interfaces.episode_protocol import CheckpointInfo, ProtocolError, deco
 from sefm_interfaces.frame_sync import FrameSync, Snapshot
 from sefm_interfaces.ros_common import LATCHED_QOS, RELIABLE_QOS, declare_params, run, set_stamp, subscribe_moments
 
-from .checkpoint import load_checkpoint, read_manifest
 from .node_params import PolicyParams
+from .policy_host import PolicyHost, Sampling
 from .prompts import Observation
 from .safety import SafetyLayer, SafetyLimits
 
 
+def host_for(node: Node, params: PolicyParams, window_s: float = 0.0) -> PolicyHost:
+    if not params.checkpoint:
+        raise ValueError(f"{node.get_fully_qualified_name()}: parameter 'checkpoint' is required")
+    torch.set_num_threads(params.torch_threads)
+    sampling = Sampling(params.temperature, params.chain_temperature, params.greedy)
+    return PolicyHost(params.checkpoint, sampling, seed=params.seed, window_s=window_s)
+
+
 class PolicyNode(Node):
-    def __init__(self) -> None:
-        super().__init__("policy")
+    """``host``: shared with the other robots' nodes of a policy server (their frames are answered
+    together by its loop); None: this node's own, and each frame is answered as it arrives."""
+
+    def __init__(self, namespace: str | None = None, host: PolicyHost | None = None) -> None:
+        super().__init__("policy", **({"namespace": namespace} if namespace else {}))
         self.params = declare_params(self, PolicyParams)
         p = self.params
-        if not p.checkpoint:
-            raise ValueError(f"{self.get_fully_qualified_name()}: parameter 'checkpoint' is required")
-        torch.set_num_threads(p.torch_threads)
-        self.model = load_checkpoint(p.checkpoint)
-        self.version = read_manifest(p.checkpoint)["metadata"].get("version")
+        self.batched = host is not None
+        self.host = host or host_for(self, p)
+        self.peers: list[PolicyNode] = [self]  # the nodes sharing the host: a reload is announced on each
         self.period = 1.0 / p.control_hz
         self._check_command_type()
-        low, high = self.model.embodiment.command_limits(p.max_command)
+        low, high = self.host.model.embodiment.command_limits(p.max_command)
         self.safety = SafetyLayer(
             SafetyLimits(
                 low=low,
@@ -46,8 +59,7 @@ class PolicyNode(Node):
                 actuation_enabled=p.actuation_enabled,
             )
         )
-        self.generator = torch.Generator().manual_seed(p.seed)
-        needs_state = self.model.embodiment.state is not None
+        needs_state = self.host.model.embodiment.state is not None
         self.sync = FrameSync(p.cameras, needs_state=needs_state, slop_ns=round(p.sync_slop_s * 1e9))
         self.instruction: str | None = None
         self.waiting: Snapshot | None = None
@@ -56,13 +68,12 @@ class PolicyNode(Node):
         self.heartbeat_time: float | None = None  # when the episode manager was last heard
         self.episode_running = False
         self.holding: str | None = None  # why the policy is not commanding, once it has said so
-        self._reload_lock = threading.Lock()
 
         self.tokens_pub = self.create_publisher(Int32MultiArray, ifc.ACTION_TOKENS, RELIABLE_QOS)
         msg_type = {"twist": TwistStamped, "joint_trajectory": JointTrajectory, "float64_array": Float64MultiArray}
         self.command_pub = self.create_publisher(msg_type[p.command_type], ifc.COMMAND, RELIABLE_QOS)
         self.version_pub = self.create_publisher(String, ifc.POLICY_VERSION, LATCHED_QOS)
-        self.publish_version(p.checkpoint)
+        self.publish_version()
         subscribe_moments(self, self.sync, self.act, p.state_joints)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(Bool, ifc.ESTOP, self.on_estop, RELIABLE_QOS)
@@ -71,7 +82,7 @@ class PolicyNode(Node):
         self.create_timer(self.period, self.watchdog)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.get_logger().info(
-            f"acting with {p.checkpoint} ({self.model.embodiment.name}, {p.command_type}); "
+            f"acting with {p.checkpoint} ({self.host.model.embodiment.name}, {p.command_type}); "
             f"actuation {'enabled' if p.actuation_enabled else 'DISABLED'}"
         )
 
@@ -89,7 +100,7 @@ class PolicyNode(Node):
         return SetParametersResult(successful=True)
 
     def _check_command_type(self) -> None:
-        emb = self.model.embodiment
+        emb = self.host.model.embodiment
         wanted = 1 if emb.state is None else len(emb.cameras)
         if len(self.params.cameras) != wanted:
             raise ValueError(
@@ -100,7 +111,7 @@ class PolicyNode(Node):
         if planar != (self.params.command_type == "twist"):
             raise ValueError(
                 f"parameter 'command_type' is {self.params.command_type!r}, which does not fit the "
-                f"{self.model.embodiment.name} embodiment of {self.params.checkpoint}"
+                f"{emb.name} embodiment of {self.params.checkpoint}"
             )
 
     # ----- inputs -----------------------------------------------------------------------
@@ -134,6 +145,10 @@ class PolicyNode(Node):
     def supervised(self) -> bool:
         return self.unsupervised_reason() is None
 
+    def expects_frame(self) -> bool:
+        """Will this robot's next frame be answered? A policy server waits for those robots only."""
+        return self.instruction is not None and self.supervised()
+
     def on_estop(self, msg: Bool) -> None:
         self.safety.set_estop(msg.data)
         if msg.data:
@@ -154,22 +169,18 @@ class PolicyNode(Node):
             self.waiting = snapshot
             return
         self.holding = None
-        model = self.model  # a hot reload swaps this reference between frames
-        sample = model.sample_actions(
-            [obs],
-            temperature=self.params.temperature,
-            chain_temperature=self.params.chain_temperature,
-            greedy=self.params.greedy,
-            generator=self.generator,
-        )
+        self.host.submit(obs, lambda action, tokens: self.answer(snapshot.stamp_ns, action, tokens))
+        if not self.batched:
+            self.host.flush()
+
+    def answer(self, stamp_ns: int, action: np.ndarray, tokens: np.ndarray) -> None:
         # The age of the frame this command answers, on the node's clock: slow inference makes it stale.
-        age = (self.get_clock().now().nanoseconds - snapshot.stamp_ns) / 1e9
-        command, why = self.safety.filter(sample.actions[0].reshape(-1), frame_age_s=age)
+        age = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
+        command, why = self.safety.filter(action.reshape(-1), frame_age_s=age)
         if why:
             self.get_logger().warning(f"command replaced by stop: {why}", throttle_duration_sec=2.0)
-        tokens = Int32MultiArray(data=[int(t) for t in sample.tokens[0]])
-        self.tokens_pub.publish(tokens)
-        self.publish_command(command, snapshot.stamp_ns, stop=why is not None)
+        self.tokens_pub.publish(Int32MultiArray(data=[int(t) for t in tokens]))
+        self.publish_command(command, stamp_ns, stop=why is not None)
 
     def watchdog(self) -> None:
         if self.last_frame_time and self.safety.is_stale(time.monotonic() - self.last_frame_time):
@@ -225,23 +236,22 @@ class PolicyNode(Node):
 
     def _reload(self, path: str, version) -> None:
         """Load off the camera path; swap only a checkpoint that loads and fits."""
-        with self._reload_lock:
-            try:
-                model = load_checkpoint(path)
-                if model.embodiment.name != self.model.embodiment.name:
-                    raise ValueError(f"embodiment {model.embodiment.name} != {self.model.embodiment.name}")
-            except Exception as err:
-                self.get_logger().error(
-                    f"rejected checkpoint {path} (version {version}): {err}; keeping version {self.version}"
-                )
-                return
-            self.model, self.version = model, version
-            self.publish_version(path)
+        try:
+            swapped = self.host.reload(path, version)
+        except Exception as err:
+            self.get_logger().error(
+                f"rejected checkpoint {path} (version {version}): {err}; keeping version {self.host.version}"
+            )
+            return
+        if swapped:
+            for node in self.peers:
+                node.publish_version()
             self.get_logger().info(f"hot-reloaded policy version {version} from {path}")
 
-    def publish_version(self, path: str) -> None:
+    def publish_version(self) -> None:
         """Latched, so a learner can wait until every robot acts with its newest checkpoint."""
-        self.version_pub.publish(String(data=encode(CheckpointInfo(path=str(path), version=self.version))))
+        info = CheckpointInfo(path=self.host.path, version=self.host.version)
+        self.version_pub.publish(String(data=encode(info)))
 
 
 def main(args=None) -> None:
