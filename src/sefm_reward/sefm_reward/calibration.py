@@ -65,6 +65,61 @@ def score_threshold(
     )
 
 
+@dataclass(frozen=True)
+class PracticeScore:
+    threshold: float
+    precision: float | None  # firings on a frame where the task is done / firings (None: it never fired)
+    recall: float  # episodes it ended on a done frame / episodes whose task got done
+    false_on_failures: float | None  # never-done episodes it ended anyway (None: none such)
+
+
+def score_on_practice(episodes: Sequence[np.ndarray], done: Sequence[np.ndarray], threshold: float) -> PracticeScore:
+    """A threshold judged as practice meets it, on rollouts that run on past their goal: the
+    detector ends an episode at its first firing, which is right when the task is done at that very
+    frame (``done``: ground truth per frame 0..T). Demonstrations stop at their goal, so
+    ``score_threshold`` must guess with a tolerance; a policy's own episodes need no guess, and
+    they hold the failures and the frames after a goal that practice sees."""
+    if len(episodes) != len(done) or not episodes:
+        raise ValueError(f"need per-frame truth for every episode, got {len(episodes)} episodes, {len(done)}")
+    right = fired = false_fail = reached = failed = 0
+    for d, truth in zip(episodes, done, strict=True):
+        truth = np.asarray(truth, dtype=bool)
+        if len(truth) != len(d):
+            raise ValueError(f"an episode has {len(d)} distances but {len(truth)} verdicts")
+        ever = bool(truth[1:].any())
+        reached, failed = reached + ever, failed + (not ever)
+        first = detector_ending(d, threshold)
+        if first is None:
+            continue
+        fired += 1
+        right += bool(truth[first])
+        false_fail += not ever
+    if reached == 0:
+        raise ValueError("need at least one episode whose task gets done to score a success threshold")
+    return PracticeScore(
+        threshold=float(threshold),
+        precision=right / fired if fired else None,
+        recall=right / reached,
+        false_on_failures=false_fail / failed if failed else None,
+    )
+
+
+def sweep_on_practice(
+    episodes: Sequence[np.ndarray], done: Sequence[np.ndarray], thresholds: Sequence[float], min_precision: float = 0.9
+) -> dict:
+    """``sweep``'s recommendation, with ``score_on_practice`` judging each threshold."""
+    scores = [score_on_practice(episodes, done, s) for s in sorted(thresholds)]
+    good = [s for s in scores if s.precision is not None and s.precision >= min_precision and s.recall > 0]
+    best = max(good, key=lambda s: (s.recall, -s.threshold), default=None)
+    return {
+        "episodes": len(episodes),
+        "task_done": int(sum(bool(np.asarray(t, dtype=bool)[1:].any()) for t in done)),
+        "min_precision": min_precision,
+        "recommended_threshold": None if best is None else best.threshold,
+        "scores": [asdict(s) for s in scores],
+    }
+
+
 def spearman_on_successes(episodes: Sequence[np.ndarray], successes: Sequence[bool]) -> float | None:
     """Rank correlation of d with the true steps-to-go (T - t), pooled over every frame of the
     successful episodes: whether d orders frames by how far they are from their goal, on one scale

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from sefm_reward.calibration import plot_sweep, score_threshold, spearman_on_successes, sweep
+from sefm_reward.calibration import (
+    plot_sweep,
+    score_on_practice,
+    score_threshold,
+    spearman_on_successes,
+    sweep,
+    sweep_on_practice,
+)
 
 
 def _ramp(length: int, end: float) -> np.ndarray:
@@ -61,3 +68,31 @@ def test_spearman_reads_whether_d_orders_the_frames_of_successes_by_their_steps_
     # Falling within each episode but on scales of their own: the pooled order is off.
     assert spearman_on_successes([falling[0], falling[1] * 10], [True, True]) < 0.9
     assert spearman_on_successes([_ramp(5, 1.0)], [False]) is None
+
+
+def test_on_practice_a_firing_is_right_only_on_a_frame_where_the_task_is_done():
+    d = np.r_[20.0, 10.0, 1.5, 8.0, 1.0, 1.0]
+    done = np.r_[False, False, False, False, True, True]
+    # fires at t=2, two steps before the goal: the tolerance of demonstrations calls it right, practice does not
+    assert score_threshold([d[:5]], [True], 2.0, tolerance=2).recall == 1.0
+    score = score_on_practice([d], [done], 2.0)
+    assert (score.precision, score.recall, score.false_on_failures) == (0.0, 0.0, None)
+    # a lower s fires at t=4, the first done frame
+    assert (score_on_practice([d], [done], 1.0).precision, score_on_practice([d], [done], 1.0).recall) == (1.0, 1.0)
+
+
+def test_on_practice_a_late_firing_counts_while_the_task_stays_done_and_failures_count_against():
+    reached = (np.r_[9.0, 6.0, 3.0, 2.5, 1.0], np.r_[False, False, True, True, True])  # fires at t=4, done since t=2
+    overshot = (np.r_[9.0, 6.0, 3.0, 2.5, 1.0], np.r_[False, False, True, False, False])  # done at t=2, pushed past
+    failed = (np.r_[9.0, 1.0, 9.0], np.r_[False, False, False])
+    never_fired = (np.r_[9.0, 8.0, 7.0], np.r_[False, True, True])
+    d, done = zip(reached, overshot, failed, never_fired, strict=True)
+    score = score_on_practice(list(d), list(done), threshold=1.5)
+    assert score.precision == pytest.approx(1 / 3) and score.recall == pytest.approx(1 / 3)
+    assert score.false_on_failures == 1.0
+    result = sweep_on_practice(list(d), list(done), [1.0, 1.5], min_precision=0.3)
+    assert result["task_done"] == 3 and result["recommended_threshold"] == 1.0
+    with pytest.raises(ValueError, match="task gets done"):
+        score_on_practice([failed[0]], [failed[1]], 1.0)
+    with pytest.raises(ValueError, match="verdicts"):
+        score_on_practice([np.r_[1.0, 2.0]], [np.r_[True]], 1.0)

@@ -29,6 +29,7 @@ class PracticeEpisode:
     embodiment: str = "language_table"
     tokens: list[np.ndarray] = field(default_factory=list)  # T action token vectors
     distances: list[float] = field(default_factory=list)  # d(o_t, g) for the T+1 frames
+    done: list[bool] = field(default_factory=list)  # the simulator's success verdict on each of the T+1 frames
     detected_success: bool = False
     ground_truth_success: bool = False
     detector_fired_at: int | None = None  # first t with d <= s
@@ -65,14 +66,19 @@ def run_episodes(
     image_size: tuple[int, int] = (96, 96),
     progress: str | None = None,
     greedy_lead: int = 0,
+    after_goal: int = 0,
 ) -> list[PracticeEpisode]:
     """One episode per seed, ``envs`` at a time. ``end_on``: "detector" (practice) or
     "ground_truth" (evaluation); the other verdict is recorded alongside. ``progress``: label of a
     progress bar over episodes (none if not given). Without a ``detector`` (evaluation of a policy
     alone) no d is computed and nothing fires. ``greedy_lead``: each episode first acts greedily for
-    a number of steps drawn from its seed, uniform in 0..greedy_lead, then samples."""
+    a number of steps drawn from its seed, uniform in 0..greedy_lead, then samples. ``after_goal``
+    (with "ground_truth"): act on for this many steps after the task is first done, so a detector
+    can be judged on the frames after a goal that practice sees."""
     if greedy_lead < 0:
         raise ValueError(f"greedy_lead must be >= 0, got {greedy_lead}")
+    if after_goal < 0 or (after_goal and end_on != "ground_truth"):
+        raise ValueError(f"after_goal must be >= 0 and needs end_on 'ground_truth', got {after_goal} with {end_on!r}")
     if end_on not in ("detector", "ground_truth"):
         raise ValueError(f"end_on must be 'detector' or 'ground_truth', got {end_on!r}")
     if detector is None and end_on == "detector":
@@ -103,7 +109,12 @@ def run_episodes(
                     if ep.detector_fired_at is None and detects_success(ep.length, dist <= detector.threshold):
                         ep.detector_fired_at = ep.length
                 ep.ground_truth_success = env.success()
-                ends_by = ep.detector_fired_at is not None if end_on == "detector" else ep.ground_truth_success
+                ep.done.append(ep.ground_truth_success)
+                if end_on == "detector":
+                    ends_by = ep.detector_fired_at is not None
+                else:
+                    goal = next((t for t, ok in enumerate(ep.done) if ok and t > 0), None)
+                    ends_by = goal is not None and ep.length >= goal + after_goal
                 if (ends_by and ep.length > 0) or ep.length >= max_steps:
                     ep.detected_success = ep.detector_fired_at is not None
                     ep.termination = "success" if ends_by and ep.length > 0 else "max_steps"

@@ -4,6 +4,7 @@ from sefm_policy.checkpoint import save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_reward.calibration import TOLERANCE
+from sefm_trainer import rollout
 from sefm_trainer.evaluate import EvalConfig, paired_comparison, run_evaluation, summarise, wilson_interval
 from sefm_trainer.rollout import PracticeEpisode
 
@@ -68,3 +69,40 @@ def test_eval_writes_each_seed_and_compares_seed_by_seed_with_an_earlier_run_of_
     assert again["compared_with"]["gained"] == again["compared_with"]["lost"] == 0
     with pytest.raises(ValueError, match=r"did not run seeds 8\.\.9"):
         run_evaluation(EvalConfig(**{**common, "seed": 8}, compare=str(tmp_path / "first.json")))
+
+
+def test_rollouts_act_on_past_the_goal_and_keep_the_simulators_verdict_on_every_frame(monkeypatch):
+    """A stand-in env whose task counts as done from its second step on (and undone after its
+    fourth): the episode runs ``after_goal`` steps past the goal, each frame's verdict kept."""
+    real = rollout.make_env
+
+    class DoneForAWhile:
+        def __init__(self, env):
+            self.env, self.steps = env, 0
+
+        def reset(self, **kwargs):
+            self.steps = 0
+            return self.env.reset(**kwargs)
+
+        def step(self, action):
+            self.steps += 1
+            return self.env.step(action)
+
+        def success(self):
+            return 2 <= self.steps <= 4
+
+        def close(self):
+            self.env.close()
+
+    def make_env(*args, **kwargs):
+        return DoneForAWhile(real(*args, **kwargs))
+
+    monkeypatch.setattr(rollout, "make_env", make_env)
+    policy = EFM.build(EFMConfig()).eval()
+    ep = rollout.run_episodes(policy, None, [3], max_steps=20, end_on="ground_truth", after_goal=3, envs=1)[0]
+    assert ep.length == 5 and ep.done == [False, False, True, True, True, False]
+    assert ep.ground_truth_success is False  # the final frame's verdict: pushed past its goal
+    at_goal = rollout.run_episodes(policy, None, [3], max_steps=20, end_on="ground_truth", envs=1)[0]
+    assert at_goal.length == 2 and at_goal.done == [False, False, True] and at_goal.ground_truth_success
+    with pytest.raises(ValueError, match="after_goal"):
+        rollout.run_episodes(policy, None, [3], end_on="detector", after_goal=2)
