@@ -109,8 +109,7 @@ def sweep_on_practice(
 ) -> dict:
     """``sweep``'s recommendation, with ``score_on_practice`` judging each threshold."""
     scores = [score_on_practice(episodes, done, s) for s in sorted(thresholds)]
-    good = [s for s in scores if s.precision is not None and s.precision >= min_precision and s.recall > 0]
-    best = max(good, key=lambda s: (s.recall, -s.threshold), default=None)
+    best = recommended(scores, min_precision)
     return {
         "episodes": len(episodes),
         "task_done": int(sum(bool(np.asarray(t, dtype=bool)[1:].any()) for t in done)),
@@ -131,6 +130,12 @@ def spearman_on_successes(episodes: Sequence[np.ndarray], successes: Sequence[bo
     return float(rho) if np.isfinite(rho) else None
 
 
+def recommended(scores: Sequence[ThresholdScore | PracticeScore], min_precision: float):
+    """The highest-recall threshold (the lowest among ties) whose precision reaches ``min_precision``."""
+    good = [s for s in scores if s.precision is not None and s.precision >= min_precision and s.recall > 0]
+    return max(good, key=lambda s: (s.recall, -s.threshold), default=None)
+
+
 def sweep(
     episodes: Sequence[np.ndarray],
     successes: Sequence[bool],
@@ -141,8 +146,7 @@ def sweep(
     """Score every threshold; recommend the one with the highest recall among those whose
     precision reaches ``min_precision`` (None when none does: then d does not tell success apart)."""
     scores = [score_threshold(episodes, successes, s, tolerance) for s in sorted(thresholds)]
-    good = [s for s in scores if s.precision is not None and s.precision >= min_precision and s.recall > 0]
-    best = max(good, key=lambda s: (s.recall, -s.threshold), default=None)
+    best = recommended(scores, min_precision)
     final = np.array([d[-1] for d, ok in zip(episodes, successes, strict=True) if ok])
     before = np.concatenate([d[: max(len(d) - 1 - tolerance, 0)] for d in episodes])
     return {
