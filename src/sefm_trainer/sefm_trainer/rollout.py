@@ -30,6 +30,7 @@ class PracticeEpisode:
     tokens: list[np.ndarray] = field(default_factory=list)  # T action token vectors
     distances: list[float] = field(default_factory=list)  # d(o_t, g) for the T+1 frames
     done: list[bool] = field(default_factory=list)  # the simulator's success verdict on each of the T+1 frames
+    goal_at: int | None = None  # the first frame after an action that the simulator calls done
     detected_success: bool = False
     ground_truth_success: bool = False
     detector_fired_at: int | None = None  # first t with d <= s
@@ -110,11 +111,12 @@ def run_episodes(
                         ep.detector_fired_at = ep.length
                 ep.ground_truth_success = env.success()
                 ep.done.append(ep.ground_truth_success)
+                if ep.goal_at is None and ep.ground_truth_success and ep.length > 0:
+                    ep.goal_at = ep.length
                 if end_on == "detector":
                     ends_by = ep.detector_fired_at is not None
                 else:
-                    goal = next((t for t, ok in enumerate(ep.done) if ok and t > 0), None)
-                    ends_by = goal is not None and ep.length >= goal + after_goal
+                    ends_by = ep.goal_at is not None and ep.length >= ep.goal_at + after_goal
                 if (ends_by and ep.length > 0) or ep.length >= max_steps:
                     ep.detected_success = ep.detector_fired_at is not None
                     ep.termination = "success" if ends_by and ep.length > 0 else "max_steps"
