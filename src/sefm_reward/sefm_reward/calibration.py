@@ -73,6 +73,11 @@ class PracticeScore:
     false_on_failures: float | None  # never-done episodes it ended anyway (None: none such)
 
 
+def reaches_goal(truth) -> bool:
+    """Is the task done on some frame after an action (frame 0 never counts, as ``detects_success``)?"""
+    return bool(np.asarray(truth, dtype=bool)[1:].any())
+
+
 def score_on_practice(episodes: Sequence[np.ndarray], done: Sequence[np.ndarray], threshold: float) -> PracticeScore:
     """A threshold judged as practice meets it, on rollouts that run on past their goal: the
     detector ends an episode at its first firing, which is right when the task is done at that very
@@ -86,7 +91,7 @@ def score_on_practice(episodes: Sequence[np.ndarray], done: Sequence[np.ndarray]
         truth = np.asarray(truth, dtype=bool)
         if len(truth) != len(d):
             raise ValueError(f"an episode has {len(d)} distances but {len(truth)} verdicts")
-        ever = bool(truth[1:].any())
+        ever = reaches_goal(truth)
         reached, failed = reached + ever, failed + (not ever)
         first = detector_ending(d, threshold)
         if first is None:
@@ -112,7 +117,7 @@ def sweep_on_practice(
     best = recommended(scores, min_precision)
     return {
         "episodes": len(episodes),
-        "task_done": int(sum(bool(np.asarray(t, dtype=bool)[1:].any()) for t in done)),
+        "task_done": sum(reaches_goal(t) for t in done),
         "min_precision": min_precision,
         "recommended_threshold": None if best is None else best.threshold,
         "scores": [asdict(s) for s in scores],
