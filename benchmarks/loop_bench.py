@@ -1,12 +1,14 @@
 """Closed-loop speed through the ROS graph (sim bridge -> policy -> sim bridge, lockstep) for 1
 and 4 simulated robots, beside the same policy and sim called in one process; with
-``--policy-server`` each fleet also runs with one policy process batching every robot's frames
-(``fleet.batch_policy``) beside one policy process per robot.
+``--reward-model`` every robot's reward node reads d as practice does; with ``--servers`` each
+fleet also runs with one policy process and one reward process batching every robot's frames
+(``fleet.batch_policy``, ``fleet.batch_reward``) beside one process per robot.
 
 Steps/s are the frames each robot's sim publishes (one per answered frame in lockstep). Latency
 is image -> command: when the probe receives a command, minus the stamp of the frame that command
 answers (its header carries that stamp). Prints one JSON object.
-Usage: python benchmarks/loop_bench.py [--seconds 20] [--robots 1 4] [--policy-server] [--checkpoint DIR]
+Usage: python benchmarks/loop_bench.py [--seconds 20] [--robots 1 4] [--servers] [--checkpoint DIR]
+    [--reward-model DIR]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from geometry_msgs.msg import TwistStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 from sefm.harness import graph, running, spin_until
 from sefm_interfaces.ros_common import stamp_ns
@@ -55,17 +58,26 @@ def in_process(model: EFM, seconds: float, task: str) -> dict:
     return {"steps_per_s": round(steps / seconds, 1), "policy_latency": percentiles(latencies)}
 
 
-def through_graph(checkpoint: Path, robots: int, seconds: float, log_dir: Path, task: str, server: bool) -> dict:
+def through_graph(
+    checkpoint: Path, robots: int, seconds: float, log_dir: Path, task: str, server: bool, reward: Path | None
+) -> dict:
     nodes = {
         "sim_bridge": {"mode": "lockstep", "task_family": task},
         "policy": {"checkpoint": str(checkpoint), "actuation_enabled": True},
         "episode_manager": {"max_steps": 10**6, "wait_for_topics": ["policy/command"]},
     }
+    if reward is not None:  # s = 0: no frame ends an episode, every frame is read
+        nodes["reward"] = {"checkpoint": str(reward), "success_threshold": 0.0}
     qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-    with running(graph(nodes, robots=robots, batch_policy=server), log_dir) as (bringup, probe, executor):
+    fleet = graph(nodes, robots=robots, batch_policy=server, batch_reward=server)
+    with running(fleet, log_dir) as (bringup, probe, executor):
         frames: dict[str, set] = {f"/robot_{r}": set() for r in range(robots)}
         answers: dict[str, list] = {ns: [] for ns in frames}
+        verdicts: dict[str, list] = {ns: [] for ns in frames}
         for ns in frames:
+            probe.create_subscription(
+                Header, f"{ns}/reward/success", lambda m, log=verdicts[ns]: log.append(stamp_ns(m)), qos
+            )
             probe.create_subscription(
                 Image, f"{ns}/camera/front/image_raw", lambda m, seen=frames[ns]: seen.add(stamp_ns(m)), qos
             )
@@ -79,6 +91,7 @@ def through_graph(checkpoint: Path, robots: int, seconds: float, log_dir: Path, 
         for ns in frames:
             frames[ns].clear()
             answers[ns].clear()
+            verdicts[ns].clear()
         start = time.monotonic()
         spin_until(executor, bringup, lambda: time.monotonic() - start >= seconds, seconds + 30, "the window")
     # A lockstep sim steps once per answered frame; the policy's stop commands (a hold when the
@@ -86,10 +99,12 @@ def through_graph(checkpoint: Path, robots: int, seconds: float, log_dir: Path, 
     per_robot = [len(frames[ns]) / seconds for ns in frames]
     latencies = [(t - s) / 1e6 for ns, log in answers.items() for t, s in log if s in frames[ns]]
     stops = sum(s not in frames[ns] for ns, log in answers.items() for _, s in log)
+    read = [sum(s in frames[ns] for s in set(verdicts[ns])) / max(len(frames[ns]), 1) for ns in frames]
     return {
         "robots": robots,
-        "policy_processes": 1 if server else robots,
+        "processes_per_node": 1 if server else robots,
         "steps_per_s_per_robot": round(float(np.mean(per_robot)), 1),
+        "frames_read_by_reward": round(float(np.mean(read)), 2) if reward is not None else None,
         "steps_per_s_total": round(float(np.sum(per_robot)), 1),
         "image_to_command": percentiles(latencies),
         "commands_answering_no_frame": stops,
@@ -101,9 +116,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--robots", type=int, nargs="+", default=[1, 4])
     parser.add_argument(
-        "--policy-server", action="store_true", help="also run each fleet with one batching policy process"
+        "--servers", action="store_true", help="also run each fleet with one batching policy and reward process"
     )
     parser.add_argument("--checkpoint", help="a policy checkpoint (default: the untrained tiny EFM)")
+    parser.add_argument("--reward-model", help="a steps-to-go checkpoint: each robot's reward node reads d with it")
     parser.add_argument("--task", default="block2block", help="the sim's task family")
     args = parser.parse_args()
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -114,16 +130,18 @@ def main() -> None:
         else:
             model = EFM.build(EFMConfig()).eval()
             checkpoint = save_checkpoint(model, Path(tmp) / "tiny")
+        reward = Path(args.reward_model).resolve() if args.reward_model else None
         result = {
             "machine": {"cores": os.cpu_count()},
             "checkpoint": str(args.checkpoint or "untrained tiny EFM"),
+            "reward_model": args.reward_model,
             "in_process": in_process(model, args.seconds, args.task),
         }
         base = result["in_process"]["policy_latency"]["p50_ms"]
         for robots in args.robots:
-            for server in (False, True) if args.policy_server else (False,):
-                key = f"graph_{robots}_robots" + ("_policy_server" if server else "")
-                g = through_graph(checkpoint, robots, args.seconds, Path(tmp) / key, args.task, server)
+            for server in (False, True) if args.servers else (False,):
+                key = f"graph_{robots}_robots" + ("_servers" if server else "")
+                g = through_graph(checkpoint, robots, args.seconds, Path(tmp) / key, args.task, server, reward)
                 g["latency_ratio_to_in_process_p50"] = round(g["image_to_command"]["p50_ms"] / base, 2)
                 result[key] = g
     print(json.dumps(result, indent=2))

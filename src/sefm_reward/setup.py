@@ -13,7 +13,12 @@ setup(
     install_requires=["sefm_policy", "numpy", "scipy"],
     python_requires=">=3.10",
     zip_safe=True,
-    entry_points={"console_scripts": ["reward_node = sefm_reward.reward_node:main"]},
+    entry_points={
+        "console_scripts": [
+            "reward_node = sefm_reward.reward_node:main",
+            "reward_server = sefm_reward.reward_server:main",
+        ]
+    },
     maintainer="sefm developers",
     description="Steps-to-go distance, reward and success detection read off a frozen EFM; the reward node.",
     license="Apache-2.0",

@@ -10,7 +10,7 @@ import pytest
 from geometry_msgs.msg import TwistStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool, Float32, String
 
 from sefm.graph import node_specs
 from sefm.harness import bags, graph, log_text, practice_nodes, running, spin_until
@@ -60,18 +60,25 @@ def test_two_robot_fleet_records_whole_episodes_and_stops_cleanly(tiny_checkpoin
     assert seeds[0] < 100_000 <= seeds[-1]  # robot_1's seeds are offset
 
 
-def test_one_policy_server_acts_for_two_robots_in_batches_and_hot_reloads_both(tiny_checkpoints, tmp_path):
+def test_one_policy_server_and_one_reward_server_serve_two_robots_in_batches_and_hot_reload_both(
+    tiny_checkpoints, tmp_path
+):
     out = tmp_path / "episodes"
-    config = graph(practice_nodes(tiny_checkpoints[0], out, max_steps=60), robots=2, batch_policy=True)
-    assert [s.name for s in node_specs(config)].count("policy_server") == 1
+    nodes = practice_nodes(tiny_checkpoints[0], out, max_steps=60)
+    config = graph(nodes, robots=2, batch_policy=True, batch_reward=True)
+    assert [s.name for s in node_specs(config) if s.serves] == ["policy_server", "reward_server"]
     with running(config, tmp_path / "logs") as (bringup, probe, executor):
         versions: dict[str, list] = {"/robot_0": [], "/robot_1": []}
+        distances: dict[str, list] = {"/robot_0": [], "/robot_1": []}
         for ns, seen in versions.items():
             probe.create_subscription(
                 String,
                 f"{ns}/policy/version",
                 lambda m, seen=seen: seen.append(json.loads(m.data)["version"]),
                 LATCHED_QOS,
+            )
+            probe.create_subscription(
+                Float32, f"{ns}/reward/steps_to_go", lambda m, ns=ns: distances[ns].append(m.data), DEEP
             )
 
         def episodes_each(n):
@@ -89,6 +96,9 @@ def test_one_policy_server_acts_for_two_robots_in_batches_and_hot_reloads_both(t
     # A robot acts alone while the other resets; while both run, their frames share a pass.
     together = re.findall(r"frames of 2 robots answered in batches of .*2: (\d+)", log)
     assert together and int(together[-1]) >= 10
+    scored = log_text(bringup, "reward_server")
+    assert re.search(r"frames of 2 robots scored in batches of ", scored), scored[-2000:]
+    assert all(len(ds) >= 60 and all(np.isfinite(ds)) for ds in distances.values())  # each robot's own d
     loaded = load_episodes(out, progress=False)
     assert loaded.skipped == [] and {e.meta.namespace for e in loaded.episodes} == {"/robot_0", "/robot_1"}
     assert all(ep.meta.length == 60 and ep.action_tokens.shape == (60, 4) for ep in loaded.episodes)

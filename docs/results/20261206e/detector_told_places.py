@@ -1,7 +1,9 @@
 """d on calibration demonstrations read two ways: told the true places (the steps-to-go function
 alone) and on the places the reward model says itself (what the detector sees); median d by true
 steps to go, and the demonstration sweep (sefm_reward.calibration.sweep) of each.
-Usage: python detector_told_places.py REWARD_MODEL EPISODES N > out.json
+Demonstrations held past their goal (session 24) are read up to their last done frame; their
+steps to go are negative past the goal (0 to the model). Usage: python detector_told_places.py
+REWARD_MODEL EPISODES N > out.json
 """
 
 import json
@@ -25,18 +27,20 @@ told, said, to_go = [], [], []
 with torch.no_grad():
     for ep in episodes:
         frames, states = timeline(ep)
-        T = len(frames) - 1
+        T, goal = ep.last_done, ep.goal_at
         obs = [observation_at(ep.meta.embodiment, frames, t, ep.meta.instruction, states) for t in range(T + 1)]
         places = np.stack([model.embodiment.action.encode(np.zeros(2), places_at(ep, t)) for t in range(T + 1)])
         told.append((model.steps_to_go_log_probs(obs, places).exp() @ model.steps_centres).numpy())
         said.append((model.steps_to_go_log_probs(obs).exp() @ model.steps_centres).numpy())
-        to_go.append(T - np.arange(T + 1))
+        to_go.append(goal - np.arange(T + 1))  # negative past the goal
 successes = [e.meta.success for e in episodes]
 out = {"reward_model": sys.argv[1], "episodes": len(episodes)}
 for name, ds in (("told_true_places", told), ("own_places", said)):
-    result = sweep(ds, successes, np.arange(0.5, 10.01, 0.5), 2, 0.9)
+    result = sweep(ds, successes, np.arange(0.5, 10.01, 0.5), 2, 0.9, [e.goal_at for e in episodes])
     by_steps = {
-        k: float(np.median(np.concatenate([d[s == k] for d, s in zip(ds, to_go, strict=True)]))) for k in range(8)
+        k: float(np.median(np.concatenate([d[s == k] for d, s in zip(ds, to_go, strict=True)])))
+        for k in range(-6, 8)
+        if any((s == k).any() for s in to_go)
     }
     out[name] = {
         "recommended_threshold": result["recommended_threshold"],

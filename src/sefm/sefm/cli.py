@@ -193,7 +193,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="folder to write episode bags into (kept episodes are skipped)")
     gen.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed + i")
     gen.add_argument("--workers", type=int, default=1, help="parallel processes")
-    add_config_flags(gen, DatagenConfig, ["task_family", "image_size", "max_steps", "noise_std"], FLAG_NAMES)
+    flags = ["task_family", "image_size", "max_steps", "noise_std", "hold_steps"]
+    add_config_flags(gen, DatagenConfig, flags, FLAG_NAMES)
     gen.set_defaults(run=datagen)
 
     episodes_cmd = sub.add_parser("episodes", help="summarise episode bags, or import a rig's own recordings")

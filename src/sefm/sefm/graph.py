@@ -44,6 +44,15 @@ class FleetConfig(StrictModel):
         "one batched forward pass (one model in memory, not one per robot)",
     )
     batch_window_s: float = Field(0.05, ge=0, description="batch_policy: longest a frame waits for the others'")
+    batch_reward: bool = Field(
+        False,
+        description="one reward_server process reads d for every robot, scoring their newest frames in one pass "
+        "(one reward model in memory, not one per robot)",
+    )
+
+    def batched(self, name: str) -> bool:
+        """Does one server process run every robot's ``name`` node?"""
+        return (name == "policy" and self.batch_policy) or (name == "reward" and self.batch_reward)
 
 
 class NodesConfig(StrictModel):
@@ -105,7 +114,7 @@ def node_specs(config: GraphConfig, base_dir: str | Path = ".") -> list[NodeSpec
     for robot, namespace in enumerate(namespaces):
         for name, (package, executable, module, _) in NODE_TYPES.items():
             params = getattr(config.nodes, name)
-            if params is None or (name == "policy" and fleet.batch_policy):
+            if params is None or fleet.batched(name):
                 continue
             values = params.model_dump()
             if name == "sim_bridge":
@@ -113,25 +122,28 @@ def node_specs(config: GraphConfig, base_dir: str | Path = ".") -> list[NodeSpec
             specs.append(
                 NodeSpec(package, executable, module, name, namespace, _resolved(values, base), _remaps(config, name))
             )
-    if fleet.batch_policy and config.nodes.policy is not None:
-        specs.append(policy_server_spec(config, namespaces, base))
+    for name in SERVERS:
+        if fleet.batched(name) and getattr(config.nodes, name) is not None:
+            specs.append(server_spec(config, name, namespaces, base))
     return specs
 
 
-def policy_server_spec(config: GraphConfig, namespaces: list[str], base: Path) -> NodeSpec:
-    """One process for every robot's policy node (``sefm_policy.policy_server``)."""
-    values = _resolved(config.nodes.policy.model_dump(), base)
-    arguments = ("--namespaces", *namespaces, "--batch-window-s", str(config.fleet.batch_window_s))
+# node -> (package, executable, python module) of the process that runs it for every robot of a host
+SERVERS = {
+    "policy": ("sefm_policy", "policy_server", "sefm_policy.policy_server"),
+    "reward": ("sefm_reward", "reward_server", "sefm_reward.reward_server"),
+}
+
+
+def server_spec(config: GraphConfig, name: str, namespaces: list[str], base: Path) -> NodeSpec:
+    """One process for every robot's ``name`` node (``sefm_policy.policy_server``, ``sefm_reward.reward_server``)."""
+    package, executable, module = SERVERS[name]
+    arguments = ("--namespaces", *namespaces)
+    if name == "policy":
+        arguments += ("--batch-window-s", str(config.fleet.batch_window_s))
+    values = _resolved(getattr(config.nodes, name).model_dump(), base)
     return NodeSpec(
-        "sefm_policy",
-        "policy_server",
-        "sefm_policy.policy_server",
-        "policy_server",
-        "/",
-        values,
-        _remaps(config, "policy"),
-        serves=tuple(namespaces),
-        arguments=arguments,
+        package, executable, module, executable, "/", values, _remaps(config, name), tuple(namespaces), arguments
     )
 
 

@@ -56,6 +56,27 @@ def test_a_batched_fleet_runs_one_policy_server_for_every_robot(tmp_path):
         parse_config({"fleet": {"batch_window_s": -1}}, GraphConfig)
 
 
+def test_a_fleet_batching_rewards_runs_one_reward_server_beside_each_robots_policy(tmp_path):
+    nodes = {"reward": {"checkpoint": "/rm", "success_threshold": 2.5}, "policy": {"checkpoint": "/ckpt"}}
+    config = parse_config({"fleet": {"robots": 2, "batch_reward": True}, "nodes": nodes}, GraphConfig)
+    specs = node_specs(config)
+    assert [s.fqn for s in specs] == ["/robot_0/policy", "/robot_1/policy", "/reward_server"]
+    server = specs[-1]
+    assert server.parameters["success_threshold"] == 2.5 and server.serves == ("/robot_0", "/robot_1")
+    cmd = command(server, write_params(server, tmp_path))
+    assert cmd[1 : cmd.index("--ros-args")] == [
+        "-m",
+        "sefm_reward.reward_server",
+        "--namespaces",
+        "/robot_0",
+        "/robot_1",
+    ]
+    both = parse_config(
+        {"fleet": {"robots": 2, "batch_reward": True, "batch_policy": True}, "nodes": nodes}, GraphConfig
+    )
+    assert [s.fqn for s in node_specs(both)] == ["/policy_server", "/reward_server"]
+
+
 def test_policy_server_refuses_a_robot_named_twice():
     assert parse_args(["--namespaces", "/robot_0", "/robot_1"]).batch_window_s == 0.05
     with pytest.raises(SystemExit):
@@ -70,8 +91,8 @@ def test_bringup_keeps_dds_on_loopback_unless_multi_host(monkeypatch):
     assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in ros_environment(multi)
 
 
-@pytest.mark.parametrize("batch_policy", [False, True])
-def test_launch_file_starts_the_same_nodes_as_bringup(repo_root, tmp_path, monkeypatch, batch_policy):
+@pytest.mark.parametrize("batched", [False, True])
+def test_launch_file_starts_the_same_nodes_as_bringup(repo_root, tmp_path, monkeypatch, batched):
     """launch/launch_ros are not in the pip install: stand-ins record what the launch file builds."""
     made = []
 
@@ -107,16 +128,16 @@ def test_launch_file_starts_the_same_nodes_as_bringup(repo_root, tmp_path, monke
     description = namespace["generate_launch_description"]()
     opaque = next(a for a in description if "function" in a.kwargs)
     config_path = repo_root / "config" / "sim_language_table.yaml"
-    if batch_policy:
+    if batched:
         graph = yaml.safe_load(config_path.read_text())
-        graph["fleet"]["batch_policy"] = True
+        graph["fleet"] |= {"batch_policy": True, "batch_reward": True}
         config_path = tmp_path / "batched.yaml"
         config_path.write_text(yaml.safe_dump(graph))
     actions = opaque.kwargs["function"]({"config": str(config_path)})
     specs = node_specs(load_graph(config_path), config_path.parent)
     env = [a.args for a in actions if isinstance(a, Action)]
     assert ("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST") in env
-    assert any(s.serves for s in specs) == batch_policy
+    assert [s.name for s in specs if s.serves] == (["policy_server", "reward_server"] if batched else [])
     assert [
         (m["package"], m["executable"], m.get("namespace"), m.get("name"), m["arguments"], m["parameters"])
         for m in made

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -33,6 +35,7 @@ SIM_CAMERA_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 RECORD_IMAGE_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
 RECORD_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 BAD_IMAGE_LOG_PERIOD_S = 5.0  # one warning per camera and kind of fault in this time
+SERVER_STATS_PERIOD_S = 10.0  # a server logs its batch sizes this often
 
 
 def declare_params(node: Node, model: type[BaseModel]):
@@ -149,4 +152,63 @@ def run(make_node: Callable[[], Node], args=None) -> None:
             close()
         executor.shutdown()
         node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def server_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line of a process serving several robots' nodes (``--namespaces``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--namespaces", nargs="+", required=True, help="the robots served, e.g. /robot_0 /robot_1")
+    return parser
+
+
+def server_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if len(set(args.namespaces)) != len(args.namespaces):
+        parser.error(f"--namespaces repeats a robot: {args.namespaces}")
+    return args
+
+
+def batches_line(sizes: Counter, robots: int, verb: str) -> str | None:
+    """How a server's passes went: "frames of 2 robots answered in batches of 1: 40, 2: 165"."""
+    if not sizes:
+        return None
+    return f"frames of {robots} robots {verb} in batches of " + ", ".join(f"{n}: {sizes[n]}" for n in sorted(sizes))
+
+
+def serve(
+    server: Node,
+    robots: Sequence[Node],
+    batches: tuple[Counter, str],
+    step: Callable[[SingleThreadedExecutor], None] | None = None,
+    close: Callable[[], None] | None = None,
+) -> None:
+    """Spin a server and the robots' nodes it hosts until Ctrl-C/SIGTERM (``step``: one turn of a
+    loop of its own), logging its ``batches`` (sizes, verb) now and then; then tear it all down."""
+    sizes, verb = batches
+
+    def stats() -> None:
+        line = batches_line(sizes, len(robots), verb)
+        if line:
+            server.get_logger().info(line)
+
+    server.create_timer(SERVER_STATS_PERIOD_S, stats)
+    executor = SingleThreadedExecutor()
+    for node in (server, *robots):
+        executor.add_node(node)
+    try:
+        if step is None:
+            executor.spin()
+        else:
+            while rclpy.ok():
+                step(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if close is not None:
+            close()
+        stats()
+        executor.shutdown()
+        for node in (*robots, server):
+            node.destroy_node()
         rclpy.try_shutdown()

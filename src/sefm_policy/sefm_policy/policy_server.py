@@ -16,28 +16,24 @@ import os
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.utilities import remove_ros_args
 
-from sefm_interfaces.ros_common import declare_params
+from sefm_interfaces.ros_common import declare_params, serve, server_args, server_parser
 
 from .node_params import PolicyParams
 from .policy_node import PolicyNode, host_for
 
-STATS_PERIOD_S = 10.0
 IDLE_SPIN_S = 0.1
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="policy_server", description=__doc__.splitlines()[0])
-    parser.add_argument("--namespaces", nargs="+", required=True, help="the robots served, e.g. /robot_0 /robot_1")
+    parser = server_parser("policy_server", __doc__.splitlines()[0])
     parser.add_argument(
         "--batch-window-s", type=float, default=0.05, help="longest a frame waits for the other robots' frames"
     )
-    args = parser.parse_args(argv)
-    if len(set(args.namespaces)) != len(args.namespaces):
-        parser.error(f"--namespaces repeats a robot: {args.namespaces}")
+    args = server_args(parser, argv)
     if args.batch_window_s < 0:
         parser.error(f"--batch-window-s must be >= 0, got {args.batch_window_s}")
     return args
@@ -53,31 +49,12 @@ def main(args=None) -> None:
     for node in robots:
         node.peers = robots
 
-    def stats() -> None:
-        sizes = host.batch_sizes
-        if sizes:
-            server.get_logger().info(
-                f"frames of {len(robots)} robots answered in batches of "
-                + ", ".join(f"{size}: {sizes[size]}" for size in sorted(sizes))
-            )
+    def step(executor: SingleThreadedExecutor) -> None:
+        executor.spin_once(timeout_sec=host.wait_s() if host.pending else IDLE_SPIN_S)
+        if host.ready(sum(node.expects_frame() for node in robots)):
+            host.flush()
 
-    server.create_timer(STATS_PERIOD_S, stats)
-    executor = SingleThreadedExecutor()
-    for node in (server, *robots):
-        executor.add_node(node)
-    try:
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=host.wait_s() if host.pending else IDLE_SPIN_S)
-            if host.ready(sum(node.expects_frame() for node in robots)):
-                host.flush()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        stats()
-        executor.shutdown()
-        for node in (*robots, server):
-            node.destroy_node()
-        rclpy.try_shutdown()
+    serve(server, robots, (host.batch_sizes, "answered"), step)
 
 
 if __name__ == "__main__":

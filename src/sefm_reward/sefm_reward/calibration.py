@@ -5,6 +5,8 @@ Practice ends an episode at the first frame after an action with d <= s
 the detector first fire? In a successful episode (the goal is reached at its last frame, as in
 demonstrations) firing within ``tolerance`` steps of the end is right, firing earlier ends
 practice on a false success, never firing misses it; in a failed episode any firing is false.
+Demonstrations held past their goal (``goals``: the frame each reached it) count a firing on any
+frame after it as right too.
 """
 
 from __future__ import annotations
@@ -34,21 +36,35 @@ class ThresholdScore:
     false_on_failures: float | None  # failed episodes where it fired (None: no failed episodes)
 
 
+def goal_frames(episodes: Sequence[np.ndarray], goals: Sequence[int] | None) -> list[int]:
+    """Each episode's goal frame: its last, unless ``goals`` says (a demonstration held past it)."""
+    if goals is None:
+        return [len(d) - 1 for d in episodes]
+    if len(goals) != len(episodes) or any(not 0 <= g < len(d) for d, g in zip(episodes, goals, strict=False)):
+        raise ValueError(f"need one goal frame within each episode, got {list(goals)} for {len(episodes)} episodes")
+    return [int(g) for g in goals]
+
+
 def score_threshold(
-    episodes: Sequence[np.ndarray], successes: Sequence[bool], threshold: float, tolerance: int = TOLERANCE
+    episodes: Sequence[np.ndarray],
+    successes: Sequence[bool],
+    threshold: float,
+    tolerance: int = TOLERANCE,
+    goals: Sequence[int] | None = None,
 ) -> ThresholdScore:
-    """``episodes``: each episode's d for its frames 0..T; ``successes``: reached its goal at T."""
+    """``episodes``: each episode's d for its frames 0..T; ``successes``: reached its goal (at T,
+    or at the frame ``goals`` gives)."""
     if len(episodes) != len(successes) or not episodes:
         raise ValueError(f"need one success flag per episode, got {len(episodes)} episodes, {len(successes)} flags")
     right = early = fired = false_fail = 0
-    for d, success in zip(episodes, successes, strict=True):
+    for d, success, goal in zip(episodes, successes, goal_frames(episodes, goals), strict=True):
         first = detector_ending(d, threshold)
         if first is None:
             continue
         fired += 1
         if not success:
             false_fail += 1
-        elif not fired_early(first, len(d) - 1, tolerance):
+        elif not fired_early(first, goal, tolerance):
             right += 1
         else:
             early += 1
@@ -124,14 +140,17 @@ def sweep_on_practice(
     }
 
 
-def spearman_on_successes(episodes: Sequence[np.ndarray], successes: Sequence[bool]) -> float | None:
-    """Rank correlation of d with the true steps-to-go (T - t), pooled over every frame of the
-    successful episodes: whether d orders frames by how far they are from their goal, on one scale
-    across episodes as a threshold needs (None if undefined)."""
-    ds = [d for d, ok in zip(episodes, successes, strict=True) if ok]
-    if not ds:
+def spearman_on_successes(
+    episodes: Sequence[np.ndarray], successes: Sequence[bool], goals: Sequence[int] | None = None
+) -> float | None:
+    """Rank correlation of d with the true steps-to-go (T - t, 0 past a held goal), pooled over every
+    frame of the successful episodes: whether d orders frames by how far they are from their goal,
+    on one scale across episodes as a threshold needs (None if undefined)."""
+    kept = [(d, g) for d, ok, g in zip(episodes, successes, goal_frames(episodes, goals), strict=True) if ok]
+    if not kept:
         return None
-    rho = spearmanr(np.concatenate(ds), np.concatenate([np.arange(len(d))[::-1] for d in ds])).statistic
+    truth = [np.maximum(g - np.arange(len(d)), 0) for d, g in kept]
+    rho = spearmanr(np.concatenate([d for d, _ in kept]), np.concatenate(truth)).statistic
     return float(rho) if np.isfinite(rho) else None
 
 
@@ -147,21 +166,25 @@ def sweep(
     thresholds: Sequence[float],
     tolerance: int = TOLERANCE,
     min_precision: float = 0.9,
+    goals: Sequence[int] | None = None,
 ) -> dict:
     """Score every threshold; recommend the one with the highest recall among those whose
     precision reaches ``min_precision`` (None when none does: then d does not tell success apart)."""
-    scores = [score_threshold(episodes, successes, s, tolerance) for s in sorted(thresholds)]
+    scores = [score_threshold(episodes, successes, s, tolerance, goals) for s in sorted(thresholds)]
     best = recommended(scores, min_precision)
-    final = np.array([d[-1] for d, ok in zip(episodes, successes, strict=True) if ok])
-    before = np.concatenate([d[: max(len(d) - 1 - tolerance, 0)] for d in episodes])
+    at = goal_frames(episodes, goals)
+    final = np.array([d[g] for d, ok, g in zip(episodes, successes, at, strict=True) if ok])
+    before = np.concatenate([d[: max(g - tolerance, 0)] for d, g in zip(episodes, at, strict=True)])
+    past = np.concatenate([d[g + 1 :] for d, ok, g in zip(episodes, successes, at, strict=True) if ok])
     return {
         "episodes": len(episodes),
         "successful": int(np.sum(successes)),
         "tolerance": tolerance,
         "min_precision": min_precision,
         "recommended_threshold": None if best is None else best.threshold,
-        "spearman_on_successes": spearman_on_successes(episodes, successes),
+        "spearman_on_successes": spearman_on_successes(episodes, successes, goals),
         "d_at_goal_median": float(np.median(final)),
+        "d_past_goal_median": float(np.median(past)) if past.size else None,
         "d_before_goal_p5": float(np.percentile(before, 5)) if before.size else None,
         "scores": [asdict(s) for s in scores],
     }

@@ -26,6 +26,12 @@ def detects_success(step: int, verdict: bool) -> bool:
     return step >= 1 and verdict
 
 
+def checked_threshold(success_threshold: float) -> float:
+    if success_threshold < 0:
+        raise ValueError(f"success_threshold must be >= 0, got {success_threshold}")
+    return float(success_threshold)
+
+
 def detector_ending(distances, threshold: float) -> int | None:
     """The frame at which the detector ends an episode whose frames 0..T read ``distances``."""
     return next((t for t, d in enumerate(distances) if detects_success(t, float(d) <= threshold)), None)
@@ -39,19 +45,13 @@ class Reading:
 
 
 class StepsToGoDetector:
-    """Stateful per episode: feed frames in order (skipping is fine), ``reset`` between episodes."""
+    """The frozen reward model and the success threshold s: d for any frames, in batches."""
 
     def __init__(self, model: EFM, success_threshold: float) -> None:
-        if success_threshold < 0:
-            raise ValueError(f"success_threshold must be >= 0, got {success_threshold}")
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.threshold = float(success_threshold)
-        self._last_d: float | None = None
-
-    def reset(self) -> None:
-        self._last_d = None
+        self.threshold = checked_threshold(success_threshold)
 
     @torch.no_grad()
     def distances(self, observations: list[Observation]) -> np.ndarray:
@@ -61,8 +61,19 @@ class StepsToGoDetector:
             [self.model.expected_steps_to_go(observations[i : i + DISTANCE_BATCH]).cpu().numpy() for i in starts]
         )
 
-    def update(self, observation: Observation) -> Reading:
-        (d,) = self.distances([observation])
+
+class Readings:
+    """One robot's running episode as its reward node reads it: each new d, the reward against the
+    frame read before it (frames may be skipped) and the verdict. ``reset`` between episodes."""
+
+    def __init__(self, success_threshold: float) -> None:
+        self.threshold = checked_threshold(success_threshold)
+        self._last_d: float | None = None
+
+    def reset(self) -> None:
+        self._last_d = None
+
+    def read(self, d: float) -> Reading:
         reward = None if self._last_d is None else self._last_d - float(d)
         self._last_d = float(d)
         return Reading(float(d), reward, bool(d <= self.threshold))

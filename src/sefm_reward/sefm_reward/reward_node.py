@@ -1,13 +1,14 @@
 """Reward node: d(o, g), reward and success for the newest frame, plus an RViz text overlay.
 
-Inference runs in a worker thread on the newest frame only, so the camera callback never
+Inference runs in its host's worker thread on the newest frame only, so the camera callback never
 waits on the model and a slow detector skips frames instead of falling behind (the paper's
-asynchronous success detector).
+asynchronous success detector). A reward server's nodes share one host (``reward_host``).
 """
 
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 import torch
 from rclpy.node import Node
@@ -29,27 +30,40 @@ from sefm_interfaces.ros_common import (
 from sefm_policy.checkpoint import load_checkpoint
 from sefm_policy.prompts import Observation
 
-from .detector import Reading, StepsToGoDetector
+from .detector import Reading, Readings, StepsToGoDetector
 from .node_params import RewardParams
+from .reward_host import RewardHost
+
+
+def host_for(node: Node, params: RewardParams) -> RewardHost:
+    if not params.checkpoint:
+        raise ValueError(f"{node.get_fully_qualified_name()}: parameter 'checkpoint' is required")
+    torch.set_num_threads(params.torch_threads)
+    detector = StepsToGoDetector(load_checkpoint(params.checkpoint), params.success_threshold)
+
+    def on_error(err: Exception) -> None:
+        node.get_logger().error(f"steps-to-go failed on a frame, skipped: {err!r}", throttle_duration_sec=5.0)
+
+    return RewardHost(detector, on_error)
 
 
 class RewardNode(Node):
-    def __init__(self) -> None:
-        super().__init__("reward")
+    """``host``: shared with the other robots' nodes of a reward server; None: this node's own."""
+
+    def __init__(self, namespace: str | None = None, host: RewardHost | None = None) -> None:
+        super().__init__("reward", **({"namespace": namespace} if namespace else {}))
         self.params = p = declare_params(self, RewardParams)
-        if not p.checkpoint:
-            raise ValueError(f"{self.get_fully_qualified_name()}: parameter 'checkpoint' is required")
-        torch.set_num_threads(p.torch_threads)
-        self.detector = StepsToGoDetector(load_checkpoint(p.checkpoint), p.success_threshold)
-        needs_state = self.detector.model.embodiment.state is not None
+        self.owns_host = host is None
+        self.host = host or host_for(self, p)
+        self.readings = Readings(p.success_threshold)
+        needs_state = self.host.detector.model.embodiment.state is not None
         self.sync = FrameSync(p.cameras, needs_state=needs_state, slop_ns=round(p.sync_slop_s * 1e9))
         self.instruction: str | None = None
         self.prev_frame = None
-        self.pending = None  # newest (observation, its stamp, episode)
         self.episode = 0
+        self.read_episode = None  # the episode ``readings`` is on
         self.processed = 0
-        self.cond = threading.Condition()
-        self.stopping = False
+        self.lock = threading.Lock()
         self.d_pub = self.create_publisher(Float32, ifc.STEPS_TO_GO, RELIABLE_QOS)
         self.r_pub = self.create_publisher(Float32, ifc.REWARD, RELIABLE_QOS)
         self.s_pub = self.create_publisher(Header, ifc.SUCCESS, RELIABLE_QOS)
@@ -57,57 +71,44 @@ class RewardNode(Node):
         subscribe_moments(self, self.sync, self.on_snapshot, p.state_joints)
         self.create_subscription(String, ifc.INSTRUCTION, self.on_instruction, LATCHED_QOS)
         self.create_subscription(String, ifc.EVENTS, self.on_event, RELIABLE_QOS)
-        self.worker = threading.Thread(target=self.work, daemon=True)
-        self.worker.start()
 
     def on_instruction(self, msg: String) -> None:
-        with self.cond:
+        with self.lock:
             self.instruction = msg.data
 
     def on_event(self, msg: String) -> None:
         event = read_event(self, msg.data)
         if isinstance(event, EpisodeStart):
-            with self.cond:
+            with self.lock:
                 self.episode += 1
                 self.prev_frame = None
-                self.pending = None
+            self.host.drop(self)
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
-        with self.cond:
+        with self.lock:
             if self.sync.needs_state:
                 images, state = snapshot.frames, snapshot.state
             else:
                 frame = snapshot.frames[0]
                 images, state = (frame, frame if self.prev_frame is None else self.prev_frame), None
                 self.prev_frame = frame
-            if self.instruction is not None:
-                observation = Observation(images=images, instruction=self.instruction, state=state)
-                self.pending = (observation, snapshot.stamp_ns, self.episode)
-                self.cond.notify()
+            if self.instruction is None:
+                return
+            observation = Observation(images=images, instruction=self.instruction, state=state)
+            episode = self.episode
+        self.host.submit(self, observation, partial(self.deliver, snapshot.stamp_ns, episode))
 
-    def work(self) -> None:
-        """The worker never dies silently: a frame that fails is logged and the next one is read."""
-        last_episode = None
-        while True:
-            with self.cond:
-                self.cond.wait_for(lambda: self.pending is not None or self.stopping)
-                if self.stopping:
-                    return
-                observation, stamp, episode = self.pending
-                self.pending = None
-            try:
-                if episode != last_episode:
-                    self.detector.reset()
-                    last_episode = episode
-                reading = self.detector.update(observation)
-            except Exception as err:
-                self.get_logger().error(f"steps-to-go failed on a frame, skipped: {err!r}", throttle_duration_sec=5.0)
-                continue
-            with self.cond:
-                if episode != self.episode:
-                    continue  # the episode ended while we computed; its verdict is moot
-            self.publish(reading, stamp)
-            self.processed += 1
+    def deliver(self, stamp: int, episode: int, d: float) -> None:
+        """The host's worker hands back a frame's d."""
+        with self.lock:
+            if episode != self.episode:
+                return  # the episode ended while we computed; its verdict is moot
+            if episode != self.read_episode:
+                self.readings.reset()
+                self.read_episode = episode
+            reading = self.readings.read(d)
+        self.publish(reading, stamp)
+        self.processed += 1
 
     def publish(self, reading: Reading, stamp: int) -> None:
         """The verdict carries the stamp of the frame it judges (``topics.VERDICTS``): the episode
@@ -130,10 +131,8 @@ class RewardNode(Node):
         self.m_pub.publish(MarkerArray(markers=[marker]))
 
     def close(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify()
-        self.worker.join(timeout=2.0)
+        if self.owns_host:
+            self.host.close()
 
 
 def main(args=None) -> None:

@@ -36,6 +36,19 @@ def test_tolerance_accepts_firing_just_before_the_goal():
     assert score_threshold([d], [True], 2.0, tolerance=1).early == 1.0
 
 
+def test_a_demonstration_held_past_its_goal_counts_firings_after_the_goal_as_right():
+    held = np.r_[np.linspace(20.0, 4.0, 8), 3.0, 1.5, 1.0, 1.0]  # goal at frame 8, held 3 frames
+    assert score_threshold([held], [True], 2.0, tolerance=0).recall == 0.0  # fires on frame 9: past the end
+    score = score_threshold([held], [True], 2.0, tolerance=0, goals=[8])
+    assert (score.precision, score.recall, score.early) == (1.0, 1.0, 0.0)
+    assert score_threshold([held], [True], 3.5, tolerance=0, goals=[9]).early == 1.0
+    result = sweep([held], [True], [2.0], tolerance=0, goals=[8])
+    assert result["d_at_goal_median"] == 3.0 and result["d_past_goal_median"] == 1.0
+    assert spearman_on_successes([held], [True], goals=[8]) == pytest.approx(1.0, abs=0.02)
+    with pytest.raises(ValueError, match="goal frame within each episode"):
+        score_threshold([held], [True], 2.0, goals=[12])
+
+
 def test_sweep_recommends_the_smallest_threshold_with_best_recall_at_the_precision_asked():
     # goals read 1.0 and 3.0; the failure never drops below 6
     episodes = [_ramp(10, 1.0), _ramp(10, 3.0), np.full(8, 6.0)]

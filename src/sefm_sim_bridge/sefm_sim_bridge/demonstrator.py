@@ -27,12 +27,14 @@ class PushDemonstrator:
         self.rng = np.random.default_rng(self.seed)
         self._speed = float(np.mean(self.push_speed))
         self._pushing = False
+        self._back_off_speed: float | None = None
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self._speed = float(self.rng.uniform(*self.push_speed))
         self._pushing = False
+        self._back_off_speed = None
 
     def act(self, env: LanguageTableEnv) -> np.ndarray:
         positions = env.object_positions()
@@ -64,6 +66,16 @@ class PushDemonstrator:
         action = delta / max(float(np.linalg.norm(delta)), 1e-9) * step
         action = action + self.rng.normal(0.0, self.noise_std, 2)
         return np.clip(action, -MAX_DELTA, MAX_DELTA)
+
+    def back_off(self, env: LanguageTableEnv) -> np.ndarray:
+        """A step straight away from the object it pushed, at a speed drawn on the first call of an
+        episode (from still to a push's pace), so that a demonstration can go on past its goal
+        without undoing it. Drawn late, it leaves the steps before the goal as they were."""
+        if self._back_off_speed is None:
+            self._back_off_speed = float(self.rng.uniform(0.0, self.push_speed[1]))
+        away = env.effector - env.object_positions()[env.task.obj]
+        action = away / max(float(np.linalg.norm(away)), 1e-9) * self._back_off_speed
+        return np.clip(action + self.rng.normal(0.0, self.noise_std, 2), -MAX_DELTA, MAX_DELTA)
 
     @staticmethod
     def _radius(env: LanguageTableEnv) -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from sefm_interfaces.episode_protocol import EpisodeMeta, EpisodeStart
@@ -31,7 +31,16 @@ class DatagenConfig(StrictModel):
     camera_size: tuple[int, int] = Field((32, 64), description="ALOHA: each camera's (height, width) in pixels")
     max_steps: int = Field(100, gt=0)
     noise_std: float = Field(0.004, ge=0, description="demonstrator action noise (m per step)")
+    hold_steps: int = Field(
+        0, ge=0, description="LanguageTable: steps the demonstrator backs off past its goal while the task stays done"
+    )
     namespace: str = "/robot_0"
+
+    @model_validator(mode="after")
+    def _hold_is_planar(self) -> DatagenConfig:
+        if self.hold_steps and embodiment_of(self.task_family) == "aloha":
+            raise ValueError("hold_steps is for LanguageTable tasks; the insertion demonstrator has no back-off")
+        return self
 
 
 def episode_name(family: str, seed: int) -> str:
@@ -104,6 +113,10 @@ def record_demonstration(env, demo, seed: int, out_dir: Path, cfg: DatagenConfig
             stamp = t0 + steps * topics.step_ns
             topics.observe(writer, stamp, obs)
             done = terminated or truncated
+        goal_at, held = steps, 0
+        if info["success"] and cfg.hold_steps:
+            stamp, taken, held = hold_goal(env, demo, topics, writer, (t0, stamp, steps), cfg.hold_steps)
+            steps += taken
         meta = EpisodeMeta(
             instruction=obs["instruction"],
             length=steps,
@@ -118,8 +131,31 @@ def record_demonstration(env, demo, seed: int, out_dir: Path, cfg: DatagenConfig
         task = getattr(env, "task", None)
         if hasattr(task, "obj"):  # LanguageTable: which objects the instruction names
             meta.extra |= {"obj": task.obj, "target": task.target_obj, "location": task.location}
+        if cfg.hold_steps:
+            meta.extra |= {"goal_at": goal_at, "held": held}
         writer.commit(meta, stamp + 1000)
     return meta
+
+
+def hold_goal(env, demo, topics, writer: EpisodeWriter, clock: tuple[int, int, int], hold_steps: int):
+    """Past its goal the demonstrator backs off for up to ``hold_steps`` steps, stopping at the
+    first that undoes the task. Demonstrations otherwise end on their goal, so a steps-to-go model
+    never sees the done boards that practice goes on to show it (docs/results, session 23).
+    ``clock``: the episode's first stamp, its latest and the steps taken; returns the latest
+    stamp, the steps taken here and how many of them left the task done."""
+    t0, stamp, steps = clock
+    taken = held = 0
+    while taken < hold_steps:
+        action = demo.back_off(env)
+        topics.command(writer, stamp + 1000, stamp, action)
+        obs, *_ = env.step(action)
+        taken += 1
+        stamp = t0 + (steps + taken) * topics.step_ns
+        topics.observe(writer, stamp, obs)
+        if not env.success():
+            break
+        held += 1
+    return stamp, taken, held
 
 
 def _make(cfg: DatagenConfig):

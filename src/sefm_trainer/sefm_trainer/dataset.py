@@ -17,12 +17,17 @@ from .episode import Episode
 class Step:
     episode: int  # index into the episode list
     t: int
-    T: int  # episode length (number of actions); steps-to-go target is T - t
+    T: int  # the frame where the goal is reached: the episode's length, unless it held past it
     observation: Observation
     action: np.ndarray
     action_tokens: np.ndarray | None
     instruction: str
     success: bool
+
+    @property
+    def steps_to_go(self) -> int:
+        """The paper's target T - t; 0 on the frames a demonstration held past its goal."""
+        return max(self.T - self.t, 0)
 
 
 def timeline(episode: Episode) -> tuple[list, np.ndarray | None]:
@@ -60,7 +65,7 @@ class StepIndex(Sequence[Step]):
         return Step(
             episode=e,
             t=t,
-            T=ep.length,
+            T=ep.goal_at,
             observation=observation_at(ep.meta.embodiment, frames, t, ep.meta.instruction, states),
             action=ep.actions[t],
             action_tokens=None if ep.action_tokens is None else ep.action_tokens[t],

@@ -32,3 +32,14 @@ class Episode:
     @property
     def length(self) -> int:
         return int(self.actions.shape[0])
+
+    @property
+    def goal_at(self) -> int:
+        """The frame where the goal is first reached: the last one, unless the demonstrator went
+        on past its goal (``DatagenConfig.hold_steps``) to show what a done board looks like."""
+        return int(self.meta.extra.get("goal_at", self.length))
+
+    @property
+    def last_done(self) -> int:
+        """The last frame of the goal reached and still held (``goal_at`` when nothing was held)."""
+        return self.goal_at + int(self.meta.extra.get("held", 0))

@@ -234,7 +234,7 @@ class Data:
             return obs, self.taught(index, picks, tokens)
         if objective == "instruction":
             eps = [index.episodes[int(i) % len(index.episodes)] for i in picks]
-            obs = [Observation(images=(e.frames["front"][0], e.frames["front"][-1])) for e in eps]
+            obs = [Observation(images=(e.frames["front"][0], e.frames["front"][e.goal_at])) for e in eps]
             return obs, [e.meta.instruction for e in eps]
         steps = [index[int(i)] for i in picks]
         obs = [s.observation for s in steps]
@@ -252,7 +252,7 @@ class Data:
         places = None  # a reasoning model's true chain (and action), for one whose steps-to-go reads its places
         if isinstance(self.tokenizer, GroundedActionTokenizer):
             places = action_targets(self.tokenizer, index, steps)
-        return obs, (np.array([s.T - s.t for s in steps], dtype=np.float64), places)
+        return obs, (np.array([s.steps_to_go for s in steps], dtype=np.float64), places)
 
     def taught(self, index: StepIndex, picks: np.ndarray, tokens: np.ndarray):
         """A chain's digits; in training, some coarse ones fed a cell off (``neighbour_rate``), drawn

@@ -20,8 +20,10 @@ from .bag_reader import load_episodes
 from .dataset import timeline
 
 
-def episode_distances(detector: StepsToGoDetector, data: str | Path, progress: bool = True) -> tuple[list, list]:
-    """d(o_t, g) for frames 0..T of every episode under ``data``, and whether each succeeded."""
+def episode_distances(detector: StepsToGoDetector, data: str | Path, progress: bool = True) -> tuple[list, list, list]:
+    """d(o_t, g) for frames 0..T of every episode under ``data``, whether each succeeded, and the
+    frame it reached its goal. A demonstration held past its goal is read up to the last frame that
+    kept it done: on those frames a firing is right."""
     loaded = load_episodes(data, progress=False)
     episodes = [ep for ep in loaded.episodes if ep.meta.success is not None]
     if not episodes:
@@ -30,8 +32,8 @@ def episode_distances(detector: StepsToGoDetector, data: str | Path, progress: b
     for ep in tqdm(episodes, desc="d(o,g)", unit="ep", disable=not progress):
         frames, states = timeline(ep)
         obs = [observation_at(ep.meta.embodiment, frames, t, ep.meta.instruction, states) for t in range(len(frames))]
-        distances.append(detector.distances(obs))
-    return distances, [ep.meta.success for ep in episodes]
+        distances.append(detector.distances(obs[: ep.last_done + 1]))
+    return distances, [ep.meta.success for ep in episodes], [ep.goal_at for ep in episodes]
 
 
 class CalibrationConfig(StrictModel):
@@ -54,9 +56,9 @@ def calibrate_threshold(
 ) -> dict:
     """Sweep s over step, 2·step, .., max_threshold; writes calibration.json and .png to ``out``."""
     cfg = cfg or CalibrationConfig()
-    distances, successes = episode_distances(StepsToGoDetector(reward_model, 0.0), data, progress)
+    distances, successes, goals = episode_distances(StepsToGoDetector(reward_model, 0.0), data, progress)
     thresholds = np.arange(cfg.step, cfg.max_threshold + cfg.step / 2, cfg.step)
-    result = {"data": str(data)} | sweep(distances, successes, thresholds, cfg.tolerance, cfg.min_precision)
+    result = {"data": str(data)} | sweep(distances, successes, thresholds, cfg.tolerance, cfg.min_precision, goals)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(result, indent=2))

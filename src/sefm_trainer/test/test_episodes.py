@@ -199,6 +199,28 @@ def test_demonstrations_record_where_every_object_is_on_every_frame(demo_episode
     assert np.linalg.norm(episode.objects[obj][-1] - episode.objects[target][-1]) <= BLOCK2BLOCK_DISTANCE
 
 
+def test_a_demonstration_held_past_its_goal_keeps_its_path_and_teaches_its_done_frames_as_zero(tmp_path):
+    from sefm_sim_bridge.tasks import Task
+
+    generate(2, tmp_path / "plain", DatagenConfig(), seed=3)
+    generate(2, tmp_path / "held", DatagenConfig(hold_steps=4), seed=3)
+    plain = sorted(load_episodes(tmp_path / "plain", progress=False).episodes, key=lambda e: e.path.name)
+    held = sorted(load_episodes(tmp_path / "held", progress=False).episodes, key=lambda e: e.path.name)
+    for before, after in zip(plain, held, strict=True):
+        goal = after.goal_at
+        assert goal == before.length and before.goal_at == before.last_done == before.length
+        np.testing.assert_array_equal(after.actions[:goal], before.actions)
+        assert after.length == goal + min(4, after.last_done - goal + 1)  # it stops at the step that undoes the goal
+        extra = after.meta.extra
+        task = Task("block2block", after.meta.instruction, extra["obj"], extra["target"])
+        done = [task.success({n: xy[t] for n, xy in after.objects.items()}) for t in range(after.length + 1)]
+        assert not any(done[:goal]) and all(done[goal : after.last_done + 1])
+        steps = [s for s in StepIndex([after]) if s.t >= goal - 1]
+        assert [s.steps_to_go for s in steps] == [1] + [0] * (after.length - goal)
+    with pytest.raises(ValueError, match="hold_steps"):
+        DatagenConfig(task_family="insertion", hold_steps=2)
+
+
 def test_datagen_in_parallel_resumes_without_rewriting(tmp_path):
     summary = generate(3, tmp_path, DatagenConfig(), seed=10, workers=2)
     assert summary["written"] == 3 and summary["kept"] == 0
