@@ -62,7 +62,6 @@ class RewardNode(Node):
         self.prev_frame = None
         self.episode = 0
         self.read_episode = None  # the episode ``readings`` is on
-        self.processed = 0
         self.lock = threading.Lock()
         self.d_pub = self.create_publisher(Float32, ifc.STEPS_TO_GO, RELIABLE_QOS)
         self.r_pub = self.create_publisher(Float32, ifc.REWARD, RELIABLE_QOS)
@@ -108,7 +107,6 @@ class RewardNode(Node):
                 self.read_episode = episode
             reading = self.readings.read(d)
         self.publish(reading, stamp)
-        self.processed += 1
 
     def publish(self, reading: Reading, stamp: int) -> None:
         """The verdict carries the stamp of the frame it judges (``topics.VERDICTS``): the episode

@@ -104,24 +104,35 @@ def record_demonstration(env, demo, seed: int, out_dir: Path, cfg: DatagenConfig
         writer.event(t0, EpisodeStart(instruction=obs["instruction"], seed=seed))
         writer.instruction(t0, obs["instruction"])
         topics.observe(writer, t0, obs)
-        stamp, steps, done = t0, 0, False
-        while not done:
-            action = demo.act(env)
+        stamp, steps, goal_at, held = t0, 0, None, 0
+        while True:
+            # Past its goal (``hold_steps``) the demonstrator backs off, stopping at the first step
+            # that undoes the task: demonstrations otherwise end on their goal, and a steps-to-go
+            # model never sees the done boards practice goes on to show it (docs/results, session 23).
+            action = demo.act(env) if goal_at is None else demo.back_off(env)
             topics.command(writer, stamp + 1000, stamp, action)
             obs, _, terminated, truncated, info = env.step(action)
             steps += 1
             stamp = t0 + steps * topics.step_ns
             topics.observe(writer, stamp, obs)
-            done = terminated or truncated
-        goal_at, held = steps, 0
-        if info["success"] and cfg.hold_steps:
-            stamp, taken, held = hold_goal(env, demo, topics, writer, (t0, stamp, steps), cfg.hold_steps)
-            steps += taken
+            if goal_at is not None:
+                if not info["success"]:
+                    break
+                held += 1
+                if held == cfg.hold_steps:
+                    break
+            elif terminated:
+                goal_at = steps
+                if not cfg.hold_steps:
+                    break
+            elif truncated:
+                break
+        success = goal_at is not None
         meta = EpisodeMeta(
             instruction=obs["instruction"],
             length=steps,
-            success=bool(info["success"]),
-            termination="success" if info["success"] else "max_steps",
+            success=success,
+            termination="success" if success else "max_steps",
             seed=seed,
             policy_version="scripted",
             task_family=cfg.task_family,
@@ -131,31 +142,10 @@ def record_demonstration(env, demo, seed: int, out_dir: Path, cfg: DatagenConfig
         task = getattr(env, "task", None)
         if hasattr(task, "obj"):  # LanguageTable: which objects the instruction names
             meta.extra |= {"obj": task.obj, "target": task.target_obj, "location": task.location}
-        if cfg.hold_steps:
+        if cfg.hold_steps and success:
             meta.extra |= {"goal_at": goal_at, "held": held}
         writer.commit(meta, stamp + 1000)
     return meta
-
-
-def hold_goal(env, demo, topics, writer: EpisodeWriter, clock: tuple[int, int, int], hold_steps: int):
-    """Past its goal the demonstrator backs off for up to ``hold_steps`` steps, stopping at the
-    first that undoes the task. Demonstrations otherwise end on their goal, so a steps-to-go model
-    never sees the done boards that practice goes on to show it (docs/results, session 23).
-    ``clock``: the episode's first stamp, its latest and the steps taken; returns the latest
-    stamp, the steps taken here and how many of them left the task done."""
-    t0, stamp, steps = clock
-    taken = held = 0
-    while taken < hold_steps:
-        action = demo.back_off(env)
-        topics.command(writer, stamp + 1000, stamp, action)
-        obs, *_ = env.step(action)
-        taken += 1
-        stamp = t0 + (steps + taken) * topics.step_ns
-        topics.observe(writer, stamp, obs)
-        if not env.success():
-            break
-        held += 1
-    return stamp, taken, held
 
 
 def _make(cfg: DatagenConfig):
