@@ -2,13 +2,14 @@
 
 ``sefm reward calibrate`` scores s on demonstrations, which stop at their goal, so a firing a step
 or two early has to be called right by a tolerance and nothing after a goal is ever seen. Here the
-policy practises (sampling, as Stage 2 does) on held-out seeds and acts on ``--after-goal`` steps
-past the first frame where the simulator says the task is done; every frame gets the frozen reward
-model's d and the simulator's verdict. A threshold is right where the detector's first firing
-lands on a done frame (``sefm_reward.calibration.score_on_practice``); the failed episodes count
-against it. Several reward models are judged on the same episodes (the first one's d is read as
-they run, the others' over their frames afterwards). Prints one JSON object (and writes it, with
-each episode's d and verdicts, to --out).
+policy practises (sampling, as Stage 2 does; ``--greedy``: acting as evaluation does) on held-out
+seeds and acts on ``--after-goal`` steps past the first frame where the simulator says the task is
+done; every frame gets the frozen reward model's d and the simulator's verdict. A threshold is
+right where the detector's first firing lands on a done frame
+(``sefm_reward.calibration.score_on_practice``); the failed episodes count against it. Several
+reward models are judged on the same episodes (the first one's d is read as they run, the others'
+over their frames afterwards). Prints one JSON object (and writes it, with each episode's d and
+verdicts, to --out).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     p.add_argument("--after-goal", type=int, default=10, help="steps acted after the task is first done")
     p.add_argument("--max-steps", type=int, default=100)
     p.add_argument("--temperature", type=float, default=1.0, help="the action's sampling temperature (practice's)")
+    p.add_argument("--greedy", action="store_true", help="act greedily, as evaluation does, instead of sampling")
     p.add_argument("--chain-temperature", type=float, default=0.0)
     p.add_argument("--min-precision", type=float, default=0.9)
     p.add_argument("--envs", type=int, default=8)
@@ -53,6 +55,7 @@ def main() -> None:
         max_steps=args.max_steps,
         temperature=args.temperature,
         chain_temperature=args.chain_temperature,
+        greedy=args.greedy,
         end_on="ground_truth",
         after_goal=args.after_goal,
         envs=args.envs,
@@ -62,7 +65,9 @@ def main() -> None:
     done = [np.asarray(ep.done) for ep in episodes]
     distances = {args.reward_model[0]: [np.asarray(ep.distances) for ep in episodes]}
     for path, detector in zip(args.reward_model[1:], detectors[1:], strict=True):
-        distances[path] = [detector.distances([ep.observation(t) for t in range(len(ep.frames))]) for ep in episodes]
+        distances[path] = [
+            detector.episode_distances([ep.observation(t) for t in range(len(ep.frames))]) for ep in episodes
+        ]
     thresholds = np.arange(0.5, 20.01, 0.5)
     sweeps = {path: sweep_on_practice(ds, done, thresholds, args.min_precision) for path, ds in distances.items()}
     print(json.dumps({"args": vars(args), "task_done": next(iter(sweeps.values()))["task_done"]}, indent=2))

@@ -2,7 +2,7 @@
 goal: every frame's places as the reward model says them (five reads), then d told, for each frame,
 the median of the places said on it and on the frames just before (per coordinate), against d on
 its own frame's places and on the true ones; the demonstration sweep of each.
-Usage: python places_over_frames.py REWARD_MODEL EPISODES N > out.json
+Usage: python places_over_frames.py REWARD_MODEL EPISODES N [W ...] > out.json (windows: 1 2 3 4 unless given)
 """
 
 import json
@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 model = load_checkpoint(sys.argv[1]).eval()
 episodes = [e for e in load_episodes(sys.argv[2], progress=False).episodes if e.meta.success][: int(sys.argv[3])]
 tokenizer = model.embodiment.action
-WINDOWS = (1, 2, 3, 4)
+WINDOWS = tuple(int(w) for w in sys.argv[4:]) or (1, 2, 3, 4)
 ds = {f"said_over_{w}_frames": [] for w in WINDOWS} | {"told_true_places": []}
 with torch.no_grad():
     for ep in episodes:

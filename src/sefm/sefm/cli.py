@@ -48,6 +48,21 @@ def model_info(args: argparse.Namespace) -> None:
     print(json.dumps(info, indent=2))
 
 
+# How a trained model reads, not what it learned: changing them keeps every weight meaningful.
+READING_KEYS = ["place_reads", "place_frames"]
+
+
+def model_reconfigure(args: argparse.Namespace) -> None:
+    changes = given(args, EFMConfig)
+    if not changes:
+        raise UsageError("nothing to change: give " + " or ".join("--" + k.replace("_", "-") for k in READING_KEYS))
+    model = load_checkpoint(args.checkpoint)
+    parse_config(model.config.model_dump() | changes, EFMConfig, f"{args.checkpoint} with the flags given")
+    metadata = read_manifest(args.checkpoint)["metadata"] | {"reconfigured_from": str(args.checkpoint)}
+    path = save_checkpoint(model.reconfigured(**changes), args.out, metadata=metadata)
+    print(f"wrote {path}: {args.checkpoint} with {changes}")
+
+
 def datagen(args: argparse.Namespace) -> None:
     cfg = parse_config(given(args, DatagenConfig), DatagenConfig, "<command line>")
     summary = generate(args.episodes, args.out, cfg, seed=args.seed, workers=args.workers)
@@ -184,6 +199,11 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--section", help="top-level key of the YAML file that holds the EFM config, e.g. model")
     add_config_flags(init, EFMConfig, ["seed", "embodiment"])
     init.set_defaults(run=model_init)
+    reconf = model.add_parser("reconfigure", help="write a checkpoint's weights with another way of reading them")
+    reconf.add_argument("checkpoint")
+    reconf.add_argument("--out", required=True, help="checkpoint directory to write")
+    add_config_flags(reconf, EFMConfig, READING_KEYS)
+    reconf.set_defaults(run=model_reconfigure)
     info = model.add_parser("info", help="verify a checkpoint and print its config and metadata")
     info.add_argument("checkpoint")
     info.set_defaults(run=model_info)

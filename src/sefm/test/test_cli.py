@@ -30,6 +30,26 @@ def test_info_on_a_broken_checkpoint_exits_2(tmp_path, capsys):
     assert "manifest.json: missing" in capsys.readouterr().err
 
 
+def test_model_reconfigure_keeps_the_weights_and_changes_only_how_they_are_read(tmp_path, capsys):
+    chain, out, config = tmp_path / "chain", tmp_path / "pooled", tmp_path / "chain.yaml"
+    config.write_text("reason: true\naction_from: places\nplace_radices: [6, 4]\nsteps_from: places\n")
+    assert main(["model", "init", "--config", str(config), "--out", str(chain)]) == 0
+    assert main(["model", "reconfigure", str(chain), "--out", str(out), "--place-frames", "4"]) == 0
+    before, after = load_checkpoint(chain), load_checkpoint(out)
+    assert (
+        after.config.place_frames == 4 and after.config.model_dump() | {"place_frames": 1} == before.config.model_dump()
+    )
+    assert all((a == b).all() for a, b in zip(before.state_dict().values(), after.state_dict().values(), strict=True))
+    capsys.readouterr()
+    assert main(["model", "reconfigure", str(chain), "--out", str(tmp_path / "x")]) == 2
+    assert "--place-frames" in capsys.readouterr().err
+    assert main(["model", "init", "--out", str(tmp_path / "tiny")]) == 0
+    assert (
+        main(["model", "reconfigure", str(tmp_path / "tiny"), "--out", str(tmp_path / "y"), "--place-frames", "4"]) == 2
+    )
+    assert "place_frames > 1 needs steps_from" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
 def test_datagen_then_episodes_summarises_the_folder(tmp_path, capsys):
     out = tmp_path / "demos"
     assert main(["datagen", "--episodes", "2", "--out", str(out), "--task", "block2location", "--seed", "3"]) == 0

@@ -123,6 +123,13 @@ class EFMConfig(StrictModel):
         "instruction) or places (with action_from: places, a pass without the images, told the chain's places "
         "as act says them greedily: d then follows from where the named blocks and the effector are)",
     )
+    place_frames: int = Field(
+        1,
+        ge=1,
+        description="with steps_from: places, how many of an episode's frames d pools the places over: each "
+        "frame's d is told the median of the places said on it and on the frames read just before it "
+        "(sefm_reward.detector), so a single misread does not fire the detector. Acting reads each frame alone",
+    )
     joint_bins: int = Field(256, gt=1)
 
     @model_validator(mode="after")
@@ -142,6 +149,8 @@ class EFMConfig(StrictModel):
             raise ValueError("place_pointer needs action_from: 'places' (it reads the places said over the images)")
         if self.steps_from == "places" and self.action_from != "places":
             raise ValueError("steps_from: 'places' needs action_from: 'places' (d reads the chain's places)")
+        if self.place_frames > 1 and self.steps_from != "places":
+            raise ValueError("place_frames > 1 needs steps_from: 'places' (d pools the places the chain says)")
         grid = self.model_image_size // self.vision.patch_size
         if self.place_pointer and self.pretrained_path is None and self.place_radices[0] != grid:
             raise ValueError(

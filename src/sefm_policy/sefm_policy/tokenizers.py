@@ -296,10 +296,14 @@ class GroundedActionTokenizer:
 
     def encode(self, actions, places) -> np.ndarray:
         """``actions`` (..., 2) metres and ``places`` (..., places, 2) (column, row) -> tokens."""
+        return np.concatenate([self.encode_places(places), self.action.encode(actions)], axis=-1)
+
+    def encode_places(self, places) -> np.ndarray:
+        """``places`` (..., places, 2) (column, row) -> the chain's place tokens (..., places * digits)."""
         where = self.place.encode(places)
         if where.shape[-2] != self.places:
             raise ValueError(f"expected {self.places} places per step, got shape {np.shape(places)}")
-        return np.concatenate([where.reshape(*where.shape[:-2], -1), self.action.encode(actions)], axis=-1)
+        return where.reshape(*where.shape[:-2], -1)
 
     def decode(self, tokens) -> np.ndarray:
         return self.action.decode(np.asarray(tokens)[..., -len(self.action.slot_sizes) :])

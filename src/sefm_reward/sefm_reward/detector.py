@@ -6,6 +6,7 @@ r_t = d(o_t, g) - d(o_{t+1}, g); success is declared when d <= s.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,21 +46,59 @@ class Reading:
 
 
 class StepsToGoDetector:
-    """The frozen reward model and the success threshold s: d for any frames, in batches."""
+    """The frozen reward model and the success threshold s: d for any frames, in batches.
+
+    A reward model whose d reads the chain's places (``steps_from: places``) with ``place_frames``
+    w > 1 tells each frame's d the median of the places said on it and on the w - 1 frames of its
+    episode read before it: one frame's misread place is outvoted instead of firing the detector
+    (docs/results, session 24). The frames read before are an episode's ``window``."""
 
     def __init__(self, model: EFM, success_threshold: float) -> None:
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.threshold = checked_threshold(success_threshold)
+        self.place_frames = model.config.place_frames
+
+    def window(self) -> deque:
+        """A new episode's record of the places read on its frames (one per episode, in frame order)."""
+        return deque(maxlen=self.place_frames)
 
     @torch.no_grad()
-    def distances(self, observations: list[Observation]) -> np.ndarray:
-        """d of each observation, in batches of DISTANCE_BATCH (a whole episode's frames at once)."""
-        starts = range(0, max(len(observations), 1), DISTANCE_BATCH)
-        return np.concatenate(
-            [self.model.expected_steps_to_go(observations[i : i + DISTANCE_BATCH]).cpu().numpy() for i in starts]
-        )
+    def distances(self, observations: list[Observation], windows: list[deque] | None = None) -> np.ndarray:
+        """d of each observation, in batches of DISTANCE_BATCH. ``windows``: each observation's episode
+        window, needed when places are pooled; several entries may share one episode's window, in
+        frame order (``episode_distances``)."""
+        pooled = self.place_frames > 1
+        if pooled and (windows is None or len(windows) != len(observations)):
+            raise ValueError(
+                f"this reward model pools places over {self.place_frames} frames (place_frames): "
+                "give each observation its episode's window"
+            )
+        out = []
+        for i in range(0, max(len(observations), 1), DISTANCE_BATCH):
+            batch = observations[i : i + DISTANCE_BATCH]
+            if pooled:
+                told = self._pooled(self.model.said_places(batch), windows[i : i + DISTANCE_BATCH])
+                d = self.model.steps_to_go_log_probs(batch, told).exp() @ self.model.steps_centres
+            else:
+                d = self.model.expected_steps_to_go(batch)
+            out.append(d.cpu().numpy())
+        return np.concatenate(out)
+
+    def episode_distances(self, observations: list[Observation]) -> np.ndarray:
+        """d of one episode's frames 0..T, in order: what practice read live, frame by frame."""
+        window = self.window()
+        return self.distances(observations, [window] * len(observations))
+
+    def _pooled(self, said: np.ndarray, windows: list[deque]) -> np.ndarray:
+        """Each frame's said places added to its window; the chain tokens of each window's median."""
+        tokenizer = self.model.embodiment.action
+        medians = []
+        for tokens, window in zip(said, windows, strict=True):
+            window.append(tokenizer.decode_places(tokens))
+            medians.append(np.median(np.stack(window), axis=0))
+        return tokenizer.encode_places(np.stack(medians))
 
 
 class Readings:

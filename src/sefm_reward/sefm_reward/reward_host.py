@@ -10,7 +10,7 @@ than falling behind (the paper's asynchronous success detector).
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 
 from sefm_policy.prompts import Observation
@@ -25,16 +25,17 @@ class RewardHost:
         self.detector = detector
         self.on_error = on_error
         self.cond = threading.Condition()
-        self.pending: dict[Hashable, tuple[Observation, Deliver]] = {}
+        self.pending: dict[Hashable, tuple[Observation, deque, Deliver]] = {}
         self.batch_sizes: Counter[int] = Counter()  # how many passes scored how many robots' frames
         self.stopping = False
         self.worker = threading.Thread(target=self._work, daemon=True)
         self.worker.start()
 
-    def submit(self, robot: Hashable, observation: Observation, deliver: Deliver) -> None:
-        """Queue a robot's newest frame; one of its frames still waiting is dropped for it."""
+    def submit(self, robot: Hashable, observation: Observation, window: deque, deliver: Deliver) -> None:
+        """Queue a robot's newest frame, with its episode's ``detector.window()``; one of its frames
+        still waiting is dropped for it (a window then pools the frames read, not every frame)."""
         with self.cond:
-            self.pending[robot] = (observation, deliver)
+            self.pending[robot] = (observation, window, deliver)
             self.cond.notify()
 
     def drop(self, robot: Hashable) -> None:
@@ -42,11 +43,11 @@ class RewardHost:
         with self.cond:
             self.pending.pop(robot, None)
 
-    def score(self, batch: list[tuple[Observation, Deliver]]) -> None:
+    def score(self, batch: list[tuple[Observation, deque, Deliver]]) -> None:
         """One pass for every robot's frame; each d goes back to its robot."""
-        distances = self.detector.distances([observation for observation, _ in batch])
+        distances = self.detector.distances([o for o, _, _ in batch], [window for _, window, _ in batch])
         self.batch_sizes[len(batch)] += 1
-        for (_, deliver), d in zip(batch, distances, strict=True):
+        for (*_, deliver), d in zip(batch, distances, strict=True):
             deliver(float(d))
 
     def _work(self) -> None:

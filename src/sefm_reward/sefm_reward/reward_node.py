@@ -56,6 +56,7 @@ class RewardNode(Node):
         self.owns_host = host is None
         self.host = host or host_for(self, p)
         self.readings = Readings(p.success_threshold)
+        self.window = self.host.detector.window()  # the places read on this episode's frames
         needs_state = self.host.detector.model.embodiment.state is not None
         self.sync = FrameSync(p.cameras, needs_state=needs_state, slop_ns=round(p.sync_slop_s * 1e9))
         self.instruction: str | None = None
@@ -81,6 +82,7 @@ class RewardNode(Node):
             with self.lock:
                 self.episode += 1
                 self.prev_frame = None
+                self.window = self.host.detector.window()
             self.host.drop(self)
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
@@ -94,8 +96,8 @@ class RewardNode(Node):
             if self.instruction is None:
                 return
             observation = Observation(images=images, instruction=self.instruction, state=state)
-            episode = self.episode
-        self.host.submit(self, observation, partial(self.deliver, snapshot.stamp_ns, episode))
+            episode, window = self.episode, self.window
+        self.host.submit(self, observation, window, partial(self.deliver, snapshot.stamp_ns, episode))
 
     def deliver(self, stamp: int, episode: int, d: float) -> None:
         """The host's worker hands back a frame's d."""

@@ -42,6 +42,40 @@ def test_readings_give_d_reward_and_success_and_reset_between_episodes():
         Readings(-1.0)
 
 
+def test_d_pooled_over_frames_is_told_the_median_of_the_places_said_on_an_episodes_last_frames(moving_chain):
+    model, obs, said = moving_chain
+    obs, sizes = obs[:5], model.action_slot_sizes[: model.embodiment.reasoning_slots].numpy()
+    detector, tokenizer = StepsToGoDetector(model, 0.0), model.embodiment.action
+    places = tokenizer.decode_places(said[:5])
+    medians = np.stack([np.median(places[max(t - 2, 0) : t + 1], axis=0) for t in range(5)])
+
+    def told(tokens, frames=obs):
+        with torch.no_grad():
+            return (model.steps_to_go_log_probs(frames, tokens).exp() @ model.steps_centres).numpy()
+
+    pooled = detector.episode_distances(obs)
+    np.testing.assert_allclose(pooled, told(tokenizer.encode_places(medians)), atol=1e-5)
+    alone = told(said[:5])
+    assert pooled[0] == pytest.approx(alone[0], abs=1e-5) and not np.allclose(pooled, alone, atol=1e-3)
+    # Read live, a frame or two at a time as a reward node or practice reads them: the same d.
+    window = detector.window()
+    live = [detector.distances(obs[i:j], [window] * (j - i)) for i, j in ((0, 2), (2, 3), (3, 5))]
+    np.testing.assert_allclose(np.concatenate(live), pooled, atol=1e-5)
+    # Two episodes in one batch keep their own windows.
+    fresh = detector.distances(obs[3:5], [detector.window(), detector.window()])
+    np.testing.assert_allclose(fresh, alone[3:5], atol=1e-5)
+    # One frame's misread is outvoted by the frames around it.
+    said[:] = said[0]
+    said[2, :4] = (said[0, :4] + 3) % sizes[:4]
+    steady = told(said[[0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(detector.episode_distances(obs), steady, atol=1e-5)
+    assert told(said[:5])[2] != pytest.approx(steady[2], abs=1e-3)
+    with pytest.raises(ValueError, match="window"):
+        detector.distances(obs)
+    with pytest.raises(ValueError, match="place_frames"):
+        EFMConfig(place_frames=2)
+
+
 def test_a_verdict_on_frame_zero_never_ends_an_episode():
     assert not detects_success(0, True) and detects_success(1, True) and not detects_success(5, False)
     assert detector_ending([1.0, 5.0, 2.0, 1.0], 3.0) == 2  # d <= s on frame 0 is ignored

@@ -55,7 +55,7 @@ def practice_episode(episode: Episode, detector: StepsToGoDetector) -> PracticeE
         termination=episode.meta.termination,
     )
     observations = [practice.observation(t) for t in range(len(frames))]
-    practice.distances = [float(d) for d in detector.distances(observations)]
+    practice.distances = [float(d) for d in detector.episode_distances(observations)]
     practice.detector_fired_at = detector_ending(practice.distances, detector.threshold)
     return practice
 

@@ -6,6 +6,7 @@ evaluation (greedy policy, ground truth decides, the detector is scored against 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ class PracticeEpisode:
     termination: str = "max_steps"
     greedy_steps: int = 0  # the first steps were acted greedily: states to practise from, not choices to weigh
     baseline: bool = False  # a greedy run of a practised seed: what that seed's practice is weighed against
+    window: deque | None = field(default=None, repr=False)  # the detector's record of this episode's places
 
     @property
     def length(self) -> int:
@@ -97,12 +99,14 @@ def run_episodes(
                 states = None if state is None else [state]
                 ep = PracticeEpisode(seed, obs["instruction"], [frame], states, embodiment)
                 ep.greedy_steps = greedy_lead and int(np.random.default_rng(seed).integers(0, greedy_lead + 1))
+                ep.window = None if detector is None else detector.window()
                 live.append((env, ep))
             # Score the newest frame of every live episode, decide who ends, act for the rest.
             if detector is None:
                 d = [None] * len(live)
             else:
-                d = detector.distances([ep.observation(len(ep.frames) - 1) for _, ep in live])
+                newest = [ep.observation(len(ep.frames) - 1) for _, ep in live]
+                d = detector.distances(newest, [ep.window for _, ep in live])
             acting = []
             for (env, ep), dist in zip(live, d, strict=True):
                 if dist is not None:

@@ -32,7 +32,7 @@ def episode_distances(detector: StepsToGoDetector, data: str | Path, progress: b
     for ep in tqdm(episodes, desc="d(o,g)", unit="ep", disable=not progress):
         frames, states = timeline(ep)
         obs = [observation_at(ep.meta.embodiment, frames, t, ep.meta.instruction, states) for t in range(len(frames))]
-        distances.append(detector.distances(obs[: ep.last_done + 1]))
+        distances.append(detector.episode_distances(obs[: ep.last_done + 1]))
     return distances, [ep.meta.success for ep in episodes], [ep.goal_at for ep in episodes]
 
 

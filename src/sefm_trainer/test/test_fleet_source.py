@@ -21,6 +21,10 @@ def models():
     return EFM.build(EFMConfig(seed=1)).eval(), StepsToGoDetector(EFM.build(EFMConfig(seed=2)).eval(), 3.0)
 
 
+# A reward model whose d reads the places its chain says, pooled over an episode's last 3 frames.
+POOLED = EFMConfig(seed=2, reason=True, action_from="places", place_radices=[6, 4], steps_from="places", place_frames=3)
+
+
 def write_bag(folder, name, ep: PracticeEpisode, version, termination=None):
     """What a robot's recorder writes for a practice episode."""
     period = 100_000_000
@@ -73,9 +77,12 @@ class FakeFleet:
         return 1
 
 
-@pytest.mark.parametrize("threshold", [3.0, 99.0])  # d reads ~50 untrained: 99 ends every episode on detection
-def test_fleet_episodes_give_the_learner_the_same_numbers_as_in_process_practice(models, tmp_path, threshold):
-    policy, detector = models[0], StepsToGoDetector(models[1].model, threshold)
+# d reads ~50 untrained: 99 ends every episode on detection. Pooled places: practice reads them
+# frame by frame as the episode runs, the fleet's learner over the whole landed episode.
+@pytest.mark.parametrize("threshold, pooled", [(3.0, False), (99.0, False), (3.0, True)])
+def test_fleet_episodes_give_the_learner_the_same_numbers_as_in_process_practice(models, tmp_path, threshold, pooled):
+    reward_model = EFM.build(POOLED).eval() if pooled else models[1].model
+    policy, detector = models[0], StepsToGoDetector(reward_model, threshold)
     practised = run_episodes(policy, detector, [11, 12, 13], max_steps=6, envs=3, generator=torch.Generator())
     fleet = FakeFleet(tmp_path / "bags", practised[:2], practised[2])
     source = FleetSource(tmp_path / "bags", fleet, tmp_path / "actors", poll_s=0.05, timeout_s=10)
