@@ -3,7 +3,7 @@
 One process per robot loads one copy of the reward model per robot and runs one pass per frame.
 A host serving several robots keeps the newest frame of each robot waiting and, whenever its
 worker is free, scores all of them in one pass: while one pass runs, the other robots' frames
-gather, so batches fill without a window. As with one robot, a slow model skips frames rather
+gather, so batches fill without waiting on a timer. As with one robot, a slow model skips frames rather
 than falling behind (the paper's asynchronous success detector).
 """
 
