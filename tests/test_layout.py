@@ -41,3 +41,30 @@ def test_rviz_config_shows_the_camera_and_reward_markers(repo_root):
     assert displays["rviz_default_plugins/Image"]["Topic"]["Value"] == "/robot_0/camera/front/image_raw"
     assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "/robot_0/reward/markers"
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "board"
+
+
+TRAINING_CONFIGS = {  # file prefix -> the config it holds, with the keys a command line gives
+    "pretrain": ("sefm_trainer.pretrain", "PretrainConfig", {"out": "runs/x"}),
+    "stage1": ("sefm_trainer.sft", "SFTConfig", {"data": "runs/d", "out": "runs/x"}),
+    "objects": ("sefm_trainer.sft", "SFTConfig", {"data": "runs/d", "out": "runs/x"}),
+    "stage2": ("sefm_trainer.stage2", "Stage2Config", {"out": "runs/x", "policy": "p", "reward_model": "r"}),
+}
+
+
+def test_every_shipped_training_config_is_valid_for_its_command(repo_root):
+    """A config a README or results page tells people to run must not go stale as fields change."""
+    import importlib
+
+    import yaml
+
+    from sefm_interfaces.typed_config import parse_config
+
+    checked = 0
+    for path in sorted((repo_root / "config").glob("*.yaml")):
+        prefix = path.stem.split("_")[0]
+        if prefix not in TRAINING_CONFIGS:
+            continue
+        module, name, given = TRAINING_CONFIGS[prefix]
+        parse_config({**given, **yaml.safe_load(path.read_text())}, getattr(importlib.import_module(module), name))
+        checked += 1
+    assert checked >= 40

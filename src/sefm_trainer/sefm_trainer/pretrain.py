@@ -6,6 +6,12 @@ from random init on image-text tasks rendered from the simulator (``grounding``)
 named object, name the object at a place, nearest object, spatial relations, the goal an
 instruction implies, instruction prediction. No demonstrations, actions or steps-to-go.
 
+A model that reasons in places (``reason``, ``action_from: places``) is also asked ``place_batch``
+chain questions a step on fresh boards (``scene_chain``): an instruction naming two things, answered
+by the places of the named object, its target and the effector in the chain's own digits, read by
+its pointer if it has one. That is pointing and the goal an instruction implies, in the words and
+digits Stage 1 acts with; the probe scores it as it scores ``point``.
+
 Resumable like Stage 1: ``last`` + ``trainer_state_<step>.safetensors``, and every batch is
 drawn from (seed, step), so a killed run resumes onto the same path. Every ``probe_every`` steps
 the held-out probe suite (``probe``) scores each task on scenes no batch uses; the best pointing
@@ -15,26 +21,41 @@ score on 8-block scenes keeps ``best``, the checkpoint Stage 1 starts from.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
 
 from sefm_interfaces.typed_config import StrictModel
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig
-from sefm_policy.losses import EOS_WEIGHT, answer_loss
+from sefm_policy.losses import EOS_WEIGHT, answer_loss, chain_loss
 from sefm_policy.model import EFM
+from sefm_sim_bridge.scene import board_point
 
-from .grounding import TASK_WEIGHTS, TASKS, GroundingData, kind_weights, parse_point, point_tokens, points_at
+from .grounding import (
+    POINT_TOLERANCE,
+    TASK_WEIGHTS,
+    TASKS,
+    GroundingData,
+    kind_weights,
+    parse_point,
+    point_tokens,
+    points_at,
+)
+from .object_map import ObjectMap, object_map_loss, object_targets
+from .scene_chain import SCENE_KINDS, SceneChains
 from .schedule import warmup_cosine
-from .trainer_state import load_trainer_state, save_resume_point, state_path
+from .trainer_state import load_trainer_extra, load_trainer_state, save_resume_point, state_path
 
 BACKGROUND_SCENES = 512
 PROBE_KINDS = ("single", "blocks8", "blocks4", "varied", "banana")
 SELECT = "blocks8/point"  # the probe score that picks ``best``
+PLACE_SELECT = "blocks8/places"  # ... when the model is asked chain questions (place_batch)
+PLACES = ("object", "target", "effector")
 
 
 class PretrainConfig(StrictModel):
@@ -55,18 +76,44 @@ class PretrainConfig(StrictModel):
     task_weights: dict[str, float] = Field(
         default_factory=lambda: dict(TASK_WEIGHTS), description=f"share of each task's questions; tasks: {TASKS}"
     )
+    place_batch: int = Field(
+        0,
+        ge=0,
+        description="chain questions a step on fresh boards, answered in the chain's place digits "
+        "(scene_chain); needs model.reason and model.action_from: places",
+    )
+    objects: bool = Field(
+        False,
+        description="with place_batch: also teach the tower where every object of those boards is, per patch "
+        "(object_map, a dense target like PaliGemma's detection; its head is kept in the resume state only)",
+    )
+    place_kinds: dict[str, float] = Field(
+        default_factory=lambda: {"blocks8": 0.4, "blocks4": 0.2, "varied": 0.3, "banana": 0.1},
+        description=f"share of each board kind in the chain questions; kinds: {SCENE_KINDS}",
+    )
     seed: int = 0
     model: EFMConfig = EFMConfig()
 
-    @field_validator("task_weights")
+    @field_validator("task_weights", "place_kinds")
     @classmethod
-    def _known_tasks(cls, weights: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(weights) - set(TASKS))
+    def _shares_of_known_names(cls, weights: dict[str, float], info) -> dict[str, float]:
+        known = TASKS if info.field_name == "task_weights" else SCENE_KINDS
+        unknown = sorted(set(weights) - set(known))
         if unknown:
-            raise ValueError(f"unknown tasks {unknown}; expected some of {TASKS}")
+            raise ValueError(f"unknown names {unknown}; expected some of {known}")
         if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-            raise ValueError("task weights must be >= 0 with a positive sum")
+            raise ValueError("shares must be >= 0 with a positive sum")
         return weights
+
+    @model_validator(mode="after")
+    def _places_need_a_chain(self) -> PretrainConfig:
+        if self.place_batch and not (self.model.reason and self.model.action_from == "places"):
+            raise ValueError("place_batch asks for a chain of places: model.reason and model.action_from: places")
+        if self.objects and not self.place_batch:
+            raise ValueError("objects teaches the boards of the chain questions, and place_batch is 0")
+        if self.place_batch and self.unimodal:
+            raise ValueError("place_batch asks questions in words, which unimodal pretraining keeps from the model")
+        return self
 
 
 @torch.no_grad()
@@ -93,6 +140,56 @@ def probe(model: EFM, data: GroundingData, scenes: int, kinds=PROBE_KINDS, tasks
     return scores
 
 
+@torch.no_grad()
+def place_probe(model: EFM, chains: SceneChains, scenes: int, kinds=SCENE_KINDS) -> dict[str, float]:
+    """Held-out share of chain questions whose greedy places lie within one block width of the
+    truth: ``kind/places`` for the named object (the ``point`` of a chain), and its target and
+    the effector apart."""
+    model.eval()
+    scores = {}
+    for kind in kinds:
+        observations, truth = chains.questions(1, np.arange(scenes), kind)
+        said = np.concatenate(
+            [
+                model.embodiment.action.decode_places(model.said_places(observations[i : i + 64]))
+                for i in range(0, len(observations), 64)
+            ]
+        )
+        hits = np.linalg.norm(_on_board(said) - _on_board(truth), axis=-1) <= POINT_TOLERANCE
+        scores[f"{kind}/places"] = float(hits[:, 0].mean())
+        for k, place in enumerate(PLACES[1:], start=1):
+            scores[f"{kind}/places_{place}"] = float(hits[:, k].mean())
+    model.train()
+    return scores
+
+
+def _on_board(places: np.ndarray) -> np.ndarray:
+    """(B, places, 2) image (column, row) -> board (x, y) in metres."""
+    return np.array([[board_point(*p) for p in row] for row in places])
+
+
+def place_questions(chains: SceneChains, tokenizer, cfg: PretrainConfig, step: int, grid: int = 0):
+    """``place_batch`` chain questions of ``step`` (observations, digits), board kinds drawn by
+    ``place_kinds``; from (seed, step), as every batch is. With a patch ``grid``, also each
+    board's ``object_targets`` (the dense ``objects`` target)."""
+    rng = np.random.default_rng([cfg.seed, step, 5])
+    kinds = list(cfg.place_kinds)
+    shares = np.array([cfg.place_kinds[k] for k in kinds])
+    boards = -(-cfg.place_batch // chains.per_scene)
+    drawn = rng.choice(len(kinds), boards, p=shares / shares.sum())
+    picks = rng.integers(0, 2**30, boards)
+    observations, digits, targets = [], [], []
+    for k in np.unique(drawn):
+        chosen = np.repeat(picks[drawn == k], chains.per_scene)
+        obs, places, truth = chains.boards(0, chosen, kinds[int(k)])
+        observations += obs
+        digits += [tokenizer.encode(np.zeros(2), p) for p in places]
+        targets += [object_targets(objects, effector, grid) for objects, effector in truth] if grid else []
+    n = cfg.place_batch
+    questions = (observations[:n], np.stack(digits[:n]))
+    return (*questions, np.stack(targets[:n])) if grid else questions
+
+
 def pretrain(cfg: PretrainConfig) -> dict:
     """Run (or resume) Stage 0; returns the best probe score and its step."""
     out = Path(cfg.out)
@@ -100,6 +197,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     last = out / "last"
     torch.manual_seed(cfg.seed)
     data = GroundingData(cfg.model.model_image_size, cfg.questions_per_scene, cfg.unimodal, cfg.task_weights)
+    chains = SceneChains(cfg.model.model_image_size) if cfg.place_batch else None
     resuming = (last / "manifest.json").exists()
     if resuming:
         model = load_checkpoint(last)
@@ -108,16 +206,21 @@ def pretrain(cfg: PretrainConfig) -> dict:
         scenes = data.batch(cfg.seed + 1, 10**9, BACKGROUND_SCENES)  # a step no training batch reaches
         model.fit_background([q.observation for q in scenes])
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head = ObjectMap(model.backbone.config.vision_config.hidden_size) if cfg.objects else None
+    grid = math.isqrt(model.tokens_per_image) if head is not None else 0
+    params = [*model.parameters(), *(head.parameters() if head is not None else ())]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, best = 0, {"score": -1.0, "step": None}
     if resuming:
         saved = read_manifest(last)["metadata"]["step"]
         step, best = load_trainer_state(optimizer, state_path(out, saved))
+        if head is not None:
+            head.load_state_dict(load_trainer_extra(state_path(out, saved)))
         print(f"pretrain: resuming {out} at step {step}")
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tensorboard"))
-    select = "list" if cfg.unimodal else SELECT
+    select = "list" if cfg.unimodal else PLACE_SELECT if chains else SELECT
     with (out / "metrics.jsonl").open("a") as metrics, (out / "probe.jsonl").open("a") as probes:
         bar = tqdm(total=cfg.steps, initial=step, desc="stage 0", unit="step")
         while step < cfg.steps:
@@ -131,18 +234,30 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 [q.answer for q in questions],
                 eos_weight=cfg.eos_weight,
             )
+            loss, logged = result.loss, dict(result.metrics)
+            if chains is not None:
+                observations, digits, *targets = place_questions(chains, model.embodiment.action, cfg, step, grid)
+                places = chain_loss(model, observations, digits)
+                loss = loss + places.loss
+                logged |= {k.replace("chain/", "places/"): v for k, v in places.metrics.items()}
+                if head is not None:
+                    seen = object_map_loss(model, observations, targets[0], head)
+                    loss = loss + seen.loss
+                    logged |= seen.metrics
             optimizer.zero_grad()
-            result.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{result.metrics['answer/loss']:.3f}")
-            for key, value in result.metrics.items():
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items() if k.endswith("/loss")})
+            for key, value in logged.items():
                 writer.add_scalar(f"train/{key}", value, step)
-            metrics.write(json.dumps({"step": step, **result.metrics}) + "\n")
+            metrics.write(json.dumps({"step": step, **logged}) + "\n")
             if step % cfg.probe_every == 0 or step == cfg.steps:
                 scores = unimodal_probe(model, data, cfg) if cfg.unimodal else probe(model, data, cfg.probe_scenes)
+                if chains is not None:
+                    scores |= place_probe(model, chains, cfg.probe_scenes)
                 for key, value in scores.items():
                     writer.add_scalar(f"probe/{key}", value, step)
                 probes.write(json.dumps({"step": step, **scores}) + "\n")
@@ -153,10 +268,13 @@ def pretrain(cfg: PretrainConfig) -> dict:
                     save_checkpoint(model, out / "best", {"stage": 0, "step": step, "probe": scores})
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 metrics.flush()
-                save_resume_point(out, model, optimizer, step, best, {"stage": 0})
+                extra = head.state_dict() if head is not None else None
+                save_resume_point(out, model, optimizer, step, best, {"stage": 0}, extra)
         bar.close()
     writer.close()
     data.close()
+    if chains is not None:
+        chains.close()
     return best
 
 

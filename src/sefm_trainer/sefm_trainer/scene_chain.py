@@ -39,17 +39,34 @@ class SceneChains:
         self.per_scene = per_scene
 
     def batch(
-        self, tokenizer: GroundedActionTokenizer, held_out: int, picks: np.ndarray
+        self, tokenizer: GroundedActionTokenizer, held_out: int, picks: np.ndarray, kind: str | None = None
     ) -> tuple[list[Observation], np.ndarray]:
-        observations, tokens = [], []
+        """Observations and their chains' digits; ``kind``: another board kind than the default."""
+        observations, places = self.questions(held_out, picks, kind)
+        return observations, np.stack([tokenizer.encode(np.zeros(2), p) for p in places])
+
+    def questions(
+        self, held_out: int, picks: np.ndarray, kind: str | None = None
+    ) -> tuple[list[Observation], np.ndarray]:
+        """Observations and their chains' true places (B, 3, 2), unquantised: what a probe scores."""
+        observations, places, _ = self.boards(held_out, picks, kind)
+        return observations, places
+
+    def boards(self, held_out: int, picks: np.ndarray, kind: str | None = None):
+        """``questions`` and, per question, its board's ground truth: (objects by shown name, effector)."""
+        kind = kind or self.kind
+        if kind not in SCENE_KINDS:
+            raise ValueError(f"scene_kind: {kind!r} is not one of {SCENE_KINDS}")
+        observations, places, truth = [], [], []
         for first in range(0, len(picks), self.per_scene):
-            scene, _, _ = self.scenes.sample(self.kind, 2 * int(picks[first]) + held_out)
+            scene, _, _ = self.scenes.sample(kind, 2 * int(picks[first]) + held_out)
             rng = np.random.default_rng([int(picks[first]), 17])
             for _ in picks[first : first + self.per_scene]:
-                instruction, places = ask(scene.objects, scene.effector, rng, to_block=self.kind != "banana")
+                instruction, where = ask(scene.objects, scene.effector, rng, to_block=kind != "banana")
                 observations.append(Observation(images=(scene.image, scene.image), instruction=instruction))
-                tokens.append(tokenizer.encode(np.zeros(2), places))
-        return observations, np.stack(tokens)
+                places.append(where)
+                truth.append((scene.objects, scene.effector))
+        return observations, np.stack(places), truth
 
     def close(self) -> None:
         self.scenes.close()

@@ -7,11 +7,16 @@ import pytest
 import safetensors.torch
 
 from sefm_interfaces.typed_config import ConfigError, parse_config
+from sefm_policy.model import EFM
 from sefm_sim_bridge.scene import BLOCK_HALF
 from sefm_trainer.grounding import PLACE, TASKS, GroundingData, parse_point, point_text, points_at
-from sefm_trainer.pretrain import PretrainConfig, pretrain
+from sefm_trainer.pretrain import PretrainConfig, place_questions, pretrain
+from sefm_trainer.scene_chain import SceneChains
 
 TINY = {"image_size": 32, "vision": {"hidden_size": 32, "intermediate_size": 64}, "text": {"hidden_size": 64}}
+# The same, reasoning in places read by a pointer at its 4 x 4 patch grid.
+POINTING = {**TINY, "image_size": 64, "reason": True, "action_from": "places", "place_radices": [4, 4]}
+POINTING["place_pointer"] = True
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +108,11 @@ def test_a_point_counts_within_one_block_width():
     assert not points_at(None, truth)
 
 
-def test_stage0_resumed_after_a_crash_ends_where_an_uninterrupted_run_does(tmp_path, monkeypatch):
-    cfg = {"steps": 4, "batch_size": 4, "probe_every": 4, "probe_scenes": 2, "checkpoint_every": 2, "model": TINY}
+@pytest.mark.parametrize(
+    "asked", [{"model": TINY}, {"model": POINTING, "place_batch": 2, "objects": True}], ids=["loc", "places"]
+)
+def test_stage0_resumed_after_a_crash_ends_where_an_uninterrupted_run_does(tmp_path, monkeypatch, asked):
+    cfg = {"steps": 4, "batch_size": 4, "probe_every": 4, "probe_scenes": 2, "checkpoint_every": 2, **asked}
     straight = pretrain(PretrainConfig(out=str(tmp_path / "a"), **cfg))
     batch = GroundingData.batch
 
@@ -124,3 +132,43 @@ def test_stage0_resumed_after_a_crash_ends_where_an_uninterrupted_run_does(tmp_p
     probes = [json.loads(line) for line in (tmp_path / "a" / "probe.jsonl").read_text().splitlines()]
     assert [p["step"] for p in probes] == [4] and "blocks8/point" in probes[0]
     assert (tmp_path / "a" / "best" / "manifest.json").is_file()
+
+
+def test_chain_questions_come_from_the_board_kinds_asked_and_repeat_from_their_step():
+    cfg = PretrainConfig(out="x", place_batch=6, place_kinds={"banana": 1.0}, model=POINTING)
+    tokenizer = EFM.build(cfg.model).embodiment.action
+    chains = SceneChains(64)
+    try:
+        observations, digits = place_questions(chains, tokenizer, cfg, step=3)
+        again, same = place_questions(chains, tokenizer, cfg, step=3)
+        other, _ = place_questions(chains, tokenizer, cfg, step=4)
+    finally:
+        chains.close()
+    assert len(observations) == len(digits) == 6
+    assert all("banana" in o.instruction for o in observations)  # one object: it is the one named
+    assert np.array_equal(digits, same) and all(
+        np.array_equal(a.images[0], b.images[0]) for a, b in zip(observations, again, strict=True)
+    )
+    assert not np.array_equal(observations[0].images[0], other[0].images[0])
+
+
+def test_a_reasoning_base_is_asked_places_probed_on_them_and_kept_by_its_8_block_pointing(tmp_path):
+    cfg = {"steps": 2, "batch_size": 2, "probe_every": 2, "probe_scenes": 2, "checkpoint_every": 2}
+    best = pretrain(PretrainConfig(out=str(tmp_path), place_batch=4, objects=True, model=POINTING, **cfg))
+    probe = json.loads((tmp_path / "probe.jsonl").read_text().splitlines()[-1])
+    for kind in ("blocks8", "blocks4", "varied", "banana"):
+        assert all(0.0 <= probe[f"{kind}/places{part}"] <= 1.0 for part in ("", "_target", "_effector"))
+    assert best == {"score": probe["blocks8/places"], "step": 2}
+    logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert logged["places/loss"] > 0 and logged["answer/loss"] > 0 and logged["objects/loss"] > 0
+    weights = safetensors.torch.load_file(str(tmp_path / "best" / "model.safetensors"))
+    assert any("place_pointer" in name for name in weights)
+
+
+def test_chain_questions_need_a_model_that_reasons_in_places_and_name_the_key():
+    with pytest.raises(ConfigError, match="place_batch"):
+        parse_config({"out": "x", "place_batch": 8, "model": TINY}, PretrainConfig)
+    with pytest.raises(ConfigError, match="objects"):
+        parse_config({"out": "x", "objects": True, "model": POINTING}, PretrainConfig)
+    with pytest.raises(ConfigError, match="place_kinds"):
+        parse_config({"out": "x", "place_kinds": {"blocks9": 1.0}}, PretrainConfig)
