@@ -7,10 +7,11 @@ import pytest
 import safetensors.torch
 
 from sefm_interfaces.typed_config import ConfigError, parse_config
+from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_sim_bridge.scene import BLOCK_HALF
 from sefm_trainer.grounding import PLACE, TASKS, GroundingData, parse_point, point_text, points_at
-from sefm_trainer.pretrain import PretrainConfig, place_questions, pretrain
+from sefm_trainer.pretrain import PretrainConfig, place_probe, place_questions, pretrain
 from sefm_trainer.scene_chain import SceneChains
 
 TINY = {"image_size": 32, "vision": {"hidden_size": 32, "intermediate_size": 64}, "text": {"hidden_size": 64}}
@@ -172,3 +173,36 @@ def test_chain_questions_need_a_model_that_reasons_in_places_and_name_the_key():
         parse_config({"out": "x", "objects": True, "model": POINTING}, PretrainConfig)
     with pytest.raises(ConfigError, match="place_kinds"):
         parse_config({"out": "x", "place_kinds": {"blocks9": 1.0}}, PretrainConfig)
+
+
+class SaysPlaces:
+    """A stand-in model that says given places for the probe's questions, in the order asked."""
+
+    def __init__(self, tokenizer, places):
+        self.embodiment = type("Embodiment", (), {"action": tokenizer})()
+        self.said = [tokenizer.encode(np.zeros(2), p) for p in places]
+
+    def eval(self):
+        return self
+
+    def train(self):
+        return self
+
+    def said_places(self, observations):
+        out, self.said = self.said[: len(observations)], self.said[len(observations) :]
+        return np.stack(out)
+
+
+def test_the_place_probe_counts_places_within_one_block_width_of_the_truth():
+    tokenizer = EFM.build(EFMConfig(**POINTING)).embodiment.action
+    chains = SceneChains(64)
+    try:
+        _, truth = chains.questions(1, np.arange(6), "blocks4")
+        right = place_probe(SaysPlaces(tokenizer, truth), chains, 6, kinds=("blocks4",))
+        off = truth.copy()
+        off[:, 0] += [0.3, 0.0]  # the named object's place a third of the image off; the rest right
+        wrong = place_probe(SaysPlaces(tokenizer, off), chains, 6, kinds=("blocks4",))
+    finally:
+        chains.close()
+    assert right == {"blocks4/places": 1.0, "blocks4/places_target": 1.0, "blocks4/places_effector": 1.0}
+    assert wrong == {**right, "blocks4/places": 0.0}
