@@ -170,8 +170,8 @@ def _on_board(places: np.ndarray) -> np.ndarray:
 
 def place_questions(chains: SceneChains, tokenizer, cfg: PretrainConfig, step: int, grid: int = 0):
     """``place_batch`` chain questions of ``step`` (observations, digits), board kinds drawn by
-    ``place_kinds``; from (seed, step), as every batch is. With a patch ``grid``, also each
-    board's ``object_targets`` (the dense ``objects`` target)."""
+    ``place_kinds``; from (seed, step), as every batch is. Third: with a patch ``grid``, each
+    board's ``object_targets`` (the dense ``objects`` target), else None."""
     rng = np.random.default_rng([cfg.seed, step, 5])
     kinds = list(cfg.place_kinds)
     shares = np.array([cfg.place_kinds[k] for k in kinds])
@@ -186,8 +186,7 @@ def place_questions(chains: SceneChains, tokenizer, cfg: PretrainConfig, step: i
         digits += [tokenizer.encode(np.zeros(2), p) for p in places]
         targets += [object_targets(objects, effector, grid) for objects, effector in truth] if grid else []
     n = cfg.place_batch
-    questions = (observations[:n], np.stack(digits[:n]))
-    return (*questions, np.stack(targets[:n])) if grid else questions
+    return observations[:n], np.stack(digits[:n]), np.stack(targets[:n]) if grid else None
 
 
 def pretrain(cfg: PretrainConfig) -> dict:
@@ -236,12 +235,12 @@ def pretrain(cfg: PretrainConfig) -> dict:
             )
             loss, logged = result.loss, dict(result.metrics)
             if chains is not None:
-                observations, digits, *targets = place_questions(chains, model.embodiment.action, cfg, step, grid)
+                observations, digits, targets = place_questions(chains, model.embodiment.action, cfg, step, grid)
                 places = chain_loss(model, observations, digits)
                 loss = loss + places.loss
                 logged |= {k.replace("chain/", "places/"): v for k, v in places.metrics.items()}
                 if head is not None:
-                    seen = object_map_loss(model, observations, targets[0], head)
+                    seen = object_map_loss(model, observations, targets, head)
                     loss = loss + seen.loss
                     logged |= seen.metrics
             optimizer.zero_grad()

@@ -140,9 +140,9 @@ def test_chain_questions_come_from_the_board_kinds_asked_and_repeat_from_their_s
     tokenizer = EFM.build(cfg.model).embodiment.action
     chains = SceneChains(64)
     try:
-        observations, digits = place_questions(chains, tokenizer, cfg, step=3)
-        again, same = place_questions(chains, tokenizer, cfg, step=3)
-        other, _ = place_questions(chains, tokenizer, cfg, step=4)
+        observations, digits, _ = place_questions(chains, tokenizer, cfg, step=3)
+        again, same, _ = place_questions(chains, tokenizer, cfg, step=3)
+        other, _, _ = place_questions(chains, tokenizer, cfg, step=4)
     finally:
         chains.close()
     assert len(observations) == len(digits) == 6
