@@ -1,11 +1,13 @@
 """Varied board scenes with ground truth, for Stage 0's grounding pretraining (no robot actions).
 
-Five kinds: *single* (one block or the banana alone, no effector: the first rung of the
+Six kinds: *single* (one block or the banana alone, no effector: the first rung of the
 curriculum, since the tiny model learns to find one thing long before it tells two apart),
 LanguageTable's 8 blocks, its 4-block set (one colour each), *varied* scenes (2-8 blocks
-recoloured from a wider palette, so colour words are not tied to shapes as in the 8-block set)
-and BananaTable. Layouts come from the env's own seeded reset, with the effector anywhere on the
-board; recolouring and hiding change the MuJoCo model in place and are undone for the next scene.
+recoloured from a wider palette, so colour words are not tied to shapes as in the 8-block set),
+BananaTable, and *shapes* (2-4 blocks of one palette colour, each a different shape: only the
+shape word tells them apart, the half of an 8-block name a base learns last). Layouts come from
+the env's own seeded reset, with the effector anywhere on the board; recolouring and hiding
+change the MuJoCo model in place and are undone for the next scene.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .language_table import LanguageTableEnv
-from .scene import BLOCKS, FOUR_BLOCKS, OFF_BOARD
+from .scene import BLOCKS, FOUR_BLOCKS, OFF_BOARD, SHAPES
 
 PALETTE = {
     "red": (0.86, 0.15, 0.15),
@@ -29,7 +31,7 @@ PALETTE = {
     "brown": (0.50, 0.30, 0.12),
     "grey": (0.55, 0.55, 0.55),
 }
-SCENE_KINDS = ("single", "blocks8", "blocks4", "varied", "banana")
+SCENE_KINDS = ("single", "blocks8", "blocks4", "varied", "banana", "shapes")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class GroundingScenes:
                 names = {one: one}
             elif kind == "blocks4":
                 names = {f"{c} {s}": f"{c} {s}" for c, s in FOUR_BLOCKS}
+            elif kind == "shapes":
+                names = self._one_colour(blocks, rng)
             else:
                 names = self._recolour(blocks, rng)
             for block in blocks:
@@ -111,6 +115,18 @@ class GroundingScenes:
             colour = free[int(rng.integers(len(free)))]
             used.add((colour, shape))
             names[block] = f"{colour} {shape}"
+            for g in self._geoms[block]:
+                self.blocks.model.geom_rgba[g, :3] = PALETTE[colour]
+        return names
+
+    def _one_colour(self, blocks: list[str], rng: np.random.Generator) -> dict[str, str]:
+        """2-4 blocks of different shapes, all in one palette colour."""
+        colour = list(PALETTE)[int(rng.integers(len(PALETTE)))]
+        shapes = rng.permutation(SHAPES)[: int(rng.integers(2, len(SHAPES) + 1))]
+        names = {}
+        for shape in shapes:
+            block = rng.choice([b for b in blocks if b.split()[1] == shape])
+            names[str(block)] = f"{colour} {shape}"
             for g in self._geoms[block]:
                 self.blocks.model.geom_rgba[g, :3] = PALETTE[colour]
         return names

@@ -29,7 +29,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
 
-from sefm_interfaces.typed_config import StrictModel
+from sefm_interfaces.typed_config import ConfigError, StrictModel
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.losses import EOS_WEIGHT, answer_loss, chain_loss
@@ -92,6 +92,11 @@ class PretrainConfig(StrictModel):
         description=f"share of each board kind in the chain questions; kinds: {SCENE_KINDS}",
     )
     seed: int = 0
+    init: str | None = Field(
+        None,
+        description="start from this base's weights (a later rung of pretraining on another mix), with a new "
+        "optimizer and schedule; its model must be `model`",
+    )
     model: EFMConfig = EFMConfig()
 
     @field_validator("task_weights", "place_kinds")
@@ -200,6 +205,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     resuming = (last / "manifest.json").exists()
     if resuming:
         model = load_checkpoint(last)
+    elif cfg.init is not None:
+        model = _base_to_continue(cfg)
     else:
         model = EFM.build(cfg.model)
         scenes = data.batch(cfg.seed + 1, 10**9, BACKGROUND_SCENES)  # a step no training batch reaches
@@ -275,6 +282,17 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if chains is not None:
         chains.close()
     return best
+
+
+def _base_to_continue(cfg: PretrainConfig) -> EFM:
+    """``init``'s model, refused unless it is the one ``model`` describes (the probes and the chain
+    questions are asked in its digits)."""
+    model = load_checkpoint(cfg.init)
+    theirs, ours = model.config.model_dump(), cfg.model.model_dump()
+    differ = sorted(k for k in ours if theirs.get(k) != ours[k])
+    if differ:
+        raise ConfigError(f"init: {cfg.init} is not the model `model` describes; it differs in {differ}")
+    return model
 
 
 @torch.no_grad()

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 Objective = Literal["bc", "steps", "instruction", "grounding", "plan", "objects", "chain", "scenes"]
 # The boards the scenes objective can render: Stage 0's scene kinds that name a block or an object to move.
-SceneKind = Literal["blocks4", "blocks8", "varied", "banana"]
+SceneKind = Literal["blocks4", "blocks8", "varied", "banana", "shapes"]
 BACKGROUND_SAMPLE = 2048  # training steps averaged into the model's background
 
 

@@ -5,14 +5,16 @@ import json
 import numpy as np
 import pytest
 import safetensors.torch
+import torch
 
 from sefm_interfaces.typed_config import ConfigError, parse_config
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
+from sefm_sim_bridge.grounding_scenes import PALETTE
 from sefm_sim_bridge.scene import BLOCK_HALF
 from sefm_trainer.grounding import PLACE, TASKS, GroundingData, parse_point, point_text, points_at
 from sefm_trainer.pretrain import PretrainConfig, place_probe, place_questions, pretrain
-from sefm_trainer.scene_chain import SceneChains
+from sefm_trainer.scene_chain import SCENE_KINDS, SceneChains
 
 TINY = {"image_size": 32, "vision": {"hidden_size": 32, "intermediate_size": 64}, "text": {"hidden_size": 64}}
 # The same, reasoning in places read by a pointer at its 4 x 4 patch grid.
@@ -95,6 +97,17 @@ def test_scenes_vary_in_kind_colour_and_count_and_batches_repeat_from_their_seed
     assert all(np.array_equal(a.observation.images[0], b.observation.images[0]) for a, b in pairs)
 
 
+def test_shapes_boards_show_blocks_of_one_colour_that_only_their_shape_tells_apart(data):
+    for seed in range(1, 12, 2):
+        scene, env, shown = data.scenes.sample("shapes", seed)
+        colours, shapes = zip(*(name.split() for name in scene.objects), strict=True)
+        assert 2 <= len(scene.objects) <= 4 and len(set(colours)) == 1 and len(set(shapes)) == len(shapes)
+        for body in shown:
+            assert body.split()[1] == shown[body].split()[1]  # a block keeps its shape, takes the colour
+            rgba = env.model.geom_rgba[data.scenes._geoms[body]]
+            assert np.allclose(rgba[:, :3], PALETTE[colours[0]])
+
+
 def test_task_weights_choose_the_questions_and_an_unknown_task_is_refused_by_key():
     only_points = GroundingData(64, task_weights={"point": 1.0})
     assert {q.task for q in only_points.batch(seed=0, step=0, size=12)} == {"point"}
@@ -135,6 +148,21 @@ def test_stage0_resumed_after_a_crash_ends_where_an_uninterrupted_run_does(tmp_p
     assert (tmp_path / "a" / "best" / "manifest.json").is_file()
 
 
+def test_a_base_continues_from_its_weights_and_a_checkpoint_of_another_model_is_refused_by_key(tmp_path):
+    cfg = {"steps": 2, "batch_size": 2, "probe_every": 2, "probe_scenes": 1, "checkpoint_every": 2}
+    pretrain(PretrainConfig(out=str(tmp_path / "base"), model=TINY, **cfg))
+    base = tmp_path / "base" / "last"
+    pretrain(PretrainConfig(out=str(tmp_path / "more"), init=str(base), model=TINY, seed=1, **cfg | {"steps": 1}))
+    before = safetensors.torch.load_file(str(base / "model.safetensors"))
+    after = safetensors.torch.load_file(str(tmp_path / "more" / "last" / "model.safetensors"))
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # trained on from there
+    kept, now = (safetensors.torch.load_file(str(d / "background.safetensors")) for d in (base, tmp_path / "more/last"))
+    assert all(torch.equal(kept[k], now[k]) for k in kept)  # the base's background, not one fitted anew
+    with pytest.raises(ConfigError, match="init"):
+        pretrain(PretrainConfig(out=str(tmp_path / "other"), init=str(base), model=TINY | {"image_size": 64}, **cfg))
+
+
 def test_chain_questions_come_from_the_board_kinds_asked_and_repeat_from_their_step():
     cfg = PretrainConfig(out="x", place_batch=6, place_kinds={"banana": 1.0}, model=POINTING)
     tokenizer = EFM.build(cfg.model).embodiment.action
@@ -157,7 +185,7 @@ def test_a_reasoning_base_is_asked_places_probed_on_them_and_kept_by_its_8_block
     cfg = {"steps": 2, "batch_size": 2, "probe_every": 2, "probe_scenes": 2, "checkpoint_every": 2}
     best = pretrain(PretrainConfig(out=str(tmp_path), place_batch=4, objects=True, model=POINTING, **cfg))
     probe = json.loads((tmp_path / "probe.jsonl").read_text().splitlines()[-1])
-    for kind in ("blocks8", "blocks4", "varied", "banana"):
+    for kind in SCENE_KINDS:
         assert all(0.0 <= probe[f"{kind}/places{part}"] <= 1.0 for part in ("", "_target", "_effector"))
     assert best == {"score": probe["blocks8/places"], "step": 2}
     logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
