@@ -21,9 +21,8 @@ import yaml
 
 from sefm_interfaces.typed_config import parse_config
 from sefm_policy.checkpoint import load_checkpoint
-from sefm_policy.model import EFM
 from sefm_trainer.grounding import GroundingData
-from sefm_trainer.pretrain import BACKGROUND_SCENES, PretrainConfig, place_probe, probe
+from sefm_trainer.pretrain import PretrainConfig, fresh_base, place_probe, probe
 from sefm_trainer.scene_chain import SceneChains
 
 
@@ -43,9 +42,8 @@ def main() -> None:
         with open(args.scratch) as f:
             cfg = parse_config({"out": "unused", **yaml.safe_load(f)}, PretrainConfig)
         torch.manual_seed(cfg.seed)
-        model = EFM.build(cfg.model)
-        data = GroundingData(model.image_size)
-        model.fit_background([q.observation for q in data.batch(cfg.seed + 1, 10**9, BACKGROUND_SCENES)])
+        data = GroundingData(cfg.model.model_image_size)
+        model = fresh_base(cfg, data)
         data.close()
     data = GroundingData(model.image_size)
     scores = probe(model.eval(), data, args.scenes)

@@ -208,9 +208,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     elif cfg.init is not None:
         model = _base_to_continue(cfg)
     else:
-        model = EFM.build(cfg.model)
-        scenes = data.batch(cfg.seed + 1, 10**9, BACKGROUND_SCENES)  # a step no training batch reaches
-        model.fit_background([q.observation for q in scenes])
+        model = fresh_base(cfg, data)
     model.train()
     head = ObjectMap(model.backbone.config.vision_config.hidden_size) if cfg.objects else None
     grid = math.isqrt(model.tokens_per_image) if head is not None else 0
@@ -282,6 +280,14 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if chains is not None:
         chains.close()
     return best
+
+
+def fresh_base(cfg: PretrainConfig, data: GroundingData) -> EFM:
+    """``model`` from random init (the global torch seed set), its background fitted on scenes of
+    a step no training batch reaches: what Stage 0 starts from, and the scratch model beside a base."""
+    model = EFM.build(cfg.model)
+    model.fit_background([q.observation for q in data.batch(cfg.seed + 1, 10**9, BACKGROUND_SCENES)])
+    return model
 
 
 def _base_to_continue(cfg: PretrainConfig) -> EFM:
