@@ -117,6 +117,12 @@ class EFMConfig(StrictModel):
         "the current frame's image tokens, its scores added to the decoder's logits for them "
         "(sefm_policy.place_pointer); place_radices[0] must be the image's patch grid",
     )
+    pointer_word_order: bool = Field(
+        False,
+        description="with place_pointer, the pointer's query also reads the prompt's words by where they stand "
+        "(from the first word and from the last; place_pointer.WordGates), so it can tell the words naming the "
+        "block from those naming its target; adds nothing at first, so a trained pointer can take it on",
+    )
     steps_from: Literal["images", "places"] = Field(
         "images",
         description="what the steps-to-go token reads: images (the paper's one pass over the frames and the "
@@ -147,6 +153,8 @@ class EFMConfig(StrictModel):
             raise ValueError("place_reads: 'half_patch' needs action_from: 'places' (the action told the places read)")
         if self.place_pointer and self.action_from != "places":
             raise ValueError("place_pointer needs action_from: 'places' (it reads the places said over the images)")
+        if self.pointer_word_order and not self.place_pointer:
+            raise ValueError("pointer_word_order needs place_pointer: true (it orders the pointer's words)")
         if self.steps_from == "places" and self.action_from != "places":
             raise ValueError("steps_from: 'places' needs action_from: 'places' (d reads the chain's places)")
         if self.place_frames > 1 and self.steps_from != "places":

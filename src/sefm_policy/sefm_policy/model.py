@@ -26,11 +26,10 @@ from .config import EFMConfig
 from .embodiment import embodiment_for
 from .patch_positions import set_patch_positions
 from .place_pointer import install_place_pointer
-from .prompts import Observation, Task, prompt_text
+from .prompts import MAX_PROMPT_TOKENS, Observation, Task, prompt_text
 from .tokenizers import slot_token_ids
 from .vocab import TokenLayout
 
-MAX_PROMPT_TOKENS = 32
 MAX_INSTRUCTION_TOKENS = 24
 TEXT_CACHE_SIZE = 1 << 16  # prompts and answers whose token ids are kept
 LOC_PATTERN = re.compile(r"<loc(\d{4})>")

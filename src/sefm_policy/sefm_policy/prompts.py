@@ -7,6 +7,8 @@ from enum import Enum
 
 import numpy as np
 
+MAX_PROMPT_TOKENS = 32  # a prompt's text tokens the model reads; longer ones are cut
+
 
 class Task(str, Enum):
     ACT = "act"

@@ -485,6 +485,36 @@ def test_a_place_pointer_says_each_coarse_digit_of_the_image_token_it_scores_hig
         EFMConfig(reason=True, place_radices=[6, 4], place_pointer=True)
 
 
+def test_a_pointer_told_its_words_order_starts_as_it_was_and_then_tells_a_block_word_from_a_target_word(tmp_path):
+    from sefm_policy.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    config = EFMConfig(reason=True, action_from="places", place_radices=[6, 4], place_pointer=True)
+    model, obs = EFM.build(config), table_observations(2)
+    said = model.sample_actions(obs, greedy=True).tokens
+    with torch.no_grad():
+        before = model.chain_distributions(obs, said)
+        ordered = model.reconfigured(pointer_word_order=True)
+        torch.testing.assert_close(ordered.chain_distributions(obs, said), before)  # its order starts at zero
+    pointer = ordered.pointer
+    states, keys = torch.randn(1, pointer.query.in_features), torch.randn(1, pointer.grid**2, 64)
+    words = torch.randn(1, 5, pointer.query.in_features)
+    swapped = words[:, [0, 3, 2, 1, 4]]  # the same words, two of them trading places
+    present = torch.ones(1, 5, dtype=torch.bool)
+    with torch.no_grad():
+        bag = [pointer.logits(states, keys, (w, present)) for w in (words, swapped)]
+        pointer.word_gates.value.weight.normal_()
+        order = [pointer.logits(states, keys, (w, present)) for w in (words, swapped)]
+    torch.testing.assert_close(bag[0], bag[1])  # a read without order cannot tell them apart
+    assert not torch.allclose(order[0], order[1], atol=1e-3)
+    save_checkpoint(ordered, tmp_path / "ckpt")
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.pointer.word_gates.value.weight, pointer.word_gates.value.weight)
+    assert not ordered.reconfigured(pointer_word_order=False).pointer.ordered
+    with pytest.raises(ValueError, match="pointer_word_order"):
+        EFMConfig(reason=True, action_from="places", place_radices=[6, 4], pointer_word_order=True)
+
+
 def test_steps_to_go_from_places_reads_the_places_greedy_act_says_and_not_the_images():
     model = EFM.build(EFMConfig(reason=True, action_from="places", place_radices=[6, 4], steps_from="places"))
     obs, chain = table_observations(3), model.embodiment.reasoning_slots

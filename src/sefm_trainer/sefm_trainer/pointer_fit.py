@@ -12,6 +12,7 @@ seeds; the held-out score uses odd ones, as Stage 1's validation does).
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,10 +23,10 @@ from sefm_interfaces.typed_config import ConfigError, StrictModel
 from sefm_policy.checkpoint import load_checkpoint, save_checkpoint
 from sefm_policy.place_pointer import PlacePointer
 
-from .scene_chain import SceneChains
-from .sft import SceneKind
+from .scene_chain import SCENE_KINDS, SceneChains
 
 PLACES = ("object", "target", "effector")
+FitKind = Literal[(*SCENE_KINDS, "every")]
 
 
 class PointerFitConfig(StrictModel):
@@ -33,25 +34,37 @@ class PointerFitConfig(StrictModel):
 
     init: str = Field(..., description="a chain checkpoint (reason: true) whose places the pointer will read")
     out: str = Field(..., description="the checkpoint written: init's weights with the fitted pointer")
-    scene_kind: SceneKind = Field("blocks8", description="boards the questions are asked on (Stage 1's scene_kind)")
+    scene_kind: FitKind = Field(
+        "blocks8",
+        description="boards the questions are asked on (Stage 1's scene_kind), or every: each kind in equal "
+        "shares, so that a base's pointer keeps every kind's instructions",
+    )
     boards: int = Field(1500, gt=0, description="training boards, two questions each")
     held_out_boards: int = Field(200, gt=0, description="boards scored, none of them trained on")
     steps: int = Field(3000, gt=0)
     batch_size: int = Field(64, gt=0)
     lr: float = Field(3e-3, gt=0)
     evals: int = Field(10, gt=0, description="held-out scores along the way")
+    word_order: bool = Field(
+        False, description="give the pointer its words' order (EFMConfig.pointer_word_order) before the fit"
+    )
     seed: int = 0
 
 
-def chain_reads(model, chains: SceneChains, boards: int, held_out: int, batch: int) -> tuple[torch.Tensor, ...]:
-    """``EFM.pointer_inputs`` of two questions on each of ``boards`` boards, with their coarse digits."""
+def chain_reads(
+    model, chains: SceneChains, boards: int, held_out: int, batch: int, kinds: tuple[str, ...] | None = None
+) -> tuple[torch.Tensor, ...]:
+    """``EFM.pointer_inputs`` of two questions on each of ``boards`` boards, with their coarse digits;
+    with ``kinds``, the boards shared evenly among those board kinds."""
     tokenizer = model.embodiment.action
     slots = list(tokenizer.coarse_place_slots)
-    picks = np.repeat(np.arange(boards), 2)
+    kinds = kinds or (chains.kind,)
     parts = []
-    for start in tqdm(range(0, len(picks), batch), desc="chain states", unit="batch", leave=False):
-        observations, tokens = chains.batch(tokenizer, held_out, picks[start : start + batch])
-        parts.append((*model.pointer_inputs(observations, tokens), torch.as_tensor(tokens[:, slots])))
+    for kind in kinds:
+        picks = np.repeat(np.arange(-(-boards // len(kinds))), 2)
+        for start in tqdm(range(0, len(picks), batch), desc=f"{kind} chain states", unit="batch", leave=False):
+            observations, tokens = chains.batch(tokenizer, held_out, picks[start : start + batch], kind)
+            parts.append((*model.pointer_inputs(observations, tokens), torch.as_tensor(tokens[:, slots])))
     return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
 
@@ -80,12 +93,14 @@ def fit_place_pointer(cfg: PointerFitConfig) -> dict:
     model = load_checkpoint(cfg.init)
     if not model.config.reason:
         raise ConfigError(f"init {cfg.init}: a place pointer reads a chain of places, which needs reason: true")
-    model = model.reconfigured(place_pointer=True).eval()
+    order = cfg.word_order or model.config.pointer_word_order
+    model = model.reconfigured(place_pointer=True, pointer_word_order=order).eval()
     started = time.time()
-    chains = SceneChains(model.image_size, cfg.scene_kind)
+    kinds = SCENE_KINDS if cfg.scene_kind == "every" else (cfg.scene_kind,)
+    chains = SceneChains(model.image_size, kinds[0])
     try:
-        train = chain_reads(model, chains, cfg.boards, 0, cfg.batch_size)
-        held_out = chain_reads(model, chains, cfg.held_out_boards, 1, cfg.batch_size)
+        train = chain_reads(model, chains, cfg.boards, 0, cfg.batch_size, kinds)
+        held_out = chain_reads(model, chains, cfg.held_out_boards, 1, cfg.batch_size, kinds)
     finally:
         chains.close()
     pointer = model.pointer.train()
@@ -98,6 +113,7 @@ def fit_place_pointer(cfg: PointerFitConfig) -> dict:
         loss, _ = pointer_loss(pointer, tuple(t[picks] for t in train))
         optimizer.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(pointer.parameters(), 1.0)
         optimizer.step()
         if step % every == 0 or step == cfg.steps:
             with torch.no_grad():

@@ -56,6 +56,8 @@ PROBE_KINDS = ("single", "blocks8", "blocks4", "varied", "banana")
 SELECT = "blocks8/point"  # the probe score that picks ``best``
 PLACE_SELECT = "blocks8/places"  # ... when the model is asked chain questions (place_batch)
 PLACES = ("object", "target", "effector")
+# EFMConfig switches that add a part starting at zero: a base continues with them switched on.
+ADDED_AT_ZERO = ("pointer_word_order",)
 
 
 class PretrainConfig(StrictModel):
@@ -292,13 +294,14 @@ def fresh_base(cfg: PretrainConfig, data: GroundingData) -> EFM:
 
 def _base_to_continue(cfg: PretrainConfig) -> EFM:
     """``init``'s model, refused unless it is the one ``model`` describes (the probes and the chain
-    questions are asked in its digits)."""
+    questions are asked in its digits), save for parts ``model`` adds that start at zero."""
     model = load_checkpoint(cfg.init)
     theirs, ours = model.config.model_dump(), cfg.model.model_dump()
-    differ = sorted(k for k in ours if theirs.get(k) != ours[k])
+    added = {k: True for k in ADDED_AT_ZERO if ours[k] and not theirs.get(k)}
+    differ = sorted(k for k in ours if theirs.get(k) != ours[k] and k not in added)
     if differ:
         raise ConfigError(f"init: {cfg.init} is not the model `model` describes; it differs in {differ}")
-    return model
+    return model.reconfigured(**added) if added else model
 
 
 @torch.no_grad()

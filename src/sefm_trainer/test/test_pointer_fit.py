@@ -6,7 +6,7 @@ from sefm_policy.checkpoint import load_checkpoint, save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
 from sefm_trainer.pointer_fit import PointerFitConfig, chain_reads, fit_place_pointer, pointer_loss
-from sefm_trainer.scene_chain import SceneChains
+from sefm_trainer.scene_chain import SCENE_KINDS, SceneChains
 
 
 def test_a_fresh_place_pointer_is_fitted_on_the_frozen_chain_and_saved_beside_its_weights(tmp_path):
@@ -39,3 +39,29 @@ def test_a_fresh_place_pointer_is_fitted_on_the_frozen_chain_and_saved_beside_it
     save_checkpoint(EFM.build(EFMConfig(image_size=64)), tmp_path / "plain")
     with pytest.raises(ConfigError, match="reason"):
         fit_place_pointer(cfg.model_copy(update={"init": str(tmp_path / "plain")}))
+
+
+def test_a_trained_pointer_is_fitted_with_its_words_order_on_every_board_kind_and_keeps_what_it_had(tmp_path):
+    config = EFMConfig(image_size=64, reason=True, action_from="places", place_radices=[4, 4], place_pointer=True)
+    chain = EFM.build(config)
+    save_checkpoint(chain, tmp_path / "chain")
+    cfg = PointerFitConfig(
+        init=str(tmp_path / "chain"),
+        out=str(tmp_path / "ordered"),
+        scene_kind="blocks4",
+        boards=4,
+        held_out_boards=2,
+        steps=10,
+        batch_size=8,
+        lr=1e-2,
+        evals=1,
+        word_order=True,
+    )
+    fit_place_pointer(cfg)
+    ordered = load_checkpoint(tmp_path / "ordered")
+    assert ordered.config.pointer_word_order
+    assert ordered.pointer.word_gates.value.weight.abs().sum() > 0  # fitted from zero
+    again = {"init": str(tmp_path / "ordered"), "out": str(tmp_path / "again"), "word_order": False}
+    summary = fit_place_pointer(cfg.model_copy(update=again | {"scene_kind": "every", "boards": len(SCENE_KINDS)}))
+    assert summary["questions"] == 2 * len(SCENE_KINDS)  # a board of every kind, two questions each
+    assert load_checkpoint(tmp_path / "again").config.pointer_word_order  # a pointer keeps the order it has

@@ -163,6 +163,17 @@ def test_a_base_continues_from_its_weights_and_a_checkpoint_of_another_model_is_
         pretrain(PretrainConfig(out=str(tmp_path / "other"), init=str(base), model=TINY | {"image_size": 64}, **cfg))
 
 
+def test_a_pointing_base_continues_with_its_pointer_told_the_words_order(tmp_path):
+    cfg = {"steps": 1, "batch_size": 2, "place_batch": 2, "probe_every": 1, "probe_scenes": 1, "checkpoint_every": 1}
+    pretrain(PretrainConfig(out=str(tmp_path / "base"), model=POINTING, **cfg))
+    ordered = POINTING | {"pointer_word_order": True}
+    pretrain(PretrainConfig(out=str(tmp_path / "more"), init=str(tmp_path / "base/last"), model=ordered, **cfg))
+    weights = safetensors.torch.load_file(str(tmp_path / "more" / "last" / "model.safetensors"))
+    assert any("word_gates" in name for name in weights)
+    with pytest.raises(ConfigError, match="pointer_word_order"):
+        pretrain(PretrainConfig(out=str(tmp_path / "back"), init=str(tmp_path / "more/last"), model=POINTING, **cfg))
+
+
 def test_chain_questions_come_from_the_board_kinds_asked_and_repeat_from_their_step():
     cfg = PretrainConfig(out="x", place_batch=6, place_kinds={"banana": 1.0}, model=POINTING)
     tokenizer = EFM.build(cfg.model).embodiment.action
