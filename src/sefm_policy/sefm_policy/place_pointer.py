@@ -24,8 +24,8 @@ named block's colour in its pointer's query in every case and its shape in half 
 read alike), where the Stage 1 pointer that acts finds both (docs/results, session 29). With
 ``pointer_word_order`` the query also reads the words by where they stand (``WordGates``). Order
 added to that attention's keys, or a second attention given it, taught the block's shape word and
-never the target's: the heads sat on the colour words with saturated weights. Gates, one per word
-and none competing, taught both.
+never the target's (the first's heads sat on the target's colour word with saturated weights).
+Gates, one per word and none competing, taught both.
 """
 
 from __future__ import annotations
