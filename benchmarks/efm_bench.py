@@ -1,7 +1,7 @@
 """EFM speed on this machine: SFT samples/s, act and steps-to-go latency, parameter count.
 
-Prints one JSON object. Usage: python benchmarks/efm_bench.py [--repeats N] [--config efm.yaml | --checkpoint DIR]
-(a chain of places acts once with each of its ``place_reads``)
+Prints one JSON object. Usage: python benchmarks/efm_bench.py [--repeats N] [--act-only]
+[--config efm.yaml | --checkpoint DIR] (a chain of places acts once with each of its ``place_reads``)
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", help="YAML file with an EFM config (default: the tiny model)")
     source.add_argument("--checkpoint", help="a saved policy (e.g. checkpoints/stage1_block2block4/best_bc)")
+    parser.add_argument(
+        "--act-only", action="store_true", help="LanguageTable act latency alone (a large model's SFT step is slow)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.checkpoint:
@@ -87,14 +90,6 @@ def main() -> None:
     else:
         config = load_config(args.config, EFMConfig) if args.config else EFMConfig()
         model = EFM.build(config)
-    aloha = EFM.build(
-        EFMConfig(embodiment="aloha") if args.checkpoint else config.model_copy(update={"embodiment": "aloha"})
-    )
-    aloha.eval()
-
-    model.train()
-    sft = timed(sft_step_fn(model, 32), max(5, args.repeats // 3))
-    model.eval()
     result = {
         "machine": {
             "cpu": cpu_name(),
@@ -108,8 +103,12 @@ def main() -> None:
             "image_size": model.image_size,
             "parameters": sum(p.numel() for p in model.parameters()),
         },
-        "sft_batch32": {**sft, "samples_per_s": round(32 / (sft["p50_ms"] / 1000), 1)},
     }
+    if not args.act_only:
+        model.train()
+        sft = timed(sft_step_fn(model, 32), max(5, args.repeats // 3))
+        result["sft_batch32"] = {**sft, "samples_per_s": round(32 / (sft["p50_ms"] / 1000), 1)}
+    model.eval()
     acting = {"act_language_table": model}
     if config.action_from == "places":  # a chain of places: each way of reading them
         acting = {f"act_{r}_read{'s' * (r != 'single')}": model.reconfigured(place_reads=r).eval() for r in READS}
@@ -117,6 +116,13 @@ def main() -> None:
         obs = table_observations(b)
         for name, policy in acting.items():
             result[f"{name}_batch{b}"] = timed(lambda o=obs, p=policy: p.sample_actions(o), args.repeats)
+    if args.act_only:
+        print(json.dumps(result, indent=2))
+        return
+    aloha = EFM.build(
+        EFMConfig(embodiment="aloha") if args.checkpoint else config.model_copy(update={"embodiment": "aloha"})
+    )
+    aloha.eval()
     obs = aloha_observations(1)
     result["act_aloha_70_tokens_batch1"] = timed(lambda: aloha.sample_actions(obs), max(5, args.repeats // 3))
     for b in (1, 64):

@@ -74,3 +74,16 @@ def test_the_shipped_demo_starts_from_a_loadable_stage1_pair_of_its_own_task(rep
     policy, reward = load_checkpoint(folder / "best_bc"), load_checkpoint(folder / "best_steps")
     assert policy.embodiment.reasoning_slots > 0  # the chain of places the 4-block rung acts through
     assert reward.config.embodiment == policy.config.embodiment
+
+
+def test_the_shipped_8_block_pair_is_a_policy_and_a_reward_model_that_read_places_from_the_base(repo_root, tmp_path):
+    pair = repo_root / "checkpoints" / "stage1_block2block"
+    cfg = DemoConfig(
+        task_family="block2block", graph="g.yaml", stage1={"checkpoint": str(pair), "sft_config": "s.yaml"}
+    )
+    folder, record = stage1(cfg, tmp_path, tmp_path, from_scratch=False)
+    assert record["demonstrations"] == 2000  # the 10% fraction of the 20,000-episode full set
+    policy, reward = load_checkpoint(folder / "best_bc"), load_checkpoint(folder / "best_steps")
+    assert policy.config.action_from == "places" and policy.config.place_reads == "half_patch"
+    assert reward.config.steps_from == "places" and reward.config.place_frames > 1
+    assert reward.config.vision == policy.config.vision  # one architecture: the reward model is a Stage 1 copy

@@ -267,7 +267,12 @@ def parser() -> argparse.ArgumentParser:
     reward = sub.add_parser("reward", help="the steps-to-go reward model").add_subparsers(dest="action", required=True)
     cal = reward.add_parser("calibrate", help="choose the success threshold s on episodes whose outcome is known")
     cal.add_argument("--checkpoint", required=True, help="reward model (Stage 1 best_steps)")
-    cal.add_argument("--data", required=True, help="folder of episode bags not trained on, e.g. fresh demonstrations")
+    cal.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="folders of episode bags not trained on, pooled: fresh demonstrations, a policy's recorded failures",
+    )
     cal.add_argument("--out", required=True, help="folder for calibration.json and calibration.png")
     add_config_flags(cal, CalibrationConfig, list(CalibrationConfig.model_fields))
     cal.set_defaults(run=reward_calibrate)

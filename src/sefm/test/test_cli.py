@@ -83,6 +83,38 @@ def test_reward_calibrate_writes_the_sweep_and_fails_when_no_threshold_is_precis
     assert result["episodes"] == 3 and len(result["scores"]) == 40 and (out / "calibration.png").exists()
 
 
+def test_eval_records_the_failures_it_was_asked_for_and_calibrate_pools_them_with_demonstrations(tmp_path, capsys):
+    from sefm_trainer.bag_reader import load_episodes
+
+    demos, ckpt, rec = tmp_path / "demos", tmp_path / "ckpt", tmp_path / "failures"
+    assert main(["datagen", "--episodes", "2", "--out", str(demos), "--seed", "11"]) == 0
+    assert main(["model", "init", "--out", str(ckpt)]) == 0
+    common = ["eval", "--checkpoint", str(ckpt), "--episodes", "2", "--max-steps", "3", "--seed", "40"]
+    assert main([*common, "--record", str(tmp_path / "none"), "--record-only", "successes"]) == 0
+    assert not any((tmp_path / "none").iterdir())  # an untrained policy succeeds nowhere
+    capsys.readouterr()
+    assert main([*common, "--record", str(rec), "--record-only", "failures"]) == 0
+    assert json.loads(capsys.readouterr().out)["recorded"]["episodes"] == 2
+    recorded = load_episodes(rec, progress=False).episodes
+    assert [ep.meta.seed for ep in recorded] == [40, 41]
+    assert all(ep.meta.success is False and ep.meta.length == 3 and len(ep.action_tokens) == 3 for ep in recorded)
+    assert main(
+        [
+            "reward",
+            "calibrate",
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            str(demos),
+            str(rec),
+            "--out",
+            str(tmp_path / "cal"),
+        ]
+    ) in (0, 1)
+    result = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert result["data"] == [str(demos), str(rec)] and result["episodes"] == 4 and result["successful"] == 2
+
+
 def test_flags_take_their_choices_defaults_and_help_from_the_config(capsys):
     from sefm_sim_bridge.envs import LANGUAGE_TABLE_FAMILIES
     from sefm_trainer.evaluate import EvalConfig

@@ -20,6 +20,7 @@ from sefm_reward.detector import DEFAULT_THRESHOLD, StepsToGoDetector
 from sefm_sim_bridge.envs import LANGUAGE_TABLE_FAMILIES
 
 from .rollout import PracticeEpisode, run_episodes
+from .rollout_bags import write_rollout
 
 HELD_OUT_SEED = 1_000_000  # evaluation seeds start here; demonstrations and practice use lower ones
 
@@ -40,6 +41,10 @@ class EvalConfig(StrictModel):
     out: str | None = Field(None, description="also write the JSON here")
     video: str | None = Field(None, description="GIF grid of the first episodes")
     video_episodes: int = Field(8, gt=0, description="episodes in the video grid")
+    record: str | None = Field(None, description="folder to write the episodes into as episode bags")
+    record_only: Literal["failures", "successes"] | None = Field(
+        None, description="with record: write only these (e.g. failures, to calibrate a detector on)"
+    )
     compare: str | None = Field(
         None, description="an earlier evaluation's JSON of the same seeds (e.g. Stage 1's): compare seed by seed"
     )
@@ -173,6 +178,13 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         from .episode_video import episode_grid_gif
 
         summary["video"] = str(episode_grid_gif(kept[: cfg.video_episodes], cfg.video))
+    if cfg.record:
+        wanted = {None: (True, False), "failures": (False,), "successes": (True,)}[cfg.record_only]
+        chosen = [ep for ep in kept if ep.ground_truth_success in wanted]
+        Path(cfg.record).mkdir(parents=True, exist_ok=True)
+        for ep in chosen:
+            write_rollout(ep, cfg.record, cfg.task_family, cfg.checkpoint)
+        summary["recorded"] = {"folder": cfg.record, "episodes": len(chosen)}
     if cfg.out:
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.out).write_text(json.dumps(summary, indent=2) + "\n")

@@ -29,6 +29,7 @@ class PracticeEpisode:
     states: list[np.ndarray] | None = None  # T+1 joint states (ALOHA)
     embodiment: str = "language_table"
     tokens: list[np.ndarray] = field(default_factory=list)  # T action token vectors
+    actions: list[np.ndarray] = field(default_factory=list)  # the T commands those tokens decode to
     distances: list[float] = field(default_factory=list)  # d(o_t, g) for the T+1 frames
     done: list[bool] = field(default_factory=list)  # the simulator's success verdict on each of the T+1 frames
     goal_at: int | None = None  # the first frame after an action that the simulator calls done
@@ -145,6 +146,7 @@ def run_episodes(
                     obs, *_ = env.step(action)
                     frame, state = model_view(obs)
                     ep.tokens.append(tokens)
+                    ep.actions.append(action)
                     ep.frames.append(frame)
                     if ep.states is not None:
                         ep.states.append(state)

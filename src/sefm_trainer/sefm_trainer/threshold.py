@@ -4,6 +4,7 @@ reward model was not trained on): the d of every frame, then ``sefm_reward.calib
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +21,19 @@ from .bag_reader import load_episodes
 from .dataset import timeline
 
 
-def episode_distances(detector: StepsToGoDetector, data: str | Path, progress: bool = True) -> tuple[list, list, list]:
-    """d(o_t, g) for frames 0..T of every episode under ``data``, whether each succeeded, and the
-    frame it reached its goal. A demonstration held past its goal is read up to the last frame that
-    kept it done: on those frames a firing is right."""
-    loaded = load_episodes(data, progress=False)
-    episodes = [ep for ep in loaded.episodes if ep.meta.success is not None]
+def episode_distances(
+    detector: StepsToGoDetector, data: str | Path | Sequence[str | Path], progress: bool = True
+) -> tuple[list, list, list]:
+    """d(o_t, g) for frames 0..T of every episode under ``data`` (a folder, or several pooled:
+    demonstrations beside a policy's recorded failures), whether each succeeded, and the frame it
+    reached its goal. A demonstration held past its goal is read up to the last frame that kept it
+    done: on those frames a firing is right."""
+    folders = [data] if isinstance(data, str | Path) else list(data)
+    episodes = [
+        ep for folder in folders for ep in load_episodes(folder, progress=False).episodes if ep.meta.success is not None
+    ]
     if not episodes:
-        raise UsageError(f"no episodes with a known outcome (ground-truth success) in {data}")
+        raise UsageError(f"no episodes with a known outcome (ground-truth success) in {', '.join(map(str, folders))}")
     distances = []
     for ep in tqdm(episodes, desc="d(o,g)", unit="ep", disable=not progress):
         frames, states = timeline(ep)
@@ -52,13 +58,20 @@ class CalibrationConfig(StrictModel):
 
 
 def calibrate_threshold(
-    reward_model: EFM, data: str | Path, out: str | Path, cfg: CalibrationConfig | None = None, progress: bool = True
+    reward_model: EFM,
+    data: str | Path | Sequence[str | Path],
+    out: str | Path,
+    cfg: CalibrationConfig | None = None,
+    progress: bool = True,
 ) -> dict:
     """Sweep s over step, 2·step, .., max_threshold; writes calibration.json and .png to ``out``."""
     cfg = cfg or CalibrationConfig()
     distances, successes, goals = episode_distances(StepsToGoDetector(reward_model, 0.0), data, progress)
     thresholds = np.arange(cfg.step, cfg.max_threshold + cfg.step / 2, cfg.step)
-    result = {"data": str(data)} | sweep(distances, successes, thresholds, cfg.tolerance, cfg.min_precision, goals)
+    folders = [str(data)] if isinstance(data, str | Path) else [str(f) for f in data]
+    result = {"data": folders[0] if len(folders) == 1 else folders} | sweep(
+        distances, successes, thresholds, cfg.tolerance, cfg.min_precision, goals
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(result, indent=2))

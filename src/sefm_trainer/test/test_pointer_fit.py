@@ -9,20 +9,16 @@ from sefm_trainer.pointer_fit import PointerFitConfig, chain_reads, fit_place_po
 from sefm_trainer.scene_chain import SCENE_KINDS, SceneChains
 
 
+def small_fit(tmp_path, out: str, **changes) -> PointerFitConfig:
+    """A fit of ``tmp_path/chain`` on a few 4-block boards, sized for a test."""
+    base = dict(scene_kind="blocks4", boards=4, held_out_boards=2, steps=10, batch_size=8, lr=1e-2, evals=1)
+    return PointerFitConfig(init=str(tmp_path / "chain"), out=str(tmp_path / out), **(base | changes))
+
+
 def test_a_fresh_place_pointer_is_fitted_on_the_frozen_chain_and_saved_beside_its_weights(tmp_path):
     chain = EFM.build(EFMConfig(image_size=64, reason=True, action_from="places", place_radices=[4, 4]))
     save_checkpoint(chain, tmp_path / "chain")
-    cfg = PointerFitConfig(
-        init=str(tmp_path / "chain"),
-        out=str(tmp_path / "fitted"),
-        scene_kind="blocks4",
-        boards=6,
-        held_out_boards=2,
-        steps=30,
-        batch_size=8,
-        lr=1e-2,
-        evals=2,
-    )
+    cfg = small_fit(tmp_path, "fitted", boards=6, steps=30, evals=2)
     curve = fit_place_pointer(cfg)["right_patch_on_held_out_boards"]
     assert [c["step"] for c in curve] == [15, 30]
     assert all(0.0 <= c[p] <= 1.0 for c in curve for p in ("object", "target", "effector"))
@@ -45,18 +41,7 @@ def test_a_trained_pointer_is_fitted_with_its_words_order_on_every_board_kind_an
     config = EFMConfig(image_size=64, reason=True, action_from="places", place_radices=[4, 4], place_pointer=True)
     chain = EFM.build(config)
     save_checkpoint(chain, tmp_path / "chain")
-    cfg = PointerFitConfig(
-        init=str(tmp_path / "chain"),
-        out=str(tmp_path / "ordered"),
-        scene_kind="blocks4",
-        boards=4,
-        held_out_boards=2,
-        steps=10,
-        batch_size=8,
-        lr=1e-2,
-        evals=1,
-        word_order=True,
-    )
+    cfg = small_fit(tmp_path, "ordered", word_order=True)
     fit_place_pointer(cfg)
     ordered = load_checkpoint(tmp_path / "ordered")
     assert ordered.config.pointer_word_order
