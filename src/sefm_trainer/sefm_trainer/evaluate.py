@@ -179,8 +179,8 @@ def run_evaluation(cfg: EvalConfig) -> dict:
 
         summary["video"] = str(episode_grid_gif(kept[: cfg.video_episodes], cfg.video))
     if cfg.record:
-        wanted = {None: (True, False), "failures": (False,), "successes": (True,)}[cfg.record_only]
-        chosen = [ep for ep in kept if ep.ground_truth_success in wanted]
+        outcome = {True: "successes", False: "failures"}
+        chosen = [ep for ep in kept if cfg.record_only in (None, outcome[ep.ground_truth_success])]
         Path(cfg.record).mkdir(parents=True, exist_ok=True)
         for ep in chosen:
             write_rollout(ep, cfg.record, cfg.task_family, cfg.checkpoint)

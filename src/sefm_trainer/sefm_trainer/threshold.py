@@ -22,13 +22,12 @@ from .dataset import timeline
 
 
 def episode_distances(
-    detector: StepsToGoDetector, data: str | Path | Sequence[str | Path], progress: bool = True
+    detector: StepsToGoDetector, folders: Sequence[str | Path], progress: bool = True
 ) -> tuple[list, list, list]:
-    """d(o_t, g) for frames 0..T of every episode under ``data`` (a folder, or several pooled:
-    demonstrations beside a policy's recorded failures), whether each succeeded, and the frame it
-    reached its goal. A demonstration held past its goal is read up to the last frame that kept it
-    done: on those frames a firing is right."""
-    folders = [data] if isinstance(data, str | Path) else list(data)
+    """d(o_t, g) for frames 0..T of every episode under ``folders`` (pooled: demonstrations beside
+    a policy's recorded failures), whether each succeeded, and the frame it reached its goal. A
+    demonstration held past its goal is read up to the last frame that kept it done: on those
+    frames a firing is right."""
     episodes = [
         ep for folder in folders for ep in load_episodes(folder, progress=False).episodes if ep.meta.success is not None
     ]
@@ -66,9 +65,9 @@ def calibrate_threshold(
 ) -> dict:
     """Sweep s over step, 2·step, .., max_threshold; writes calibration.json and .png to ``out``."""
     cfg = cfg or CalibrationConfig()
-    distances, successes, goals = episode_distances(StepsToGoDetector(reward_model, 0.0), data, progress)
-    thresholds = np.arange(cfg.step, cfg.max_threshold + cfg.step / 2, cfg.step)
     folders = [str(data)] if isinstance(data, str | Path) else [str(f) for f in data]
+    distances, successes, goals = episode_distances(StepsToGoDetector(reward_model, 0.0), folders, progress)
+    thresholds = np.arange(cfg.step, cfg.max_threshold + cfg.step / 2, cfg.step)
     result = {"data": folders[0] if len(folders) == 1 else folders} | sweep(
         distances, successes, thresholds, cfg.tolerance, cfg.min_precision, goals
     )
