@@ -93,7 +93,8 @@ class OracleSource(GymSource):
         return [max(x, 0.0) for x in d]
 
     def rollout(self, policy, detector, seeds):
-        episodes = super().rollout(policy, detector, seeds)
+        # The learned reward model is not read: its d would be replaced, and it costs a pass a frame.
+        episodes = super().rollout(policy, None, seeds)
         for ep in episodes:
             ep.distances = self.distances(policy, ep)
             ep.detected_success = ep.ground_truth_success
@@ -146,7 +147,7 @@ def main() -> None:
     detector = StepsToGoDetector(load_checkpoint(stage1 / "best_steps"), 3.0)
     before = None
     if not args.skip_stage1:
-        before = evaluate(load_checkpoint(stage1 / "best_bc"), detector, args.eval_episodes, args.task)
+        before = evaluate(load_checkpoint(stage1 / "best_bc"), None, args.eval_episodes, args.task)
     out = Path(args.out or tempfile.mkdtemp(prefix="oracle_stage2_"))
     cfg = Stage2Config(
         policy=str(stage1 / "best_bc"), reward_model=str(stage1 / "best_steps"), out=str(out), loops=args.loops,
@@ -170,7 +171,7 @@ def main() -> None:
         print(said, flush=True)
     evaluations = {}
     for which in ("last", "best") if args.evaluate == "both" else (args.evaluate,):
-        evaluations[which] = evaluate(load_checkpoint(out / which), detector, args.eval_episodes, args.task)
+        evaluations[which] = evaluate(load_checkpoint(out / which), None, args.eval_episodes, args.task)
         (out / f"eval_{which}.json").write_text(json.dumps(evaluations[which], indent=2) + "\n")  # seed by seed
     after, best = evaluations.get("last"), evaluations.get("best")
     keep = ("success_rate", "wilson95", "mean_length")

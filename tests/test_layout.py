@@ -68,3 +68,19 @@ def test_every_shipped_training_config_is_valid_for_its_command(repo_root):
         parse_config({**given, **yaml.safe_load(path.read_text())}, getattr(importlib.import_module(module), name))
         checked += 1
     assert checked >= 40
+
+
+def test_the_block2block_reproduction_runs_only_commands_sefm_accepts(repo_root, tmp_path, monkeypatch):
+    """benchmarks/reproduce_block2block.py takes hours; a flag renamed under it must fail here."""
+    import importlib
+
+    from sefm.cli import parser
+
+    monkeypatch.syspath_prepend(str(repo_root / "benchmarks"))
+    reproduce = importlib.import_module("reproduce_block2block")
+    for name, argv in reproduce.phases(tmp_path / "a b"):
+        args = parser().parse_args(argv)
+        assert callable(args.run), name
+        if getattr(args, "config", None):
+            assert (repo_root / args.config).is_file(), name
+    assert [n for n, _ in reproduce.phases(tmp_path)][-1] == "reward_reads"

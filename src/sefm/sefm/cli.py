@@ -239,7 +239,9 @@ def parser() -> argparse.ArgumentParser:
 
     pre = sub.add_parser("pretrain", help="Stage 0: grounding pretraining of the base model on sim scenes; resumes")
     pre.add_argument("--config", help="YAML with any PretrainConfig keys (model: an EFM config)")
-    add_config_flags(pre, PretrainConfig, ["out", "init", "steps", "batch_size", "unimodal", "place_batch", "objects"])
+    add_config_flags(
+        pre, PretrainConfig, ["out", "init", "steps", "stop_at", "batch_size", "unimodal", "place_batch", "objects"]
+    )
     pre.set_defaults(run=pretrain_cmd)
 
     train = sub.add_parser("train", help="Stage 1 fine-tuning and Stage 2 self-improvement").add_subparsers(

@@ -136,6 +136,12 @@ class EFMConfig(StrictModel):
         "frame's d is told the median of the places said on it and on the frames read just before it "
         "(sefm_reward.detector), so a single misread does not fire the detector. Acting reads each frame alone",
     )
+    steps_per_bin: Literal[1, 2] = Field(
+        2,
+        description="LanguageTable's steps-to-go bins: 2 steps each (the paper's 50 over 0..100), or 1 (a token a "
+        "step, as ALOHA's): a done board, 0 steps to go, then has a token of its own instead of sharing it with "
+        "the board a step before, and d can read 0 where success is",
+    )
     joint_bins: int = Field(256, gt=1)
 
     @model_validator(mode="after")

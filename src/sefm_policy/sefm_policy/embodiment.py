@@ -108,7 +108,7 @@ def embodiment_for(config: EFMConfig) -> Embodiment:
             action=GroundedActionTokenizer(language_table_action(), place=PlaceTokenizer(tuple(config.place_radices)))
             if config.reason
             else language_table_action(),
-            steps=language_table_steps(),
+            steps=language_table_steps(config.steps_per_bin),
         )
     low, high = config.joint_stats()
     return Embodiment(

@@ -336,9 +336,13 @@ def language_table_action() -> SignMagnitudeActionTokenizer:
     return SignMagnitudeActionTokenizer(unit=0.01, max_units=10)
 
 
-def language_table_steps() -> UniformBins:
-    """LanguageTable's steps-to-go: 0..100 in 50 bins."""
-    return UniformBins(0.0, 100.0, 50)
+def language_table_steps(per_bin: int = 2) -> UniformBins:
+    """LanguageTable's steps-to-go: 0..100 in 50 bins (the paper's), or one bin per value 0..100."""
+    if per_bin == 1:
+        return UniformBins(-0.5, 100.5, 101)
+    if per_bin == 2:
+        return UniformBins(0.0, 100.0, 50)
+    raise ValueError(f"LanguageTable's steps-to-go bins hold 1 or 2 steps, not {per_bin}")
 
 
 def aloha_steps() -> UniformBins:

@@ -11,6 +11,7 @@ from sefm_policy.tokenizers import (
     SignMagnitudeActionTokenizer,
     UniformBins,
     language_table_action,
+    language_table_steps,
 )
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -94,6 +95,14 @@ def test_aloha_steps_to_go_has_one_token_per_value(steps):
     tok = UniformBins(-0.5, 300.5, 301)
     (k,) = tok.encode([steps])
     assert k == steps and tok.decode([k])[0] == steps
+
+
+def test_language_table_steps_a_step_a_bin_give_a_done_board_its_own_token_and_centre_zero():
+    paper, per_step = language_table_steps(), language_table_steps(1)
+    assert paper.encode([0, 1]).tolist() == [0, 0] and paper.centres[0] == 1.0
+    assert per_step.encode([0, 1, 100]).tolist() == [0, 1, 100] and per_step.decode([0, 7]).tolist() == [0.0, 7.0]
+    with pytest.raises(ValueError, match="1 or 2"):
+        language_table_steps(3)
 
 
 @given(finite)

@@ -63,6 +63,12 @@ ADDED_AT_ZERO = ("pointer_word_order",)
 class PretrainConfig(StrictModel):
     out: str = Field(..., description="run folder: best, last, metrics.jsonl, probe.jsonl, TensorBoard")
     steps: int = Field(20000, gt=0)
+    stop_at: int | None = Field(
+        None,
+        gt=0,
+        description="stop after this step of the `steps` schedule, a resume point written there (rerun with a "
+        "later stop_at, or none, to go on): a shipped base taken from the middle of its schedule is one command",
+    )
     batch_size: int = Field(32, gt=0)
     lr: float = Field(1e-3, gt=0, description="peak learning rate: linear warm-up, cosine decay to 10%")
     warmup: int = Field(200, ge=0)
@@ -120,6 +126,8 @@ class PretrainConfig(StrictModel):
             raise ValueError("objects teaches the boards of the chain questions, and place_batch is 0")
         if self.place_batch and self.unimodal:
             raise ValueError("place_batch asks questions in words, which unimodal pretraining keeps from the model")
+        if self.stop_at is not None and self.stop_at > self.steps:
+            raise ValueError(f"stop_at ({self.stop_at}) lies past the schedule's steps ({self.steps})")
         return self
 
 
@@ -228,8 +236,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
     writer = SummaryWriter(str(out / "tensorboard"))
     select = "list" if cfg.unimodal else PLACE_SELECT if chains else SELECT
     with (out / "metrics.jsonl").open("a") as metrics, (out / "probe.jsonl").open("a") as probes:
-        bar = tqdm(total=cfg.steps, initial=step, desc="stage 0", unit="step")
-        while step < cfg.steps:
+        end = cfg.stop_at or cfg.steps
+        bar = tqdm(total=end, initial=step, desc="stage 0", unit="step")
+        while step < end:
             for group in optimizer.param_groups:
                 group["lr"] = warmup_cosine(cfg.lr, step, cfg.warmup, cfg.steps)
             questions = data.batch(cfg.seed, step, cfg.batch_size, kind_weights(step / cfg.steps))
@@ -260,7 +269,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
             for key, value in logged.items():
                 writer.add_scalar(f"train/{key}", value, step)
             metrics.write(json.dumps({"step": step, **logged}) + "\n")
-            if step % cfg.probe_every == 0 or step == cfg.steps:
+            if step % cfg.probe_every == 0 or step == cfg.steps:  # not at stop_at: a straight run would not
                 scores = unimodal_probe(model, data, cfg) if cfg.unimodal else probe(model, data, cfg.probe_scenes)
                 if chains is not None:
                     scores |= place_probe(model, chains, cfg.probe_scenes)
@@ -272,7 +281,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 if scores[select] > best["score"]:
                     best = {"score": scores[select], "step": step}
                     save_checkpoint(model, out / "best", {"stage": 0, "step": step, "probe": scores})
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if step % cfg.checkpoint_every == 0 or step == end:
                 metrics.flush()
                 extra = head.state_dict() if head is not None else None
                 save_resume_point(out, model, optimizer, step, best, {"stage": 0}, extra)

@@ -124,6 +124,9 @@ class SFTConfig(StrictModel):
     slot_tokens: Literal["shared", "per_slot"] | None = Field(
         None, description="the action slots' tokens (EFMConfig.slot_tokens), e.g. of an --init"
     )
+    steps_per_bin: Literal[1, 2] | None = Field(
+        None, description="steps-to-go bin width (EFMConfig.steps_per_bin), e.g. of an --init never taught steps"
+    )
     action_weight: float = Field(
         1.0, gt=0, description="weight of the action's own tokens against a reasoning chain's place tokens in bc"
     )
@@ -347,7 +350,15 @@ SELECT = {
     "scenes": "scenes/loss",
 }
 # SFTConfig keys that, when set, rewrite the same EFMConfig key of the model (an --init's too).
-MODEL_OVERRIDES = ("place_radices", "action_from", "slot_tokens", "patch_positions", "place_pointer", "steps_from")
+MODEL_OVERRIDES = (
+    "place_radices",
+    "action_from",
+    "slot_tokens",
+    "patch_positions",
+    "place_pointer",
+    "steps_from",
+    "steps_per_bin",
+)
 POPULATION = 2**30  # grounding, scenes: scenes are drawn fresh, not from the episodes
 FRESH = ("grounding", "scenes")
 

@@ -148,6 +148,19 @@ def test_stage0_resumed_after_a_crash_ends_where_an_uninterrupted_run_does(tmp_p
     assert (tmp_path / "a" / "best" / "manifest.json").is_file()
 
 
+def test_stage0_stopped_mid_schedule_goes_on_to_where_a_straight_run_ends(tmp_path):
+    cfg = {"steps": 4, "batch_size": 4, "probe_every": 4, "probe_scenes": 2, "checkpoint_every": 4, "model": TINY}
+    straight = pretrain(PretrainConfig(out=str(tmp_path / "a"), **cfg))
+    pretrain(PretrainConfig(out=str(tmp_path / "b"), stop_at=2, **cfg))
+    assert json.loads((tmp_path / "b" / "last" / "manifest.json").read_text())["metadata"]["step"] == 2
+    assert pretrain(PretrainConfig(out=str(tmp_path / "b"), **cfg)) == straight
+    a = safetensors.torch.load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
+    b = safetensors.torch.load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+    with pytest.raises(ConfigError, match="stop_at"):
+        parse_config({"out": "x", "steps": 4, "stop_at": 5}, PretrainConfig, "pretrain.yaml")
+
+
 def test_a_base_continues_from_its_weights_and_a_checkpoint_of_another_model_is_refused_by_key(tmp_path):
     cfg = {"steps": 2, "batch_size": 2, "probe_every": 2, "probe_scenes": 1, "checkpoint_every": 2}
     pretrain(PretrainConfig(out=str(tmp_path / "base"), model=TINY, **cfg))

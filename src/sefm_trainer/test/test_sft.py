@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sefm_policy.checkpoint import load_checkpoint, read_manifest
+from sefm_policy.testing import table_observations
 from sefm_sim_bridge.scene import image_point
 from sefm_trainer.grounding import GroundingData
 from sefm_trainer.schedule import warmup_cosine
@@ -247,6 +248,19 @@ def test_an_action_from_places_trains_on_its_own_image_free_batch_and_keeps_its_
         train_sft(config(demo_episodes, tmp_path / "plain", objectives=["plan"], reason=True))
     with pytest.raises(ValueError, match="objective_batch"):
         config(demo_episodes, tmp_path / "x", objectives=["bc"], objective_batch={"plan": 8})
+
+
+def test_steps_a_step_a_bin_rewrite_an_inits_steps_tokens_and_are_kept_in_the_checkpoint(demo_episodes, tmp_path):
+    cfg = config(demo_episodes, tmp_path / "run", objectives=["steps"])
+    train_sft(cfg.model_copy(update={"steps": 1, "val_every": 1}))
+    assert load_checkpoint(tmp_path / "run" / "best_steps").embodiment.steps.bins == 50
+    again = {"out": str(tmp_path / "again"), "init": str(tmp_path / "run" / "best_steps"), "steps_per_bin": 1}
+    train_sft(cfg.model_copy(update={**again, "steps": 1, "val_every": 1}))
+    model = load_checkpoint(tmp_path / "again" / "best_steps")
+    assert model.config.steps_per_bin == 1 and model.embodiment.steps.bins == 101
+    with torch.no_grad():
+        d = model.expected_steps_to_go(table_observations(2, size=model.config.model_image_size))
+    assert model.steps_centres[0] == 0 and torch.isfinite(d).all()
 
 
 def test_steps_to_go_from_places_trains_on_the_true_places_and_is_validated_on_its_own(demo_episodes, tmp_path):
