@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from sefm_policy.checkpoint import load_checkpoint
-from sefm_reward.detector import StepsToGoDetector
 from sefm_sim_bridge.demonstrator import PushDemonstrator
 from sefm_sim_bridge.envs import make_env
 from sefm_trainer.evaluate import evaluate
@@ -144,7 +143,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     weights, fit_err = fit_oracle(args.task, args.fit_episodes)
     stage1 = Path(args.stage1)
-    detector = StepsToGoDetector(load_checkpoint(stage1 / "best_steps"), 3.0)
     before = None
     if not args.skip_stage1:
         before = evaluate(load_checkpoint(stage1 / "best_bc"), None, args.eval_episodes, args.task)

@@ -9,7 +9,6 @@ Usage: python misread_agreement.py FAILURES D_W8_NPZ K MODEL [MODEL ...] > out.j
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,7 +60,7 @@ env.close()
 out = {"failures": len(fails), "every": every, "models": paths}
 for place in ("named", "target"):
     ok = {p: np.concatenate(right[p][place]) for p in paths}
-    out[place] = {"frames": int(len(ok[paths[0]]))} | {p: float(ok[p].mean()) for p in paths}
+    out[place] = {"frames": len(ok[paths[0]])} | {p: float(ok[p].mean()) for p in paths}
     if len(paths) > 1:
         a, b = ok[paths[0]], ok[paths[1]]
         out[place]["both_wrong"] = float((~a & ~b).mean())
