@@ -336,18 +336,23 @@ def language_table_action() -> SignMagnitudeActionTokenizer:
     return SignMagnitudeActionTokenizer(unit=0.01, max_units=10)
 
 
+def one_bin_per_step(most: int) -> UniformBins:
+    """Steps-to-go 0..most, one token per value (bins of width 1 centred on the integers)."""
+    return UniformBins(-0.5, most + 0.5, most + 1)
+
+
 def language_table_steps(per_bin: int = 2) -> UniformBins:
     """LanguageTable's steps-to-go: 0..100 in 50 bins (the paper's), or one bin per value 0..100."""
     if per_bin == 1:
-        return UniformBins(-0.5, 100.5, 101)
+        return one_bin_per_step(100)
     if per_bin == 2:
         return UniformBins(0.0, 100.0, 50)
     raise ValueError(f"LanguageTable's steps-to-go bins hold 1 or 2 steps, not {per_bin}")
 
 
 def aloha_steps() -> UniformBins:
-    """ALOHA's steps-to-go: one token per value 0..300 (bins of width 1 centred on the integers)."""
-    return UniformBins(-0.5, 300.5, 301)
+    """ALOHA's steps-to-go: one token per value 0..300."""
+    return one_bin_per_step(300)
 
 
 def slot_token_ids(sizes: Sequence[int], loc_ids: torch.Tensor, per_slot: bool = False) -> torch.Tensor:
