@@ -119,7 +119,12 @@ def main() -> None:
     p.add_argument("--gamma", type=float, default=0.9, help="discount of the progress reward's return (paper: 0.9)")
     p.add_argument("--baseline", choices=["none", "greedy"], default="none", help="greedy: R minus a greedy run's")
     p.add_argument("--normalize-returns", action="store_true", help="R -> (R - mean) / std over each loop's buffer")
-    p.add_argument("--chain-temperature", type=float, default=0.0, help="> 0: sample and reinforce coarse place digits")
+    p.add_argument(
+        "--chain-temperature",
+        type=float,
+        default=0.0,
+        help="> 0: sample and reinforce the place digits of the policy's practice_digits",
+    )
     p.add_argument("--greedy-steps", type=int, default=0, help="practice leads greedily for 0..this many steps")
     p.add_argument("--demonstrations", help="episode folder to co-train on (Stage 1's data)")
     p.add_argument("--demo-coef", type=float, default=0.0, help="weight of behaviour cloning on it in every update")

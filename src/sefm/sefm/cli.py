@@ -48,8 +48,8 @@ def model_info(args: argparse.Namespace) -> None:
     print(json.dumps(info, indent=2))
 
 
-# How a trained model reads, not what it learned: changing them keeps every weight meaningful.
-READING_KEYS = ["place_reads", "place_frames"]
+# How a trained model reads and practises, not what it learned: changing them keeps every weight meaningful.
+READING_KEYS = ["place_reads", "place_frames", "practice_digits"]
 
 
 def model_reconfigure(args: argparse.Namespace) -> None:

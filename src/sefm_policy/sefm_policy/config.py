@@ -108,8 +108,16 @@ class EFMConfig(StrictModel):
         "single",
         description="with action_from: places, how act says the places: single (one greedy read of the images) "
         "or half_patch (the median of five reads, the images as they are and shifted by half a patch each way: "
-        "EFM.half_patch_places). Only acting changes; practice that samples the places (chain_temperature) "
-        "samples them from the single read",
+        "EFM.half_patch_places). Only acting changes; practice that samples the places' coarse digits "
+        "(chain_temperature) samples them from the single read (practice_digits)",
+    )
+    practice_digits: Literal["coarse", "fine"] = Field(
+        "coarse",
+        description="a reasoning chain's place digits that practice samples and REINFORCE weighs when it samples "
+        "places (chain_temperature > 0): coarse (which patch, from one read) or fine (where in the patch, the "
+        "patch said as acting says it, e.g. by place_reads' five reads). The 8-block chain's greedy failures are "
+        "places read about 2 cm off inside the right patch (docs/results, session 33). A setting of the model, "
+        "so every host that loads the checkpoint practises alike",
     )
     place_pointer: bool = Field(
         False,
@@ -170,6 +178,8 @@ class EFMConfig(StrictModel):
             raise ValueError(
                 f"place_pointer: place_radices[0] ({self.place_radices[0]}) must be the image's patch grid ({grid})"
             )
+        if self.practice_digits == "fine" and (not self.reason or len(self.place_radices) < 2):
+            raise ValueError("practice_digits: 'fine' needs reason: true and place_radices of two digits or more")
         if min(self.place_radices) < 2:
             raise ValueError(f"place_radices must each be >= 2, got {self.place_radices}")
         if self.text.num_heads % self.text.num_kv_heads:

@@ -41,14 +41,19 @@ class Embodiment:
             return len(self.action.slot_sizes) - len(self.action.action.slot_sizes)
         return 0
 
-    def explored_slots(self, chain: bool) -> np.ndarray:
+    def explored_slots(self, chain: bool, digits: str = "coarse") -> np.ndarray:
         """Which slots practice samples (and REINFORCE weighs): the action's own, and with
-        ``chain`` each place's coarse digits too. Finer digits only refine a place; sampled, they
-        add noise that greedy evaluation never sees."""
+        ``chain`` each place's ``digits`` too (``EFMConfig.practice_digits``): its coarse digits
+        (which patch) or its finer ones (where in the patch)."""
         explored = np.zeros(len(self.action.slot_sizes), dtype=bool)
         explored[self.reasoning_slots :] = True
         if chain and self.reasoning_slots:
-            explored[list(self.action.coarse_place_slots)] = True
+            coarse = list(self.action.coarse_place_slots)
+            if digits == "coarse":
+                explored[coarse] = True
+            else:
+                explored[: self.reasoning_slots] = True
+                explored[coarse] = False
         return explored
 
     def command_limits(self, planar_limit: float) -> tuple[np.ndarray, np.ndarray]:

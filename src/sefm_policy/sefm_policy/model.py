@@ -377,7 +377,8 @@ class EFM(nn.Module):
     def log_prob_in(self, distributions: torch.Tensor, tokens, chain: bool = False) -> torch.Tensor:
         """``action_log_prob`` read off per-slot ``action_distributions`` already computed."""
         idx = self._token_tensor(tokens)
-        explored = torch.as_tensor(self.embodiment.explored_slots(chain), device=self.device)
+        explored = self.embodiment.explored_slots(chain, self.config.practice_digits)
+        explored = torch.as_tensor(explored, device=self.device)
         return distributions.gather(-1, idx[..., None])[..., 0][:, explored].sum(-1)
 
     def steps_to_go_log_probs(self, observations: Sequence[Observation], places=None) -> torch.Tensor:
@@ -480,12 +481,13 @@ class EFM(nn.Module):
     ) -> ActionSample:
         """Sample (or, greedy / temperature 0, take the argmax of) each action slot in turn.
         A reasoning chain's places are the argmax unless ``chain_temperature`` > 0: then practice
-        samples each place's coarse digits too (a policy that acts well from true places fails
+        samples each place's ``practice_digits`` too (a policy that acts well from true places fails
         where its places are wrong) and ``log_prob`` counts them (``Embodiment.explored_slots``);
         otherwise it is over the action slots alone. ``given`` (B, k): bins to take for the first
         k slots instead, -1 where the policy chooses (e.g. a reasoning chain told some true
         places, to see how the action follows from them). With ``place_reads: half_patch`` the
-        places not given are said as ``half_patch_places`` reads them, unless practice samples them."""
+        places not given are said as ``half_patch_places`` reads them, unless practice samples them:
+        sampling the coarse digits reads once; sampling the fine ones keeps the five reads' patches."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if chain_temperature < 0:
@@ -499,15 +501,19 @@ class EFM(nn.Module):
                 f"given must be ({len(observations)}, <= {len(sizes)}) slot bins, got {tuple(fixed.shape)}"
             )
         chain = self._chain_slots
-        read = self.config.place_reads == "half_patch" and (greedy or chain_temperature == 0)
-        if read:  # every place is told, the given ones as given: no image pass left to make
+        sampled = not greedy and chain_temperature > 0
+        fine = sampled and self.config.practice_digits == "fine"
+        read = self.config.place_reads == "half_patch" and (not sampled or fine)
+        if read:  # the places (or, sampling the fine digits, their patches) are told, the given ones as given
             told = torch.full((len(observations), len(sizes)), -1, dtype=torch.long, device=self.device)
-            told[:, :chain] = self._token_tensor(self.half_patch_places(observations))
+            said = self._token_tensor(self.half_patch_places(observations))
+            slots = list(self.embodiment.action.coarse_place_slots) if fine else list(range(chain))
+            told[:, slots] = said[:, slots]
             if fixed is not None:
                 told[:, : fixed.shape[1]] = torch.where(fixed >= 0, fixed, told[:, : fixed.shape[1]])
             fixed = told
 
-        explored = self.embodiment.explored_slots(chain_temperature > 0)
+        explored = self.embodiment.explored_slots(chain_temperature > 0, self.config.practice_digits)
 
         def choose(k: int, logits: torch.Tensor) -> torch.Tensor:
             nonlocal log_prob
@@ -527,7 +533,7 @@ class EFM(nn.Module):
             bins.append(b)
             return self._action_vocab(b[:, None], k)[:, 0]
 
-        if read:
+        if read and not fine:  # every place told: no image pass left to make
             bins += list(fixed[:, :chain].T)
         else:
             self._decode_steps(

@@ -447,6 +447,31 @@ def test_half_patch_reads_tell_the_action_a_median_of_five_shifted_reads_unless_
         EFMConfig(reason=True, place_reads="half_patch")
 
 
+def test_practising_the_fine_digits_keeps_the_five_reads_patches_and_weighs_the_fine_digits_with_the_action():
+    model = EFM.build(EFMConfig(reason=True, action_from="places", place_reads="half_patch", practice_digits="fine"))
+    obs = table_observations(6)
+    chain = model.embodiment.reasoning_slots
+    coarse = list(model.embodiment.action.coarse_place_slots)
+    fine = [k for k in range(chain) if k not in coarse]
+    read = model.half_patch_places(obs)
+    samples = [
+        model.sample_actions(obs, temperature=2.0, chain_temperature=3.0, generator=torch.Generator().manual_seed(s))
+        for s in (1, 2)
+    ]
+    for sample in samples:
+        assert np.array_equal(sample.tokens[:, coarse], read[:, coarse])  # the patches the five reads say
+    assert not np.array_equal(samples[0].tokens[:, fine], samples[1].tokens[:, fine])
+    with torch.no_grad():
+        dist = model.action_distributions(obs, samples[0].tokens)
+        per_slot = dist.gather(-1, torch.as_tensor(samples[0].tokens)[..., None])[..., 0]
+        weighed = model.action_log_prob(obs, samples[0].tokens, chain=True)
+        torch.testing.assert_close(weighed, per_slot[:, fine].sum(-1) + per_slot[:, chain:].sum(-1))
+        torch.testing.assert_close(samples[0].log_prob, weighed, atol=1e-4, rtol=1e-4)
+    assert np.array_equal(model.sample_actions(obs, greedy=True).tokens[:, :chain], read)  # acting is unchanged
+    with pytest.raises(ValueError, match="practice_digits"):
+        EFMConfig(practice_digits="fine")
+
+
 def test_a_place_pointer_says_each_coarse_digit_of_the_image_token_it_scores_highest(tmp_path):
     from sefm_policy.checkpoint import load_checkpoint, save_checkpoint
 

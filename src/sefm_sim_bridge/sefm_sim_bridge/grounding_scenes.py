@@ -103,6 +103,12 @@ class GroundingScenes:
             env.data.qpos[adr : adr + 2] = before
             env.render_now()
 
+    def with_effector(self, kind: str, env: LanguageTableEnv, names: dict[str, str], xy) -> GroundingScene:
+        """The scene with the effector at ``xy`` (a board where it stands beside a block, as practice
+        leaves it; the env's own layouts put it anywhere, so seldom there)."""
+        env.data.mocap_pos[env._effector_mocap, :2] = xy
+        return self._scene(kind, env, names)
+
     def _recolour(self, blocks: list[str], rng: np.random.Generator) -> dict[str, str]:
         """2-8 blocks in palette colours, no two with the same colour and shape."""
         count = int(rng.integers(2, len(blocks) + 1))

@@ -90,7 +90,10 @@ class Stage2Config(StrictModel):
     )
     temperature: float = Field(1.0, gt=0)
     chain_temperature: float = Field(
-        0.0, ge=0, description="a reasoning chain's places: 0 greedy; > 0 their coarse digits sampled and reinforced"
+        0.0,
+        ge=0,
+        description="a reasoning chain's places: 0 greedy; > 0 the digits the policy's practice_digits names "
+        "(EFMConfig: coarse, or fine within the patches acting reads) sampled and reinforced",
     )
     greedy_steps: int = Field(
         0,

@@ -204,6 +204,38 @@ def test_the_scenes_objective_asks_the_chain_about_fresh_boards_kept_apart_from_
         parse_config({"data": "d", "out": "o", "scene_kind": "blocks9"}, SFTConfig)
 
 
+def test_effector_near_puts_the_effector_beside_the_block_its_questions_name():
+    from sefm_interfaces.typed_config import ConfigError, parse_config
+    from sefm_sim_bridge.scene import board_point
+    from sefm_trainer.scene_chain import NEAR_M, SceneChains
+
+    picks = np.arange(0, 24, 2)
+    plain = SceneChains(64, "blocks8", per_scene=2)
+    near = SceneChains(64, "blocks8", per_scene=2, effector_near=1.0)
+    _, plain_places, _ = plain.boards(0, picks)
+    observations, places, truth = near.boards(0, picks)
+    named = [" ".join(o.instruction.split(" the ")[1].split()[:2]) for o in observations]
+    gaps = []
+    for i, (objects, effector) in enumerate(truth):
+        obj = named[i]
+        gaps.append(np.linalg.norm(np.asarray(effector) - objects[obj]))
+        assert np.allclose(board_point(*places[i][2]), effector, atol=1e-6)  # the chain says where it now is
+        if i % 2:
+            assert named[i] == named[i - 1]  # one board, one block beside the effector
+    assert NEAR_M[0] - 1e-6 <= min(gaps) and max(gaps) <= NEAR_M[1] + 1e-6
+    plain_gaps = np.linalg.norm(plain_places[:, 0] - plain_places[:, 2], axis=-1)
+    assert np.median(plain_gaps) > np.median(np.linalg.norm(places[:, 0] - places[:, 2], axis=-1))
+    again, _, _ = near.boards(0, picks)
+    assert [o.instruction for o in again] == [o.instruction for o in observations]
+    _, _, plain_truth = plain.boards(0, picks)
+    for (objects, _), (same_board, _) in zip(truth, plain_truth, strict=True):
+        assert all(np.array_equal(objects[n], same_board[n]) for n in objects)  # only the effector moved
+    for chains in (plain, near):
+        chains.close()
+    with pytest.raises(ConfigError, match="scene_effector_near"):
+        parse_config({"data": "d", "out": "o", "scene_effector_near": 1.5}, SFTConfig)
+
+
 def test_neighbour_teaching_feeds_coarse_digits_a_cell_off_in_training_and_never_in_validation(demo_episodes, tmp_path):
     from sefm_interfaces.typed_config import ConfigError, parse_config
     from sefm_policy.losses import chain_loss
