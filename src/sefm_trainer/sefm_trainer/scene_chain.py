@@ -12,7 +12,7 @@ and no demonstration: the frame is shown as its own previous frame, which the pl
 (``reasoning_probe``: the place digits hold up with a still frame pair).
 
 Most of the from-base Stage 1's greedy failures (57 of 100) are the effector shuttling 3-5 cm
-beside the named block, the chain reading that block a median 2.4 cm towards the effector, so
+beside the named block, the chain reading that block about 2 cm off across its push line, so
 that it says "aligned" and pushes past (docs/results, session 33). Demonstrations show the
 effector beside a block only behind it, pushing, and the env's layouts put it anywhere, so
 seldom there. ``effector_near`` puts the effector beside the named block, at any angle, on that
