@@ -42,7 +42,7 @@ def scores(tracks):
 def best_at_recall(rows, recall=0.7):
     """The most precise radius with at least ``recall``; else the one with the most recall."""
     ok = [r for r in rows if r["recall"] >= recall]
-    return max(ok, key=lambda r: r["precision"]) if ok else max(rows, key=lambda r: r["recall"])
+    return max(ok, key=lambda r: (r["precision"], r["recall"])) if ok else max(rows, key=lambda r: r["recall"])
 
 
 true, quantised = [], []
