@@ -1,12 +1,13 @@
 """Stage 0 + Stage 1 of the shipped 8-block pair from nothing, timed: #14's 3-hour budget.
 
 Runs, in order, the commands in the READMEs of checkpoints/base_pointer,
-checkpoints/stage1_b2b8_from_base and checkpoints/stage1_b2b8_reward_from_base, every path under
-``--out``: the 10% set and its held copy, Stage 0 to the shipped step (1,050 of 1,500), the place ->
-action map, the word-ordered pointer fit, the from-base recipe, and the reward model. Each phase's
+checkpoints/stage1_b2b8_from_base, checkpoints/stage1_b2b8_reward_from_base and
+checkpoints/stage1_b2b8_snap, every path under ``--out``: the 10% set and its held copy, Stage 0 to
+the shipped step (1,050 of 1,500), the place -> action map, the word-ordered pointer fit, the
+from-base recipe, the reward model, and the centre finder both snap to. Each phase's
 wall time goes to OUT/timings.json as it ends; a rerun skips finished phases and resumes the one a
 kill stopped (every command resumes or skips what it kept). Prints one JSON object: seconds per
-phase and in all, and the two checkpoints made (OUT/stage1/best_bc, OUT/stage1/best_steps).
+phase and in all, and the two checkpoints made (OUT/stage1_snap/best_bc, OUT/stage1_snap/best_steps).
 
   python benchmarks/reproduce_block2block.py --out runs/reproduce_b2b8          # hours
   python benchmarks/reproduce_block2block.py --out runs/reproduce_b2b8 --dry-run
@@ -44,6 +45,10 @@ PHASES = {
     "--data {o}/b2b8_hold --out {o}/sft_reward",
     "reward_reads": "model reconfigure {o}/sft_reward/last --place-reads half_patch --place-frames 8 "
     "--out {o}/stage1/best_steps",
+    "centres": "train centres --init {o}/stage1/best_steps --demonstrations {o}/b2b8_10pct "
+    "--out {o}/stage1_snap/best_steps",
+    "policy_centres": "train centres --init {o}/stage1/best_bc --finder-from {o}/stage1_snap/best_steps "
+    "--out {o}/stage1_snap/best_bc",
 }
 
 
@@ -82,7 +87,7 @@ def main() -> None:
     print(json.dumps({
         "cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads, "seconds": seconds,
         "total_hours": round(sum(seconds.values()) / 3600, 2),
-        "policy": str(out / "stage1" / "best_bc"), "reward_model": str(out / "stage1" / "best_steps"),
+        "policy": str(out / "stage1_snap" / "best_bc"), "reward_model": str(out / "stage1_snap" / "best_steps"),
     }, indent=2))  # fmt: skip
 
 

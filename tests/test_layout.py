@@ -83,4 +83,4 @@ def test_the_block2block_reproduction_runs_only_commands_sefm_accepts(repo_root,
         assert callable(args.run), name
         if getattr(args, "config", None):
             assert (repo_root / args.config).is_file(), name
-    assert [n for n, _ in reproduce.phases(tmp_path)][-1] == "reward_reads"
+    assert [n for n, _ in reproduce.phases(tmp_path)][-1] == "policy_centres"

@@ -86,4 +86,5 @@ def test_the_shipped_8_block_pair_is_a_policy_and_a_reward_model_that_read_place
     policy, reward = load_checkpoint(folder / "best_bc"), load_checkpoint(folder / "best_steps")
     assert policy.config.action_from == "places" and policy.config.place_reads == "half_patch"
     assert reward.config.steps_from == "places" and reward.config.place_frames > 1
+    assert policy.config.snap_places and reward.config.snap_places  # both read places moved onto seen centres
     assert reward.config.vision == policy.config.vision  # one architecture: the reward model is a Stage 1 copy

@@ -11,6 +11,7 @@ from sefm_interfaces.typed_config import UsageError, load_config, parse_config
 from sefm_policy.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from sefm_policy.config import EFMConfig
 from sefm_policy.model import EFM
+from sefm_trainer.centre_fit import CentreFitConfig, fit_object_centres
 from sefm_trainer.datagen import DatagenConfig, generate
 from sefm_trainer.evaluate import EvalConfig, run_evaluation
 from sefm_trainer.pointer_fit import PointerFitConfig, fit_place_pointer
@@ -138,6 +139,11 @@ def train_pointer_cmd(args: argparse.Namespace) -> None:
     print(json.dumps({"out": cfg.out, **fit_place_pointer(cfg)}, indent=2))
 
 
+def train_centres_cmd(args: argparse.Namespace) -> None:
+    cfg = config_with_overrides(args, CentreFitConfig)
+    print(json.dumps({"out": cfg.out, **fit_object_centres(cfg)}, indent=2))
+
+
 def pretrain_cmd(args: argparse.Namespace) -> None:
     cfg = config_with_overrides(args, PretrainConfig)
     print(json.dumps({"out": cfg.out, "best": pretrain(cfg)}, indent=2))
@@ -259,6 +265,10 @@ def parser() -> argparse.ArgumentParser:
     ptr.add_argument("--config", help="YAML with any PointerFitConfig keys")
     add_config_flags(ptr, PointerFitConfig, list(PointerFitConfig.model_fields))
     ptr.set_defaults(run=train_pointer_cmd)
+    ctr = train.add_parser("centres", help="fit the centre finder a chain's places snap to (snap_places)")
+    ctr.add_argument("--config", help="YAML with any CentreFitConfig keys")
+    add_config_flags(ctr, CentreFitConfig, list(CentreFitConfig.model_fields))
+    ctr.set_defaults(run=train_centres_cmd)
     st2 = train.add_parser("stage2", help="Stage 2: REINFORCE on practice, rewarded by the frozen steps-to-go model")
     st2.add_argument("--config", help="YAML with any Stage2Config keys")
     add_config_flags(st2, Stage2Config, ["policy", "reward_model", "out", "loops"])

@@ -23,6 +23,7 @@ from sefm_interfaces.typed_config import UsageError, parse_config
 
 from .config import EFMConfig
 from .model import EFM
+from .object_centres import install_object_centres
 from .place_pointer import install_place_pointer
 from .stem import install_stem
 
@@ -131,6 +132,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> EFM:
     backbone = PaliGemmaForConditionalGeneration(backbone_config)
     install_stem(backbone, config)
     install_place_pointer(backbone, config)
+    install_object_centres(backbone, config.snap_places, config.seed)
     try:
         missing, unexpected = safetensors.torch.load_model(backbone, str(path / WEIGHTS), strict=False, device=device)
     except (safetensors.SafetensorError, RuntimeError) as err:

@@ -131,6 +131,13 @@ class EFMConfig(StrictModel):
         "(from the first word and from the last; place_pointer.WordGates), so it can tell the words naming the "
         "block from those naming its target; adds nothing at first, so a trained pointer can take it on",
     )
+    snap_places: bool = Field(
+        False,
+        description="with action_from: places, each place the chain reads moves onto the nearest centre of its kind "
+        "that a convolutional centre finder sees in the current frame at 2 px (sefm_policy.object_centres; fitted by "
+        "sefm train centres): the chain says which object, the finder where. Acting and d both read the moved "
+        "places. For chains whose target is a block (Block2Block)",
+    )
     steps_from: Literal["images", "places"] = Field(
         "images",
         description="what the steps-to-go token reads: images (the paper's one pass over the frames and the "
@@ -169,6 +176,8 @@ class EFMConfig(StrictModel):
             raise ValueError("place_pointer needs action_from: 'places' (it reads the places said over the images)")
         if self.pointer_word_order and not self.place_pointer:
             raise ValueError("pointer_word_order needs place_pointer: true (it orders the pointer's words)")
+        if self.snap_places and self.action_from != "places":
+            raise ValueError("snap_places needs action_from: 'places' (it moves the places the chain reads)")
         if self.steps_from == "places" and self.action_from != "places":
             raise ValueError("steps_from: 'places' needs action_from: 'places' (d reads the chain's places)")
         if self.place_frames > 1 and self.steps_from != "places":

@@ -21,6 +21,7 @@ from transformers import PaliGemmaForConditionalGeneration
 from sefm_interfaces.typed_config import ConfigError
 
 from .model import EFM
+from .object_centres import install_object_centres
 from .place_pointer import install_place_pointer
 from .stem import install_stem
 
@@ -55,6 +56,7 @@ def deepened(model: EFM, layers: int, seed: int = 0) -> EFM:
         backbone = PaliGemmaForConditionalGeneration(backbone_config)
     install_stem(backbone, config)
     install_place_pointer(backbone, config)
+    install_object_centres(backbone, config.snap_places, config.seed)
     state = backbone.state_dict()
     source = {new: old_index for new, old_index in enumerate(layer_order(old, layers)) if old_index is not None}
     inverse = {old_index: new for new, old_index in source.items()}

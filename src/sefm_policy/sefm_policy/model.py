@@ -24,6 +24,7 @@ from torch import nn
 from .backbone import build_backbone
 from .config import EFMConfig
 from .embodiment import embodiment_for
+from .object_centres import install_object_centres, snap
 from .patch_positions import set_patch_positions
 from .place_pointer import install_place_pointer
 from .prompts import MAX_PROMPT_TOKENS, Observation, Task, prompt_text
@@ -75,6 +76,7 @@ class EFM(nn.Module):
         self.backbone = backbone
         set_patch_positions(backbone, config.patch_positions)
         install_place_pointer(backbone, config)
+        install_object_centres(backbone, config.snap_places, config.seed)
         self.tokenizer = tokenizer
         self.layout = TokenLayout.from_tokenizer(tokenizer)
         self._text_ids: dict[str, tuple[int, ...]] = {}
@@ -116,6 +118,11 @@ class EFM(nn.Module):
     def pointer(self):
         """The chain's place pointer (``place_pointer``), or None."""
         return getattr(self.backbone, "place_pointer", None)
+
+    @property
+    def object_centres(self):
+        """The centre finder the chain's places snap to (``snap_places``), or None."""
+        return getattr(self.backbone, "object_centres", None)
 
     @property
     def device(self) -> torch.device:
@@ -503,10 +510,11 @@ class EFM(nn.Module):
         chain = self._chain_slots
         sampled = not greedy and chain_temperature > 0
         fine = sampled and self.config.practice_digits == "fine"
-        read = self.config.place_reads == "half_patch" and (not sampled or fine)
+        reread = self.config.place_reads == "half_patch" or self.config.snap_places
+        read = reread and (not sampled or fine)
         if read:  # the places (or, sampling the fine digits, their patches) are told, the given ones as given
             told = torch.full((len(observations), len(sizes)), -1, dtype=torch.long, device=self.device)
-            said = self._token_tensor(self.half_patch_places(observations))
+            said = self._token_tensor(self.said_places(observations))
             slots = list(self.embodiment.action.coarse_place_slots) if fine else list(range(chain))
             told[:, slots] = said[:, slots]
             if fixed is not None:
@@ -572,12 +580,29 @@ class EFM(nn.Module):
     @torch.no_grad()
     def said_places(self, observations: Sequence[Observation]) -> np.ndarray:
         """A reasoning chain's places (B, reasoning slots) as greedy act says them: one read, or
-        ``half_patch_places`` with ``place_reads: half_patch``."""
+        ``half_patch_places`` with ``place_reads: half_patch``; with ``snap_places``, moved onto
+        the centres the centre finder sees in the current frame."""
         if not self._chain_slots:
             raise ValueError("said_places needs a chain of places said over the images (action_from: places)")
         if self.config.place_reads == "half_patch":
-            return self.half_patch_places(observations)
-        return self._greedy_chain(self.prefix(Task.ACT, observations))
+            said = self.half_patch_places(observations)
+        else:
+            said = self._greedy_chain(self.prefix(Task.ACT, observations))
+        if not self.config.snap_places:
+            return said
+        tokenizer = self.embodiment.action
+        return tokenizer.encode_places(snap(tokenizer.decode_places(said), self.centres_seen(observations)))
+
+    @torch.no_grad()
+    def centres_seen(self, observations: Sequence[Observation]) -> list[dict[str, np.ndarray]]:
+        """Each observation's object and effector centres in its current frame (``object_centres``)."""
+        if self.object_centres is None:
+            raise ValueError("centres_seen needs snap_places: true (the model's centre finder)")
+        return self.object_centres.centres(self.current_frames(observations))
+
+    def current_frames(self, observations: Sequence[Observation]) -> torch.Tensor:
+        """The current frames (B, 3, S, S) at the model's size, in [0, 1]: what the centre finder reads."""
+        return torch.stack([self._raw_pixels(obs)[0] for obs in observations]).to(self.device).float() / 255
 
     def _greedy_chain(self, prefix: Prefix) -> np.ndarray:
         """The chain's slot bins (B, chain slots), each the argmax given those before it."""
