@@ -493,7 +493,8 @@ class EFM(nn.Module):
         otherwise it is over the action slots alone. ``given`` (B, k): bins to take for the first
         k slots instead, -1 where the policy chooses (e.g. a reasoning chain told some true
         places, to see how the action follows from them). With ``place_reads: half_patch`` the
-        places not given are said as ``half_patch_places`` reads them, unless practice samples them:
+        places not given are said as ``half_patch_places`` reads them (and with ``snap_places`` moved onto
+        the centres seen, as ``said_places`` says them), unless practice samples them:
         sampling the coarse digits reads once; sampling the fine ones keeps the five reads' patches."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
